@@ -1,0 +1,6 @@
+//! vlasim: a simulator and visualizer for Vision-Language-Action models.
+//!
+//! [`sim`] is the headless simulation core every other part (data collection, training,
+//! evaluation, the GUI) is a client of.
+
+pub mod sim;

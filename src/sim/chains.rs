@@ -1,0 +1,191 @@
+//! Symbolic start states and evaluation chains, following CALVIN's scheme: start states vary the
+//! lights, the door side, the drawer and where the blocks lie (on the table, at most one in the
+//! cabinet); a chain is 5 tasks from distinct categories, each one's precondition holding in the
+//! state the previous one leaves. Everything is drawn from [`Rng`] streams, so chain `i` of seed
+//! `s` is the same on every machine and does not depend on how many chains are drawn.
+
+use super::rng::Rng;
+use super::tasks::{Place, Side, Symbolic, Task};
+
+/// Length of an evaluation chain.
+pub const CHAIN_LENGTH: usize = 5;
+/// The seed of the standard 1000 evaluation chains.
+pub const EVAL_SEED: u64 = 1000;
+
+/// One evaluation chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Symbolic start state.
+    pub initial: Symbolic,
+    /// The five subtasks.
+    pub tasks: [Task; CHAIN_LENGTH],
+}
+
+/// A random CALVIN-style symbolic start state.
+pub fn sample_initial(rng: &mut Rng) -> Symbolic {
+    let side = |rng: &mut Rng| {
+        if rng.chance(0.5) {
+            Side::Left
+        } else {
+            Side::Right
+        }
+    };
+    let mut blocks = [Place::Table; 3];
+    // At most one block starts in the cabinet, in either half (possibly behind the door).
+    if rng.chance(0.5) {
+        blocks[rng.below(3)] = Place::Slider(side(rng));
+    }
+    Symbolic {
+        slider: side(rng),
+        drawer_open: rng.chance(0.5),
+        lightbulb: rng.chance(0.5),
+        led: rng.chance(0.5),
+        blocks,
+    }
+}
+
+/// Chain `index` of the chains drawn with `seed`.
+pub fn chain(seed: u64, index: u64) -> Chain {
+    let mut rng = Rng::stream(seed, index);
+    let all = Task::all();
+    loop {
+        let initial = sample_initial(&mut rng);
+        let mut state = initial.clone();
+        let mut tasks = Vec::with_capacity(CHAIN_LENGTH);
+        while tasks.len() < CHAIN_LENGTH {
+            let candidates: Vec<(Task, Symbolic)> = all
+                .iter()
+                .filter(|task| {
+                    tasks
+                        .iter()
+                        .all(|done: &Task| done.category() != task.category())
+                })
+                .filter_map(|task| task.apply(&state).map(|next| (*task, next)))
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let (task, next) = rng.choose(&candidates).clone();
+            tasks.push(task);
+            state = next;
+        }
+        if let Ok(tasks) = <[Task; CHAIN_LENGTH]>::try_from(tasks) {
+            return Chain { initial, tasks };
+        }
+    }
+}
+
+/// Chains `0..count` of `seed`.
+pub fn chains(seed: u64, count: usize) -> Vec<Chain> {
+    (0..count as u64).map(|i| chain(seed, i)).collect()
+}
+
+/// A start for one task alone: a symbolic start state and the tasks that must run first to
+/// reach a state where `task` applies (for example `lift_red_block_table` before `place_in_drawer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStart {
+    /// Symbolic start state.
+    pub initial: Symbolic,
+    /// Tasks to run before `task` (by the expert), possibly none.
+    pub setup: Vec<Task>,
+}
+
+/// Samples a start from which `task` can be attempted, preferring the shortest setup.
+pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
+    let all = Task::all();
+    loop {
+        let initial = sample_initial(rng);
+        if task.apply(&initial).is_some() {
+            return TaskStart {
+                initial,
+                setup: Vec::new(),
+            };
+        }
+        // Setups of one task, then two, in a random order so every route gets used.
+        let mut firsts: Vec<Task> = all.clone();
+        rng.shuffle(&mut firsts);
+        for first in &firsts {
+            let Some(after_first) = first.apply(&initial) else {
+                continue;
+            };
+            if task.apply(&after_first).is_some() {
+                return TaskStart {
+                    initial,
+                    setup: vec![*first],
+                };
+            }
+        }
+        for first in &firsts {
+            let Some(after_first) = first.apply(&initial) else {
+                continue;
+            };
+            for second in &firsts {
+                let Some(after_second) = second.apply(&after_first) else {
+                    continue;
+                };
+                if task.apply(&after_second).is_some() {
+                    return TaskStart {
+                        initial,
+                        setup: vec![*first, *second],
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn chains_are_valid_and_reproducible() {
+        let first = chains(EVAL_SEED, 200);
+        assert_eq!(first, chains(EVAL_SEED, 200));
+        assert_eq!(
+            chain(EVAL_SEED, 150),
+            first[150],
+            "a chain does not depend on how many are drawn"
+        );
+        for chain in &first {
+            let categories: HashSet<_> = chain.tasks.iter().map(|t| t.category()).collect();
+            assert_eq!(categories.len(), CHAIN_LENGTH);
+            let mut state = chain.initial.clone();
+            for task in chain.tasks {
+                state = task
+                    .apply(&state)
+                    .unwrap_or_else(|| panic!("{task} does not apply in {state:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_task_appears_in_the_standard_chains() {
+        let seen: HashSet<Task> = chains(EVAL_SEED, 1000)
+            .iter()
+            .flat_map(|c| c.tasks)
+            .collect();
+        let missing: Vec<String> = Task::all()
+            .into_iter()
+            .filter(|t| !seen.contains(t))
+            .map(|t| t.name())
+            .collect();
+        assert!(missing.is_empty(), "never sampled: {missing:?}");
+    }
+
+    #[test]
+    fn every_task_has_a_start() {
+        let mut rng = Rng::new(5);
+        for task in Task::all() {
+            let start = task_start(task, &mut rng);
+            assert!(start.initial.grasped().is_none());
+            let mut state = start.initial.clone();
+            for setup in &start.setup {
+                state = setup.apply(&state).expect("setup applies");
+            }
+            assert!(task.apply(&state).is_some(), "{task}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Running policies on tasks and chains under CALVIN's protocol: each subtask gets at most 360
+//! control steps and ends early on success; a chain resets only at its start, and its first
+//! failure ends it.
+
+use super::chains::{Chain, TaskStart};
+use super::expert::{Expert, ExpertSettings, Policy};
+use super::oracle;
+use super::rng::Rng;
+use super::scene::Scene;
+use super::start::{StartError, StartState};
+use super::tasks::Task;
+use super::world::{SceneState, World};
+
+/// CALVIN's step budget per subtask.
+pub const MAX_STEPS_PER_SUBTASK: usize = 360;
+
+/// What happened in one control step, for observers (CLI printing, recorders, the GUI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    /// The subtask being attempted.
+    pub task: Task,
+    /// Steps taken in this subtask so far (1 after the first step).
+    pub step: usize,
+    /// Whether the oracle sees the subtask achieved now.
+    pub success: bool,
+}
+
+/// Result of one subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubtaskOutcome {
+    /// The subtask.
+    pub task: Task,
+    /// Achieved within the budget.
+    pub success: bool,
+    /// Steps used.
+    pub steps: usize,
+}
+
+/// Runs `policy` on `task` from the current state until the oracle fires or the budget is spent.
+pub fn run_subtask(
+    world: &mut World,
+    policy: &mut dyn Policy,
+    task: Task,
+    max_steps: usize,
+    observe: &mut dyn FnMut(&World, StepReport),
+) -> SubtaskOutcome {
+    let start: SceneState = world.state();
+    policy.begin(task, world);
+    for step in 1..=max_steps {
+        let action = policy.act(world);
+        world.step(&action);
+        let success = oracle::succeeded(task, &start, &world.state());
+        observe(
+            world,
+            StepReport {
+                task,
+                step,
+                success,
+            },
+        );
+        if success {
+            return SubtaskOutcome {
+                task,
+                success: true,
+                steps: step,
+            };
+        }
+    }
+    SubtaskOutcome {
+        task,
+        success: false,
+        steps: max_steps,
+    }
+}
+
+/// Builds the world for a chain's symbolic start state (start sampled with `seed`).
+pub fn chain_world(scene: &Scene, chain: &Chain, seed: u64) -> Result<World, StartError> {
+    let start = StartState::sample(scene, &chain.initial, &mut Rng::new(seed))?;
+    Ok(World::new(scene.clone(), &start))
+}
+
+/// Runs a chain; stops at the first failure. Returns one outcome per attempted subtask.
+pub fn run_chain(
+    world: &mut World,
+    chain: &Chain,
+    policy: &mut dyn Policy,
+    observe: &mut dyn FnMut(&World, StepReport),
+) -> Vec<SubtaskOutcome> {
+    let mut outcomes = Vec::new();
+    for task in chain.tasks {
+        let outcome = run_subtask(world, policy, task, MAX_STEPS_PER_SUBTASK, observe);
+        outcomes.push(outcome);
+        if !outcome.success {
+            break;
+        }
+    }
+    outcomes
+}
+
+/// Why a single-task episode could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No concrete start state.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The expert failed a setup task, so the episode never reached the task's precondition.
+    #[error("the expert failed setup task {0}")]
+    Expert(Task),
+}
+
+/// A world ready for `task`: a start sampled with `seed`, with any setup tasks already done by the expert.
+pub fn task_world(scene: &Scene, task: Task, seed: u64) -> Result<World, SetupError> {
+    let mut rng = Rng::new(seed);
+    let TaskStart { initial, setup } = super::chains::task_start(task, &mut rng);
+    let start = StartState::sample(scene, &initial, &mut rng)?;
+    let mut world = World::new(scene.clone(), &start);
+    let mut expert = Expert::new(ExpertSettings::default());
+    for setup_task in setup {
+        let outcome = run_subtask(
+            &mut world,
+            &mut expert,
+            setup_task,
+            MAX_STEPS_PER_SUBTASK,
+            &mut |_, _| {},
+        );
+        if !outcome.success {
+            return Err(SetupError::Expert(setup_task));
+        }
+    }
+    Ok(world)
+}

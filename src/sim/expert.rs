@@ -1,0 +1,671 @@
+//! The scripted expert: solves each of the 34 tasks by following waypoints planned from the
+//! privileged scene state, but acts only through the same 7-D relative action a VLA outputs.
+//!
+//! A plan is a list of stages; each stage is planned from the state when it begins (so a push
+//! that turned the block is followed by a push planned from where the block really is). Optional
+//! seeded Gaussian noise on the translation actions produces the off-nominal states behaviour
+//! cloning needs to learn recoveries (DART, Laskey et al. 2017); the waypoint controller corrects it.
+
+use nalgebra::{Isometry3, Vector3};
+
+use super::arm::{Action, POSITION_STEP_M, ROTATION_STEP_RAD};
+use super::build::{self, GRIPPER_MAX_WIDTH_M};
+use super::oracle;
+use super::rng::Rng;
+use super::scene::{BlockColor, Scene};
+use super::tasks::{Side, Surface, Task};
+use super::world::{SceneState, World};
+
+/// Anything that drives the arm one control step at a time.
+pub trait Policy {
+    /// Starts a new subtask from the current state of `world`.
+    fn begin(&mut self, task: Task, world: &World);
+    /// The next action.
+    fn act(&mut self, world: &World) -> Action;
+}
+
+/// Height the gripper travels at between places.
+const TRANSIT_Z_M: f64 = 0.22;
+/// Closed fingertips: the two fingers' thickness across the pad (closing direction).
+const CLOSED_TIPS_HALF_Y_M: f64 = 2.0 * build::FINGER_HALF_EXTENTS_M.y as f64;
+/// Clearance between fingertips and an object before a push starts.
+const PUSH_APPROACH_GAP_M: f64 = 0.025;
+/// How far pushes and slides overshoot their threshold, so they pass it despite slip.
+const PUSH_DISTANCE_M: f64 = 0.135;
+/// Control steps the gripper is given to close or open at a grasp or release.
+const GRIPPER_DWELL_STEPS: usize = 9;
+/// A waypoint not reached in this many steps is skipped (the oracle judges the outcome).
+const WAYPOINT_TIMEOUT_STEPS: usize = 90;
+
+/// Gripper command held while moving to a waypoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grip {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waypoint {
+    position_m: Vector3<f64>,
+    yaw_rad: f64,
+    grip: Grip,
+    /// Fraction of the maximum action used: slow near contacts.
+    speed: f64,
+    tolerance_m: f64,
+    /// Steps to stay once reached (letting the gripper act).
+    dwell_steps: usize,
+}
+
+impl Waypoint {
+    fn new(position_m: Vector3<f64>, yaw_rad: f64, grip: Grip) -> Self {
+        Self {
+            position_m,
+            yaw_rad,
+            grip,
+            speed: 1.0,
+            tolerance_m: 0.01,
+            dwell_steps: 0,
+        }
+    }
+
+    fn slow(mut self) -> Self {
+        self.speed = 0.5;
+        self.tolerance_m = 0.004;
+        self
+    }
+
+    fn dwell(mut self) -> Self {
+        self.dwell_steps = GRIPPER_DWELL_STEPS;
+        self
+    }
+}
+
+/// Expert settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertSettings {
+    /// Standard deviation of the Gaussian noise added to translation actions (action units; 0 = none).
+    pub noise_std: f64,
+    /// Seed of the noise.
+    pub seed: u64,
+}
+
+impl Default for ExpertSettings {
+    fn default() -> Self {
+        Self {
+            noise_std: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// The scripted expert.
+#[derive(Debug, Clone)]
+pub struct Expert {
+    settings: ExpertSettings,
+    rng: Rng,
+    task: Option<Task>,
+    stage: usize,
+    waypoints: Vec<Waypoint>,
+    current: usize,
+    steps_at_waypoint: usize,
+    dwelled: usize,
+}
+
+impl Expert {
+    /// A new expert.
+    pub fn new(settings: ExpertSettings) -> Self {
+        Self {
+            settings,
+            rng: Rng::new(settings.seed),
+            task: None,
+            stage: 0,
+            waypoints: Vec::new(),
+            current: 0,
+            steps_at_waypoint: 0,
+            dwelled: 0,
+        }
+    }
+
+    /// Whether the current plan has run out.
+    pub fn finished(&self) -> bool {
+        self.current >= self.waypoints.len()
+    }
+
+    fn replan(&mut self, world: &World) {
+        let task = self.task.expect("replan is only called after begin");
+        self.waypoints = plan(task, self.stage, world);
+        self.current = 0;
+        self.steps_at_waypoint = 0;
+        self.dwelled = 0;
+    }
+}
+
+impl Policy for Expert {
+    fn begin(&mut self, task: Task, world: &World) {
+        self.task = Some(task);
+        self.stage = 0;
+        self.replan(world);
+    }
+
+    fn act(&mut self, world: &World) -> Action {
+        let ee = world.ee_pose();
+        while let Some(waypoint) = self.waypoints.get(self.current) {
+            let reached = (waypoint.position_m - ee.position_m).norm() < waypoint.tolerance_m
+                && wrap_angle(waypoint.yaw_rad - ee.euler_rad.z).abs() < 0.05;
+            if reached && self.dwelled < waypoint.dwell_steps {
+                self.dwelled += 1;
+                break;
+            }
+            if reached || self.steps_at_waypoint >= WAYPOINT_TIMEOUT_STEPS {
+                self.current += 1;
+                self.steps_at_waypoint = 0;
+                self.dwelled = 0;
+                continue;
+            }
+            break;
+        }
+        if self.finished() {
+            self.stage += 1;
+            self.replan(world);
+        }
+        let Some(waypoint) = self.waypoints.get(self.current).copied() else {
+            return hold(world);
+        };
+        self.steps_at_waypoint += 1;
+        let mut translation = (waypoint.position_m - ee.position_m) / POSITION_STEP_M;
+        let largest = translation.amax();
+        if largest > waypoint.speed {
+            translation *= waypoint.speed / largest;
+        }
+        if self.settings.noise_std > 0.0 {
+            translation += Vector3::from_fn(|_, _| self.rng.normal() * self.settings.noise_std);
+        }
+        let rotation = Vector3::new(
+            -ee.euler_rad.x,
+            -ee.euler_rad.y,
+            wrap_angle(waypoint.yaw_rad - ee.euler_rad.z),
+        ) / ROTATION_STEP_RAD;
+        let gripper = match waypoint.grip {
+            Grip::Open => 1.0,
+            Grip::Closed => -1.0,
+        };
+        let clip = |v: f64| v.clamp(-1.0, 1.0);
+        Action::Relative([
+            clip(translation.x),
+            clip(translation.y),
+            clip(translation.z),
+            clip(rotation.x),
+            clip(rotation.y),
+            clip(rotation.z),
+            gripper,
+        ])
+    }
+}
+
+/// Stays put with the gripper as it is.
+fn hold(world: &World) -> Action {
+    let gripper = if world.robot_obs()[14] < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
+    Action::Relative([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, gripper])
+}
+
+/// Angle wrapped to (-π, π].
+fn wrap_angle(angle: f64) -> f64 {
+    let tau = std::f64::consts::TAU;
+    let wrapped = angle - tau * libm::floor((angle + std::f64::consts::PI) / tau);
+    if wrapped <= -std::f64::consts::PI {
+        wrapped + tau
+    } else {
+        wrapped
+    }
+}
+
+/// Yaw of a pose about z.
+fn yaw_of(pose: &Isometry3<f64>) -> f64 {
+    pose.rotation.euler_angles().2
+}
+
+/// Gripper yaw for a symmetric two-finger grasp, chosen among the angles that close across a
+/// side narrow enough for the gripper, as close as possible to `preferred_yaw`.
+fn grasp_yaw(scene: &Scene, color: BlockColor, pose: &Isometry3<f64>, preferred_yaw: f64) -> f64 {
+    let half = scene.block(color).half_extents_m;
+    let block_yaw = yaw_of(pose);
+    // The fingers close along the end effector's y axis: yaw = block yaw closes across the block's y.
+    let fits = |half_across: f64| 2.0 * half_across < GRIPPER_MAX_WIDTH_M - 0.015;
+    let mut candidates = Vec::new();
+    for k in 0..4 {
+        let across = if k % 2 == 0 { half[1] } else { half[0] };
+        if fits(across) {
+            candidates.push(block_yaw + k as f64 * std::f64::consts::FRAC_PI_2);
+        }
+    }
+    if candidates.is_empty() {
+        candidates.push(block_yaw);
+    }
+    candidates
+        .into_iter()
+        .map(|yaw| preferred_yaw + wrap_angle(yaw - preferred_yaw))
+        .min_by(|a, b| {
+            (a - preferred_yaw)
+                .abs()
+                .total_cmp(&(b - preferred_yaw).abs())
+        })
+        .expect("at least one candidate")
+}
+
+/// Half the block's extent along world y when it stands at `pose`.
+fn extent_along(
+    scene: &Scene,
+    color: BlockColor,
+    pose: &Isometry3<f64>,
+    axis: Vector3<f64>,
+) -> f64 {
+    let half = scene.block(color).half_extents_m;
+    (0..3)
+        .map(|i| half[i] * (pose.rotation * Vector3::ith(i, 1.0)).dot(&axis).abs())
+        .sum()
+}
+
+/// TCP height that grasps a block resting with its centre at `center_z` while keeping the fingertips off its support.
+fn grasp_z(scene: &Scene, color: BlockColor, center_z: f64) -> f64 {
+    let half_z = scene.block(color).half_extents_m[2];
+    center_z.max(center_z - half_z + 0.016)
+}
+
+/// Waypoints that leave the cabinet or the drawer before anything else, then rise to transit height.
+fn exit_and_rise(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
+    let ee = world.ee_pose();
+    let yaw = ee.euler_rad.z;
+    let mut p = ee.position_m;
+    let mut out = Vec::new();
+    let cabinet = &scene.cabinet;
+    let roof_z = cabinet.height_m + 2.0 * cabinet.wall_m;
+    let inside_cabinet = p.x > cabinet.front_x_m - 0.06
+        && p.z < roof_z
+        && (p.y - cabinet.center_y_m).abs() < cabinet.width_m / 2.0 + 0.05;
+    if inside_cabinet {
+        p.x = cabinet.front_x_m - 0.12;
+        out.push(Waypoint::new(p, yaw, grip));
+    }
+    if p.z < TRANSIT_Z_M {
+        p.z = TRANSIT_Z_M;
+        out.push(Waypoint::new(p, yaw, grip));
+    }
+    out
+}
+
+/// Fly to above `target` at transit height, then come down to it.
+fn approach(out: &mut Vec<Waypoint>, target: Vector3<f64>, yaw: f64, grip: Grip) {
+    out.push(Waypoint::new(
+        Vector3::new(target.x, target.y, TRANSIT_Z_M.max(target.z)),
+        yaw,
+        grip,
+    ));
+    out.push(Waypoint::new(target + Vector3::z() * 0.04, yaw, grip));
+    out.push(Waypoint::new(target, yaw, grip).slow());
+}
+
+fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
+    let scene = world.scene();
+    let state = world.state();
+    let ee = world.ee_pose();
+    let held = world.grasped();
+    let grip_now = if held.is_some() {
+        Grip::Closed
+    } else {
+        Grip::Open
+    };
+    if stage > 0 && !matches!(task, Task::PushIntoDrawer) {
+        return Vec::new();
+    }
+    let mut out = exit_and_rise(scene, world, grip_now);
+    match task {
+        Task::LiftBlock(color, surface) => {
+            let pose = state.blocks[color.index()].pose;
+            let c = pose.translation.vector;
+            let yaw = grasp_yaw(scene, color, &pose, 0.0);
+            let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
+            if surface == Surface::Slider {
+                let entry = Vector3::new(scene.cabinet.front_x_m - 0.12, c.y, grasp.z);
+                approach(&mut out, entry, yaw, Grip::Open);
+                out.push(Waypoint::new(grasp, yaw, Grip::Open).slow());
+                out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+                out.push(Waypoint::new(grasp + Vector3::z() * 0.08, yaw, Grip::Closed).slow());
+            } else {
+                approach(&mut out, grasp, yaw, Grip::Open);
+                out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+                out.push(Waypoint::new(grasp + Vector3::z() * 0.12, yaw, Grip::Closed).slow());
+            }
+        }
+        Task::RotateBlock(color, side) => {
+            let pose = state.blocks[color.index()].pose;
+            let c = pose.translation.vector;
+            let turn = side.sign() * 1.45;
+            // Start turned the other way, so the end stays within the wrist's range.
+            let yaw = grasp_yaw(scene, color, &pose, -turn / 2.0);
+            let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
+            approach(&mut out, grasp, yaw, Grip::Open);
+            out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+            let raised = grasp + Vector3::z() * 0.02;
+            out.push(Waypoint::new(raised, yaw, Grip::Closed).slow());
+            out.push(Waypoint::new(raised, yaw + turn, Grip::Closed));
+            out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Closed).slow());
+            out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Open).dwell());
+            out.push(Waypoint::new(
+                grasp + Vector3::z() * 0.1,
+                yaw + turn,
+                Grip::Open,
+            ));
+        }
+        Task::PushBlock(color, side) => {
+            let pose = state.blocks[color.index()].pose;
+            push(
+                &mut out,
+                scene,
+                color,
+                &pose,
+                Vector3::y() * side.sign(),
+                PUSH_DISTANCE_M,
+            );
+        }
+        Task::MoveSlider(side) => {
+            let grip = door_grip(scene, &state);
+            let grip_half_y = 0.012;
+            let s = side.sign();
+            let remaining = match side {
+                Side::Left => scene.cabinet.width_m / 2.0 - state.door_m,
+                Side::Right => state.door_m,
+            };
+            let start = Vector3::new(
+                grip.x - 0.004,
+                grip.y - s * (grip_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M),
+                grip.z,
+            );
+            approach(&mut out, start, 0.0, Grip::Closed);
+            let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.01);
+            out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
+            out.push(Waypoint::new(end - Vector3::x() * 0.06, 0.0, Grip::Closed));
+        }
+        Task::OpenDrawer => {
+            let handle = drawer_handle(scene, &state);
+            let bar_half_x = 0.008;
+            // Closed fingertips hook in between the handle bar and the drawer front, then pull.
+            let hook = Vector3::new(
+                handle.x + bar_half_x + (build::DRAWER_HANDLE_STANDOFF_M as f64 - bar_half_x) / 2.0,
+                handle.y,
+                handle.z,
+            );
+            approach(&mut out, hook, 0.0, Grip::Closed);
+            let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
+            out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
+            out.push(Waypoint::new(
+                pulled + Vector3::z() * 0.15,
+                0.0,
+                Grip::Closed,
+            ));
+        }
+        Task::CloseDrawer => {
+            let handle = drawer_handle(scene, &state);
+            let front_of_bar = Vector3::new(
+                handle.x - 0.008 - 0.01 - PUSH_APPROACH_GAP_M,
+                handle.y,
+                handle.z,
+            );
+            approach(&mut out, front_of_bar, 0.0, Grip::Closed);
+            let pushed = front_of_bar + Vector3::x() * (state.drawer_m + PUSH_APPROACH_GAP_M);
+            out.push(Waypoint::new(pushed, 0.0, Grip::Closed).slow());
+            out.push(Waypoint::new(
+                pushed - Vector3::x() * 0.03 + Vector3::z() * 0.15,
+                0.0,
+                Grip::Closed,
+            ));
+        }
+        Task::TurnOnLed | Task::TurnOffLed => {
+            let b = &scene.button;
+            let top = Vector3::new(
+                b.position_m[0],
+                b.position_m[1],
+                build::button_top_z_m() as f64,
+            );
+            // The TCP sits 9 mm above the fingertips: press the cap 10 mm, short of its 12 mm stop.
+            let fingertip_offset = build::fingertip_below_tcp_m();
+            let pressed = top + Vector3::z() * (fingertip_offset - b.travel_m * 0.85);
+            approach(&mut out, top + Vector3::z() * 0.03, 0.0, Grip::Closed);
+            out.push(Waypoint::new(pressed, 0.0, Grip::Closed).slow().dwell());
+            out.push(Waypoint::new(top + Vector3::z() * 0.1, 0.0, Grip::Closed));
+        }
+        Task::TurnOnLightbulb | Task::TurnOffLightbulb => {
+            // The knob slides along +y to switch on: push it from the side, like the door.
+            let geometry = build::switch_geometry(scene);
+            let off = geometry.knob_off_center_m;
+            let knob = Vector3::new(off.x as f64, off.y as f64 + state.switch_m, off.z as f64);
+            let (s, remaining) = if task == Task::TurnOnLightbulb {
+                (1.0, scene.switch.travel_m - state.switch_m)
+            } else {
+                (-1.0, state.switch_m)
+            };
+            let knob_half_y = geometry.knob_half_extents_m.y as f64;
+            let start = knob
+                - Vector3::y() * s * (knob_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M);
+            approach(&mut out, start, 0.0, Grip::Closed);
+            let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.008);
+            out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
+            out.push(Waypoint::new(end + Vector3::z() * 0.1, 0.0, Grip::Closed));
+        }
+        Task::PlaceInSlider | Task::PlaceInDrawer | Task::StackBlock => {
+            let Some(color) = held else { return out };
+            let block = state.blocks[color.index()].pose;
+            let tcp_from_block = ee.position_m - block.translation.vector;
+            let half_z = scene.block(color).half_extents_m[2];
+            let yaw = ee.euler_rad.z;
+            let c = &scene.cabinet;
+            match task {
+                Task::PlaceInSlider => {
+                    let open_half = if state.door_m > c.width_m / 4.0 {
+                        Side::Right
+                    } else {
+                        Side::Left
+                    };
+                    let center = Vector3::new(
+                        c.front_x_m + c.depth_m / 2.0,
+                        c.center_y_m + open_half.sign() * c.width_m / 4.0,
+                        c.wall_m + half_z + 0.01,
+                    );
+                    let target = center + tcp_from_block;
+                    let entry = Vector3::new(c.front_x_m - 0.12, target.y, target.z + 0.01);
+                    approach(&mut out, entry, yaw, Grip::Closed);
+                    out.push(Waypoint::new(target, yaw, Grip::Closed).slow());
+                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(entry, yaw, Grip::Open));
+                }
+                Task::PlaceInDrawer => {
+                    let g = build::drawer_geometry(scene);
+                    let center = Vector3::new(
+                        scene.desk.near_x_m - 0.065,
+                        scene.drawer.center_y_m,
+                        g.floor_top_z_m as f64 + half_z + 0.012,
+                    );
+                    let target = center + tcp_from_block;
+                    approach(&mut out, target, yaw, Grip::Closed);
+                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(target + Vector3::z() * 0.15, yaw, Grip::Open));
+                }
+                _ => {
+                    let Some(base) = stack_base(&state, color) else {
+                        return out;
+                    };
+                    let base_pose = state.blocks[base.index()].pose;
+                    let base_top = base_pose.translation.z + scene.block(base).half_extents_m[2];
+                    let center = Vector3::new(
+                        base_pose.translation.x,
+                        base_pose.translation.y,
+                        base_top + half_z + 0.008,
+                    );
+                    let target = center + tcp_from_block;
+                    approach(&mut out, target, yaw, Grip::Closed);
+                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(target + Vector3::z() * 0.1, yaw, Grip::Open));
+                }
+            }
+        }
+        Task::UnstackBlock => {
+            let Some(top) = BlockColor::ALL
+                .into_iter()
+                .find(|c| oracle::rests_on_block(&state, *c).is_some())
+            else {
+                return out;
+            };
+            let pose = state.blocks[top.index()].pose;
+            let c = pose.translation.vector;
+            let yaw = grasp_yaw(scene, top, &pose, 0.0);
+            let grasp = Vector3::new(c.x, c.y, c.z);
+            approach(&mut out, grasp, yaw, Grip::Open);
+            out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+            out.push(Waypoint::new(grasp + Vector3::z() * 0.06, yaw, Grip::Closed).slow());
+            let spot = free_spot(scene, &state, top);
+            let half_z = scene.block(top).half_extents_m[2];
+            let down = Vector3::new(spot.x, spot.y, half_z + 0.008);
+            out.push(Waypoint::new(down + Vector3::z() * 0.06, yaw, Grip::Closed));
+            out.push(Waypoint::new(down, yaw, Grip::Closed).slow());
+            out.push(Waypoint::new(down, yaw, Grip::Open).dwell());
+            out.push(Waypoint::new(down + Vector3::z() * 0.1, yaw, Grip::Open));
+        }
+        Task::PushIntoDrawer => {
+            let Some(color) = BlockColor::ALL
+                .into_iter()
+                .find(|c| state.blocks[c.index()].contacts.table)
+            else {
+                return Vec::new();
+            };
+            let pose = state.blocks[color.index()].pose;
+            let misalignment = scene.drawer.center_y_m - pose.translation.y;
+            match stage {
+                0 if misalignment.abs() > 0.05 => {
+                    push(
+                        &mut out,
+                        scene,
+                        color,
+                        &pose,
+                        Vector3::y() * misalignment.signum(),
+                        misalignment.abs(),
+                    );
+                }
+                0 | 1 => {
+                    let distance = pose.translation.x - (scene.desk.near_x_m - 0.03);
+                    push(&mut out, scene, color, &pose, -Vector3::x(), distance);
+                }
+                _ => return Vec::new(),
+            }
+        }
+    }
+    out
+}
+
+/// Pushes `color` by `distance_m` along `direction` with closed fingertips, then backs off and rises.
+fn push(
+    out: &mut Vec<Waypoint>,
+    scene: &Scene,
+    color: BlockColor,
+    pose: &Isometry3<f64>,
+    direction: Vector3<f64>,
+    distance_m: f64,
+) {
+    let c = pose.translation.vector;
+    let extent = extent_along(scene, color, pose, direction);
+    let tip_half = CLOSED_TIPS_HALF_Y_M.max(build::FINGER_HALF_EXTENTS_M.x as f64);
+    let push_z = (c.z - scene.block(color).half_extents_m[2] + 0.018).max(0.02);
+    let contact = c - direction * (extent + tip_half);
+    let start = Vector3::new(contact.x, contact.y, push_z) - direction * PUSH_APPROACH_GAP_M;
+    approach(out, start, 0.0, Grip::Closed);
+    let end = Vector3::new(contact.x, contact.y, push_z) + direction * distance_m;
+    out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
+    let back = end - direction * 0.03;
+    out.push(Waypoint::new(back, 0.0, Grip::Closed));
+    out.push(Waypoint::new(back + Vector3::z() * 0.1, 0.0, Grip::Closed));
+}
+
+/// The free block on the table nearest to the held one.
+fn stack_base(state: &SceneState, held: BlockColor) -> Option<BlockColor> {
+    let held_xy = state.blocks[held.index()].pose.translation.vector.xy();
+    BlockColor::ALL
+        .into_iter()
+        .filter(|c| {
+            *c != held
+                && state.blocks[c.index()].contacts.table
+                && BlockColor::ALL
+                    .iter()
+                    .all(|o| oracle::rests_on_block(state, *o) != Some(*c))
+        })
+        .min_by(|a, b| {
+            let da = (state.blocks[a.index()].pose.translation.vector.xy() - held_xy).norm();
+            let db = (state.blocks[b.index()].pose.translation.vector.xy() - held_xy).norm();
+            da.total_cmp(&db)
+        })
+}
+
+/// A spot in the block region as far as possible from the other blocks.
+fn free_spot(scene: &Scene, state: &SceneState, moving: BlockColor) -> Vector3<f64> {
+    let region = &scene.block_region;
+    let steps = 8;
+    let mut best = Vector3::new(region.x_m[0], region.y_m[0], 0.0);
+    let mut best_clearance = f64::NEG_INFINITY;
+    for i in 0..=steps {
+        for j in 0..=steps {
+            let p = Vector3::new(
+                region.x_m[0] + (region.x_m[1] - region.x_m[0]) * i as f64 / steps as f64,
+                region.y_m[0] + (region.y_m[1] - region.y_m[0]) * j as f64 / steps as f64,
+                0.0,
+            );
+            let own = state.blocks[moving.index()].pose.translation.vector;
+            let clearance = BlockColor::ALL
+                .iter()
+                .filter(|c| **c != moving)
+                .map(|c| (state.blocks[c.index()].pose.translation.vector.xy() - p.xy()).norm())
+                .fold(f64::INFINITY, f64::min)
+                // Prefer short moves among equally free spots.
+                - 0.1 * (own.xy() - p.xy()).norm();
+            if clearance > best_clearance {
+                best_clearance = clearance;
+                best = p;
+            }
+        }
+    }
+    best
+}
+
+/// The grip on the sliding door, where it is now.
+fn door_grip(scene: &Scene, state: &SceneState) -> Vector3<f64> {
+    let c = &scene.cabinet;
+    let door_x = c.front_x_m - c.wall_m / 2.0 - 0.004;
+    Vector3::new(
+        door_x - c.wall_m / 2.0 - 0.02,
+        c.center_y_m - c.width_m / 4.0 + state.door_m,
+        c.wall_m + c.height_m / 2.0,
+    )
+}
+
+/// The drawer handle bar's centre, where it is now.
+fn drawer_handle(scene: &Scene, state: &SceneState) -> Vector3<f64> {
+    let h = build::drawer_geometry(scene).handle_center_m;
+    Vector3::new(h.x as f64 - state.drawer_m, h.y as f64, h.z as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_angle_stays_in_range() {
+        for a in [-7.0, -3.2, -1.0, 0.0, 3.0, 3.2, 9.0] {
+            let w = wrap_angle(a);
+            assert!(w > -std::f64::consts::PI && w <= std::f64::consts::PI);
+            assert!(
+                ((a - w) / std::f64::consts::TAU).fract().abs() < 1e-9
+                    || ((a - w) / std::f64::consts::TAU).fract().abs() > 1.0 - 1e-9
+            );
+        }
+    }
+}
