@@ -21,27 +21,26 @@ pub struct Chain {
     pub tasks: [Task; CHAIN_LENGTH],
 }
 
-/// A random CALVIN-style symbolic start state.
+/// A random CALVIN-style symbolic start state. Blocks lie on the table, in either half of the
+/// cabinet (one per half) or in the drawer (at most one), so every task, `lift_*_block_drawer`
+/// and `push_into_drawer` included, can open a chain.
 pub fn sample_initial(rng: &mut Rng) -> Symbolic {
-    let side = |rng: &mut Rng| {
-        if rng.chance(0.5) {
-            Side::Left
-        } else {
-            Side::Right
-        }
-    };
+    let side = |rng: &mut Rng| if rng.chance(0.5) { Side::Left } else { Side::Right };
     let mut blocks = [Place::Table; 3];
-    // At most one block starts in the cabinet, in either half (possibly behind the door).
-    if rng.chance(0.5) {
-        blocks[rng.below(3)] = Place::Slider(side(rng));
+    for i in 0..3 {
+        let roll = rng.unit_f64();
+        let place = if roll < 0.6 {
+            Place::Table
+        } else if roll < 0.85 {
+            Place::Slider(side(rng))
+        } else {
+            Place::Drawer
+        };
+        if !blocks[..i].contains(&place) || place == Place::Table {
+            blocks[i] = place;
+        }
     }
-    Symbolic {
-        slider: side(rng),
-        drawer_open: rng.chance(0.5),
-        lightbulb: rng.chance(0.5),
-        led: rng.chance(0.5),
-        blocks,
-    }
+    Symbolic { slider: side(rng), drawer_open: rng.chance(0.5), lightbulb: rng.chance(0.5), led: rng.chance(0.5), blocks }
 }
 
 /// Chain `index` of the chains drawn with `seed`.
