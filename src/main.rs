@@ -1,10 +1,14 @@
 //! The `vlasim` command line: a thin layer that parses arguments, calls the library and reports errors.
 
+mod bench;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
 use vlasim::sim::expert::{Expert, ExpertSettings};
@@ -27,6 +31,50 @@ struct Cli {
 enum Command {
     /// Run the scripted expert on one task or on an evaluation chain, printing the oracle each step.
     Expert(ExpertArgs),
+    /// Save the policy cameras' images of a start state as PNGs.
+    Render(RenderArgs),
+    /// Measure simulation and camera speed.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Scene: a, b, c, d or a path to a scene file.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Seed of the start state.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    /// Also save copies enlarged by this factor (nearest neighbour), for people to look at.
+    #[arg(long, default_value_t = 4)]
+    zoom: u32,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    target: BenchTarget,
+    /// Scene to measure on.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Start states per task for the expert benchmark.
+    #[arg(long, default_value_t = 100)]
+    episodes: u64,
+    /// Chains for the expert chain benchmark.
+    #[arg(long, default_value_t = 1000)]
+    chains: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchTarget {
+    /// Control steps/s (8 physics substeps each) and camera frames/s.
+    Sim,
+    /// Expert success per task over many start states, and over the evaluation chains.
+    Expert,
 }
 
 #[derive(Args)]
@@ -58,6 +106,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Expert(args) => expert(args),
+        Command::Render(args) => render(args),
+        Command::Bench(args) => match args.target {
+            BenchTarget::Sim => bench::sim(&args.scene),
+            BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,4 +194,45 @@ fn expert(args: ExpertArgs) -> Result<()> {
         _ => bail!("give either --task NAME or --chain INDEX (or --list)"),
     }
     Ok(())
+}
+
+fn render(args: RenderArgs) -> Result<()> {
+    let scene = Scene::resolve(&args.scene)?;
+    let chain = chains::chain(EVAL_SEED, args.seed);
+    let world = episode::chain_world(&scene, &chain, args.seed)?;
+    let mut cameras = PolicyCameras::new(&world);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for (view, name) in [(View::Static, "static"), (View::Gripper, "gripper")] {
+        let image = cameras.render(&world, view);
+        let path = args
+            .out
+            .join(format!("{name}_{}_seed{}.png", scene.name, args.seed));
+        save_png(&image, 1, &path)?;
+        if args.zoom > 1 {
+            save_png(
+                &image,
+                args.zoom,
+                &args.out.join(format!(
+                    "{name}_{}_seed{}_x{}.png",
+                    scene.name, args.seed, args.zoom
+                )),
+            )?;
+        }
+        println!(
+            "wrote {} ({}x{})",
+            path.display(),
+            image.width,
+            image.height
+        );
+    }
+    Ok(())
+}
+
+fn save_png(image: &Image, zoom: u32, path: &std::path::Path) -> Result<()> {
+    let big = image::RgbImage::from_fn(image.width * zoom, image.height * zoom, |x, y| {
+        image::Rgb(image.pixel(x / zoom, y / zoom))
+    });
+    big.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -25,7 +25,13 @@ pub struct Chain {
 /// cabinet (one per half) or in the drawer (at most one), so every task, `lift_*_block_drawer`
 /// and `push_into_drawer` included, can open a chain.
 pub fn sample_initial(rng: &mut Rng) -> Symbolic {
-    let side = |rng: &mut Rng| if rng.chance(0.5) { Side::Left } else { Side::Right };
+    let side = |rng: &mut Rng| {
+        if rng.chance(0.5) {
+            Side::Left
+        } else {
+            Side::Right
+        }
+    };
     let mut blocks = [Place::Table; 3];
     for i in 0..3 {
         let roll = rng.unit_f64();
@@ -40,7 +46,13 @@ pub fn sample_initial(rng: &mut Rng) -> Symbolic {
             blocks[i] = place;
         }
     }
-    Symbolic { slider: side(rng), drawer_open: rng.chance(0.5), lightbulb: rng.chance(0.5), led: rng.chance(0.5), blocks }
+    Symbolic {
+        slider: side(rng),
+        drawer_open: rng.chance(0.5),
+        lightbulb: rng.chance(0.5),
+        led: rng.chance(0.5),
+        blocks,
+    }
 }
 
 /// Chain `index` of the chains drawn with `seed`.

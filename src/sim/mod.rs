@@ -4,11 +4,13 @@
 
 pub mod arm;
 pub mod build;
+pub mod camera;
 pub mod chains;
 pub mod episode;
 pub mod expert;
 pub mod kinematics;
 pub mod oracle;
+pub mod render;
 pub mod rng;
 pub mod scene;
 pub mod start;

@@ -1,0 +1,186 @@
+//! `vlasim bench`: the measurements BENCHMARKS.md reports.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use vlasim::sim::arm::Action;
+use vlasim::sim::camera::{Image, PolicyCameras, View};
+use vlasim::sim::chains::{self, EVAL_SEED};
+use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
+use vlasim::sim::expert::{Expert, ExpertSettings};
+use vlasim::sim::scene::Scene;
+use vlasim::sim::tasks::Task;
+
+/// Control steps per second and camera frames per second, single thread.
+pub fn sim(scene_name: &str) -> Result<()> {
+    let scene = Scene::resolve(scene_name)?;
+    let chain = chains::chain(EVAL_SEED, 0);
+    let mut world = episode::chain_world(&scene, &chain, 0)?;
+    let mut expert = Expert::new(ExpertSettings::default());
+    // The expert drives, so contacts, grasps and joints are exercised as in real episodes.
+    let steps = 2000;
+    let begin = Instant::now();
+    let mut task_index = 0;
+    use vlasim::sim::expert::Policy;
+    expert.begin(chain.tasks[0], &world);
+    for step in 0..steps {
+        if step % 300 == 299 {
+            task_index = (task_index + 1) % chain.tasks.len();
+            expert.begin(chain.tasks[task_index], &world);
+        }
+        let action = expert.act(&world);
+        world.step(&action);
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    println!(
+        "physics: {:.0} control steps/s ({:.0} physics steps/s at 8 substeps), scene {}",
+        steps as f64 / elapsed,
+        8.0 * steps as f64 / elapsed,
+        scene.name
+    );
+
+    let mut cameras = PolicyCameras::new(&world);
+    for (view, name) in [(View::Static, "static"), (View::Gripper, "gripper")] {
+        let mut image = Image::new(0, 0);
+        cameras.render_into(&world, view, &mut image);
+        let frames = 3000;
+        let begin = Instant::now();
+        for _ in 0..frames {
+            cameras.render_into(&world, view, &mut image);
+        }
+        let elapsed = begin.elapsed().as_secs_f64();
+        println!(
+            "camera {name} {}x{}: {:.0} frames/s",
+            image.width,
+            image.height,
+            frames as f64 / elapsed
+        );
+    }
+    let idle_steps = 1000;
+    let begin = Instant::now();
+    for _ in 0..idle_steps {
+        world.step(&Action::IDLE);
+    }
+    println!(
+        "physics, arm at rest: {:.0} control steps/s",
+        idle_steps as f64 / begin.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Expert success per task over `episodes` start states each, and over `chain_count` evaluation chains.
+pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
+    let scene = Scene::resolve(scene_name)?;
+    let begin = Instant::now();
+    let tasks = Task::all();
+    let results = parallel_map(tasks.len(), |i| {
+        let task = tasks[i];
+        let mut successes = 0;
+        let mut steps = 0;
+        let mut failed_seeds = Vec::new();
+        for seed in 0..episodes {
+            let outcome = episode::task_world(&scene, task, seed).map(|mut world| {
+                let mut expert = Expert::new(ExpertSettings::default());
+                episode::run_subtask(
+                    &mut world,
+                    &mut expert,
+                    task,
+                    MAX_STEPS_PER_SUBTASK,
+                    &mut |_, _| {},
+                )
+            });
+            match outcome {
+                Ok(outcome) if outcome.success => {
+                    successes += 1;
+                    steps += outcome.steps;
+                }
+                _ => failed_seeds.push(seed),
+            }
+        }
+        (successes, steps, failed_seeds)
+    });
+    println!("| task | success | mean steps | failed seeds |");
+    println!("|---|---|---|---|");
+    let mut worst = 1.0f64;
+    for (task, (successes, steps, failed)) in tasks.iter().zip(&results) {
+        let rate = *successes as f64 / episodes as f64;
+        worst = worst.min(rate);
+        let shown: Vec<String> = failed.iter().take(8).map(|s| s.to_string()).collect();
+        println!(
+            "| {} | {:.1} % | {:.0} | {} |",
+            task,
+            100.0 * rate,
+            *steps as f64 / (*successes).max(1) as f64,
+            shown.join(" ")
+        );
+    }
+    println!(
+        "worst task: {:.1} %; {} episodes in {:.1} s",
+        100.0 * worst,
+        episodes * tasks.len() as u64,
+        begin.elapsed().as_secs_f64()
+    );
+
+    let begin = Instant::now();
+    let completed = parallel_map(chain_count as usize, |i| {
+        let chain = chains::chain(EVAL_SEED, i as u64);
+        let Ok(mut world) = episode::chain_world(&scene, &chain, i as u64) else {
+            return 0;
+        };
+        let mut expert = Expert::new(ExpertSettings::default());
+        episode::run_chain(&mut world, &chain, &mut expert, &mut |_, _| {})
+            .iter()
+            .filter(|o| o.success)
+            .count()
+    });
+    let full = completed
+        .iter()
+        .filter(|c| **c == chains::CHAIN_LENGTH)
+        .count();
+    let average = completed.iter().sum::<usize>() as f64 / chain_count as f64;
+    let sr: Vec<String> = (1..=chains::CHAIN_LENGTH)
+        .map(|i| {
+            format!(
+                "{:.1} %",
+                100.0 * completed.iter().filter(|c| **c >= i).count() as f64 / chain_count as f64
+            )
+        })
+        .collect();
+    println!(
+        "chains: {full}/{chain_count} completed all 5; SR@1..5 {}; Avg. Len. {average:.3}; wall time {:.1} s",
+        sr.join(", "),
+        begin.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `job(0..count)` on all cores, keeping results in order.
+fn parallel_map<T: Send>(count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(count.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            return done;
+                        }
+                        done.push((i, job(i)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("bench worker panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
