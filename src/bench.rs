@@ -50,22 +50,14 @@ pub fn sim(scene_name: &str) -> Result<()> {
             cameras.render_into(&world, view, &mut image);
         }
         let elapsed = begin.elapsed().as_secs_f64();
-        println!(
-            "camera {name} {}x{}: {:.0} frames/s",
-            image.width,
-            image.height,
-            frames as f64 / elapsed
-        );
+        println!("camera {name} {}x{}: {:.0} frames/s", image.width, image.height, frames as f64 / elapsed);
     }
     let idle_steps = 1000;
     let begin = Instant::now();
     for _ in 0..idle_steps {
         world.step(&Action::IDLE);
     }
-    println!(
-        "physics, arm at rest: {:.0} control steps/s",
-        idle_steps as f64 / begin.elapsed().as_secs_f64()
-    );
+    println!("physics, arm at rest: {:.0} control steps/s", idle_steps as f64 / begin.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -82,13 +74,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         for seed in 0..episodes {
             let outcome = episode::task_world(&scene, task, seed).map(|mut world| {
                 let mut expert = Expert::new(ExpertSettings::default());
-                episode::run_subtask(
-                    &mut world,
-                    &mut expert,
-                    task,
-                    MAX_STEPS_PER_SUBTASK,
-                    &mut |_, _| {},
-                )
+                episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {})
             });
             match outcome {
                 Ok(outcome) if outcome.success => {
@@ -129,23 +115,12 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
             return 0;
         };
         let mut expert = Expert::new(ExpertSettings::default());
-        episode::run_chain(&mut world, &chain, &mut expert, &mut |_, _| {})
-            .iter()
-            .filter(|o| o.success)
-            .count()
+        episode::run_chain(&mut world, &chain, &mut expert, &mut |_, _| {}).iter().filter(|o| o.success).count()
     });
-    let full = completed
-        .iter()
-        .filter(|c| **c == chains::CHAIN_LENGTH)
-        .count();
+    let full = completed.iter().filter(|c| **c == chains::CHAIN_LENGTH).count();
     let average = completed.iter().sum::<usize>() as f64 / chain_count as f64;
     let sr: Vec<String> = (1..=chains::CHAIN_LENGTH)
-        .map(|i| {
-            format!(
-                "{:.1} %",
-                100.0 * completed.iter().filter(|c| **c >= i).count() as f64 / chain_count as f64
-            )
-        })
+        .map(|i| format!("{:.1} %", 100.0 * completed.iter().filter(|c| **c >= i).count() as f64 / chain_count as f64))
         .collect();
     println!(
         "chains: {full}/{chain_count} completed all 5; SR@1..5 {}; Avg. Len. {average:.3}; wall time {:.1} s",
@@ -157,9 +132,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
 
 /// Runs `job(0..count)` on all cores, keeping results in order.
 fn parallel_map<T: Send>(count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count.max(1));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -176,10 +149,7 @@ fn parallel_map<T: Send>(count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("bench worker panicked"))
-            .collect()
+        workers.into_iter().flat_map(|w| w.join().expect("bench worker panicked")).collect()
     });
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()

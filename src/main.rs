@@ -17,11 +17,7 @@ use vlasim::sim::tasks::Task;
 use vlasim::sim::world::World;
 
 #[derive(Parser)]
-#[command(
-    name = "vlasim",
-    version,
-    about = "Simulator and visualizer for Vision-Language-Action models"
-)]
+#[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,10 +125,7 @@ fn expert(args: ExpertArgs) -> Result<()> {
         return Ok(());
     }
     let scene = Scene::resolve(&args.scene)?;
-    let settings = ExpertSettings {
-        noise_std: args.noise,
-        seed: args.seed,
-    };
+    let settings = ExpertSettings { noise_std: args.noise, seed: args.seed };
     let mut expert = Expert::new(settings);
     let quiet = args.quiet;
     let mut print_step = |world: &World, report: StepReport| {
@@ -155,13 +148,7 @@ fn expert(args: ExpertArgs) -> Result<()> {
             let task = Task::from_name(&name)
                 .with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))?;
             let mut world = episode::task_world(&scene, task, args.seed)?;
-            let outcome = episode::run_subtask(
-                &mut world,
-                &mut expert,
-                task,
-                MAX_STEPS_PER_SUBTASK,
-                &mut print_step,
-            );
+            let outcome = episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut print_step);
             println!(
                 "{}: {} in {} steps (scene {}, seed {})",
                 task,
@@ -201,30 +188,19 @@ fn render(args: RenderArgs) -> Result<()> {
     let chain = chains::chain(EVAL_SEED, args.seed);
     let world = episode::chain_world(&scene, &chain, args.seed)?;
     let mut cameras = PolicyCameras::new(&world);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     for (view, name) in [(View::Static, "static"), (View::Gripper, "gripper")] {
         let image = cameras.render(&world, view);
-        let path = args
-            .out
-            .join(format!("{name}_{}_seed{}.png", scene.name, args.seed));
+        let path = args.out.join(format!("{name}_{}_seed{}.png", scene.name, args.seed));
         save_png(&image, 1, &path)?;
         if args.zoom > 1 {
             save_png(
                 &image,
                 args.zoom,
-                &args.out.join(format!(
-                    "{name}_{}_seed{}_x{}.png",
-                    scene.name, args.seed, args.zoom
-                )),
+                &args.out.join(format!("{name}_{}_seed{}_x{}.png", scene.name, args.seed, args.zoom)),
             )?;
         }
-        println!(
-            "wrote {} ({}x{})",
-            path.display(),
-            image.width,
-            image.height
-        );
+        println!("wrote {} ({}x{})", path.display(), image.width, image.height);
     }
     Ok(())
 }
@@ -233,6 +209,5 @@ fn save_png(image: &Image, zoom: u32, path: &std::path::Path) -> Result<()> {
     let big = image::RgbImage::from_fn(image.width * zoom, image.height * zoom, |x, y| {
         image::Rgb(image.pixel(x / zoom, y / zoom))
     });
-    big.save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    big.save(path).with_context(|| format!("cannot write {}", path.display()))
 }

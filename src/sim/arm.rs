@@ -64,10 +64,7 @@ impl EePose {
     /// From an isometry (Euler angles in CALVIN's ranges).
     pub fn from_isometry(pose: &Isometry3<f64>) -> Self {
         let (roll, pitch, yaw) = pose.rotation.euler_angles();
-        Self {
-            position_m: pose.translation.vector,
-            euler_rad: Vector3::new(roll, pitch, yaw),
-        }
+        Self { position_m: pose.translation.vector, euler_rad: Vector3::new(roll, pitch, yaw) }
     }
 }
 
@@ -121,10 +118,7 @@ impl Arm {
             joints,
             joint_goal: joints,
             world_from_base,
-            target: EePose {
-                position_m: Vector3::zeros(),
-                euler_rad: Vector3::zeros(),
-            },
+            target: EePose { position_m: Vector3::zeros(), euler_rad: Vector3::zeros() },
             workspace,
             ik: IkSettings::default(),
         };
@@ -158,16 +152,11 @@ impl Arm {
             Action::Relative(a) => {
                 let step = |i: usize| a[i].clamp(-1.0, 1.0);
                 (
-                    self.target.position_m
-                        + Vector3::new(step(0), step(1), step(2)) * POSITION_STEP_M,
-                    self.target.euler_rad
-                        + Vector3::new(step(3), step(4), step(5)) * ROTATION_STEP_RAD,
+                    self.target.position_m + Vector3::new(step(0), step(1), step(2)) * POSITION_STEP_M,
+                    self.target.euler_rad + Vector3::new(step(3), step(4), step(5)) * ROTATION_STEP_RAD,
                 )
             }
-            Action::Absolute(a) => (
-                Vector3::new(a[0], a[1], a[2]),
-                Vector3::new(a[3], a[4], a[5]),
-            ),
+            Action::Absolute(a) => (Vector3::new(a[0], a[1], a[2]), Vector3::new(a[3], a[4], a[5])),
         };
         if !position.iter().chain(euler.iter()).all(|v| v.is_finite()) {
             // A NaN from a policy must not poison the controller: hold the current pose.
@@ -179,30 +168,19 @@ impl Arm {
         if lead.norm() > MAX_TARGET_LEAD_M {
             position = current.position_m + lead.normalize() * MAX_TARGET_LEAD_M;
         }
-        let candidate = EePose {
-            position_m: position,
-            euler_rad: euler,
-        };
+        let candidate = EePose { position_m: position, euler_rad: euler };
         let rotation_lead = current.rotation().angle_to(&candidate.rotation());
         if rotation_lead > MAX_TARGET_LEAD_RAD {
-            let rotation = current
-                .rotation()
-                .slerp(&candidate.rotation(), MAX_TARGET_LEAD_RAD / rotation_lead);
+            let rotation = current.rotation().slerp(&candidate.rotation(), MAX_TARGET_LEAD_RAD / rotation_lead);
             let (roll, pitch, yaw) = rotation.euler_angles();
             euler = Vector3::new(roll, pitch, yaw);
         }
-        self.target = EePose {
-            position_m: position,
-            euler_rad: euler,
-        };
+        self.target = EePose { position_m: position, euler_rad: euler };
         // Pull the redundant joints towards a posture facing the target, so reaching sideways
         // (towards an open drawer beside the base) does not fight a rest pose facing forward.
-        let target_in_base = self
-            .world_from_base
-            .inverse_transform_point(&position.into());
+        let target_in_base = self.world_from_base.inverse_transform_point(&position.into());
         self.ik.rest[0] = libm::atan2(target_in_base.y, target_in_base.x);
-        let base_from_tool =
-            self.world_from_base.inverse() * self.target.isometry() * tool_from_ee().inverse();
+        let base_from_tool = self.world_from_base.inverse() * self.target.isometry() * tool_from_ee().inverse();
         self.joint_goal = kinematics::inverse(&self.ik, &self.joints, &base_from_tool).joints;
     }
 
@@ -230,29 +208,15 @@ mod tests {
 
     #[test]
     fn home_pose_points_down_with_small_euler() {
-        let arm = Arm::new(
-            Isometry3::identity(),
-            kinematics::HOME_JOINTS_RAD,
-            workspace(),
-        );
+        let arm = Arm::new(Isometry3::identity(), kinematics::HOME_JOINTS_RAD, workspace());
         let pose = arm.ee_pose();
-        assert!(
-            pose.euler_rad.x.abs() < 0.2 && pose.euler_rad.y.abs() < 0.2,
-            "{pose:?}"
-        );
-        assert!(
-            pose.position_m.x > 0.3 && pose.position_m.z > 0.1,
-            "{pose:?}"
-        );
+        assert!(pose.euler_rad.x.abs() < 0.2 && pose.euler_rad.y.abs() < 0.2, "{pose:?}");
+        assert!(pose.position_m.x > 0.3 && pose.position_m.z > 0.1, "{pose:?}");
     }
 
     #[test]
     fn relative_actions_move_the_end_effector_by_the_calvin_scale() {
-        let mut arm = Arm::new(
-            Isometry3::identity(),
-            kinematics::HOME_JOINTS_RAD,
-            workspace(),
-        );
+        let mut arm = Arm::new(Isometry3::identity(), kinematics::HOME_JOINTS_RAD, workspace());
         let start = arm.ee_pose().position_m;
         for _ in 0..10 {
             arm.command(&Action::Relative([1.0, 0.0, -0.5, 0.0, 0.0, 0.0, 1.0]));
@@ -268,11 +232,7 @@ mod tests {
 
     #[test]
     fn nan_actions_hold_the_pose() {
-        let mut arm = Arm::new(
-            Isometry3::identity(),
-            kinematics::HOME_JOINTS_RAD,
-            workspace(),
-        );
+        let mut arm = Arm::new(Isometry3::identity(), kinematics::HOME_JOINTS_RAD, workspace());
         let before = arm.ee_pose();
         arm.command(&Action::Relative([f64::NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]));
         arm.advance(1.0 / 30.0);

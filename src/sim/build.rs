@@ -171,21 +171,12 @@ impl Builder<'_> {
         rgb: [u8; 3],
         part: Option<Part>,
     ) -> Option<ColliderHandle> {
-        self.visuals.push(VisualPart {
-            body,
-            shape,
-            body_from_shape: pose,
-            rgb,
-            glow: Glow::Never,
-        });
+        self.visuals.push(VisualPart { body, shape, body_from_shape: pose, rgb, glow: Glow::Never });
         let part = part?;
         let builder = match shape {
             Shape::Cuboid { half_extents_m: h } => ColliderBuilder::cuboid(h.x, h.y, h.z),
             // rapier's cylinders stand along y; ours along z.
-            Shape::Cylinder {
-                radius_m,
-                half_height_m,
-            } => ColliderBuilder::cylinder(half_height_m, radius_m),
+            Shape::Cylinder { radius_m, half_height_m } => ColliderBuilder::cylinder(half_height_m, radius_m),
             Shape::Sphere { radius_m } => ColliderBuilder::ball(radius_m),
         };
         let (friction, density) = match part {
@@ -200,11 +191,7 @@ impl Builder<'_> {
             .user_data(part.to_user_data())
             .build();
         let Builder { physics, .. } = self;
-        Some(
-            physics
-                .colliders
-                .insert_with_parent(collider, body, &mut physics.bodies),
-        )
+        Some(physics.colliders.insert_with_parent(collider, body, &mut physics.bodies))
     }
 
     fn cuboid(
@@ -215,15 +202,7 @@ impl Builder<'_> {
         rgb: [u8; 3],
         part: Option<Part>,
     ) -> Option<ColliderHandle> {
-        self.add(
-            body,
-            Shape::Cuboid {
-                half_extents_m: half,
-            },
-            Pose::from_translation(center),
-            rgb,
-            part,
-        )
+        self.add(body, Shape::Cuboid { half_extents_m: half }, Pose::from_translation(center), rgb, part)
     }
 
     fn body(&mut self, builder: RigidBodyBuilder) -> RigidBodyHandle {
@@ -246,18 +225,14 @@ impl Builder<'_> {
                 .limits(limits)
                 .contacts_enabled(false),
         );
-        self.physics
-            .impulse_joints
-            .insert(parent, child, joint, true);
+        self.physics.impulse_joints.insert(parent, child, joint, true);
     }
 }
 
 /// Turns rapier's y-axis cylinders onto our z axis.
 fn builder_rotation(shape: &Shape) -> Pose {
     match shape {
-        Shape::Cylinder { .. } => {
-            Pose::from_rotation(Quat::from_rotation_x(std::f32::consts::FRAC_PI_2))
-        }
+        Shape::Cylinder { .. } => Pose::from_rotation(Quat::from_rotation_x(std::f32::consts::FRAC_PI_2)),
         _ => Pose::IDENTITY,
     }
 }
@@ -272,20 +247,12 @@ pub fn build(scene: &Scene) -> Built {
     let mut physics = PhysicsWorld::default();
     physics.gravity = Vec3::new(0.0, 0.0, -GRAVITY_M_S2);
     physics.integration_parameters.dt = PHYSICS_DT_S;
-    let mut b = Builder {
-        scene,
-        physics,
-        visuals: Vec::new(),
-    };
+    let mut b = Builder { scene, physics, visuals: Vec::new() };
 
     let desk = b.body(RigidBodyBuilder::fixed());
     build_desk(&mut b, desk);
     let door_right_y_m = build_cabinet(&mut b, desk);
-    let door = b.body(
-        RigidBodyBuilder::dynamic()
-            .translation(Vec3::new(0.0, door_right_y_m, 0.0))
-            .can_sleep(false),
-    );
+    let door = b.body(RigidBodyBuilder::dynamic().translation(Vec3::new(0.0, door_right_y_m, 0.0)).can_sleep(false));
     build_door(&mut b, desk, door, door_right_y_m);
     let (switch, switch_off_y_m) = build_switch_and_bulb(&mut b, desk);
     let drawer = build_drawer(&mut b, desk);
@@ -299,52 +266,21 @@ pub fn build(scene: &Scene) -> Built {
                 .ccd_enabled(true)
                 .can_sleep(false),
         );
-        b.cuboid(
-            body,
-            Vec3::ZERO,
-            v3(spec.half_extents_m),
-            spec.rgb,
-            Some(Part::Block(color)),
-        );
+        b.cuboid(body, Vec3::ZERO, v3(spec.half_extents_m), spec.rgb, Some(Part::Block(color)));
         body
     });
 
     let (links, hand, fingers, finger_colliders) = build_arm(&mut b, desk);
 
-    let origins = JointOrigins {
-        drawer_closed_x_m: 0.0,
-        door_right_y_m,
-        button_up_z_m,
-        switch_off_y_m,
-    };
-    let handles = Handles {
-        desk,
-        drawer,
-        door,
-        button,
-        switch,
-        blocks,
-        links,
-        hand,
-        fingers,
-        finger_colliders,
-    };
-    Built {
-        physics: b.physics,
-        handles,
-        origins,
-        visuals: b.visuals,
-    }
+    let origins = JointOrigins { drawer_closed_x_m: 0.0, door_right_y_m, button_up_z_m, switch_off_y_m };
+    let handles = Handles { desk, drawer, door, button, switch, blocks, links, hand, fingers, finger_colliders };
+    Built { physics: b.physics, handles, origins, visuals: b.visuals }
 }
 
 fn build_desk(b: &mut Builder, desk: RigidBodyHandle) {
     let spec = b.scene.desk.clone();
-    let (near, far, half_w, thick) = (
-        spec.near_x_m as f32,
-        spec.far_x_m as f32,
-        spec.half_width_m as f32,
-        spec.thickness_m as f32,
-    );
+    let (near, far, half_w, thick) =
+        (spec.near_x_m as f32, spec.far_x_m as f32, spec.half_width_m as f32, spec.thickness_m as f32);
     b.cuboid(
         desk,
         Vec3::new((near + far) / 2.0, 0.0, -thick / 2.0),
@@ -360,28 +296,13 @@ fn build_desk(b: &mut Builder, desk: RigidBodyHandle) {
         (far - 0.04, half_w - 0.04),
         (far - 0.04, -half_w + 0.04),
     ] {
-        b.cuboid(
-            desk,
-            Vec3::new(x, y, -thick - LEG_HEIGHT_M / 2.0),
-            leg_half,
-            leg_rgb,
-            None,
-        );
+        b.cuboid(desk, Vec3::new(x, y, -thick - LEG_HEIGHT_M / 2.0), leg_half, leg_rgb, None);
     }
     // The robot's pedestal: a column from the floor up to the arm's base frame.
     let base = v3(b.scene.robot.base_m);
     let pedestal_half = (base.z + thick + LEG_HEIGHT_M) / 2.0;
-    let pedestal = Shape::Cylinder {
-        radius_m: 0.09,
-        half_height_m: pedestal_half,
-    };
-    b.add(
-        desk,
-        pedestal,
-        Pose::from_translation(base - Vec3::Z * pedestal_half),
-        [90, 90, 96],
-        Some(Part::Desk),
-    );
+    let pedestal = Shape::Cylinder { radius_m: 0.09, half_height_m: pedestal_half };
+    b.add(desk, pedestal, Pose::from_translation(base - Vec3::Z * pedestal_half), [90, 90, 96], Some(Part::Desk));
 }
 
 /// Builds the cabinet carcass on the desk body; returns the door's y at slider value 0 (fully right).
@@ -414,11 +335,7 @@ fn build_cabinet(b: &mut Builder, desk: RigidBodyHandle) -> f32 {
     for side in [-1.0, 1.0] {
         b.cuboid(
             desk,
-            Vec3::new(
-                fx + depth / 2.0,
-                cy + side * (width / 2.0 + wall / 2.0),
-                total_h / 2.0,
-            ),
+            Vec3::new(fx + depth / 2.0, cy + side * (width / 2.0 + wall / 2.0), total_h / 2.0),
             Vec3::new(depth / 2.0, wall / 2.0, total_h / 2.0),
             c.rgb,
             Some(Part::Cabinet),
@@ -433,45 +350,20 @@ fn build_cabinet(b: &mut Builder, desk: RigidBodyHandle) -> f32 {
     );
     // The rail the door runs along, in front of the floor.
     let rail_rgb = c.rgb.map(|v| (v as u16 * 6 / 10) as u8);
-    b.cuboid(
-        desk,
-        Vec3::new(fx - wall, cy, wall / 4.0),
-        Vec3::new(wall, outer_half_w, wall / 4.0),
-        rail_rgb,
-        None,
-    );
+    b.cuboid(desk, Vec3::new(fx - wall, cy, wall / 4.0), Vec3::new(wall, outer_half_w, wall / 4.0), rail_rgb, None);
     cy - width / 4.0
 }
 
 fn build_door(b: &mut Builder, desk: RigidBodyHandle, door: RigidBodyHandle, door_right_y_m: f32) {
     let c = b.scene.cabinet.clone();
-    let (fx, width, height, wall) = (
-        c.front_x_m as f32,
-        c.width_m as f32,
-        c.height_m as f32,
-        c.wall_m as f32,
-    );
+    let (fx, width, height, wall) = (c.front_x_m as f32, c.width_m as f32, c.height_m as f32, c.wall_m as f32);
     let door_center = Vec3::new(fx - wall / 2.0 - 0.004, 0.0, wall + height / 2.0);
-    b.cuboid(
-        door,
-        door_center,
-        Vec3::new(wall / 2.0, width / 4.0, height / 2.0),
-        c.door_rgb,
-        Some(Part::Door),
-    );
+    b.cuboid(door, door_center, Vec3::new(wall / 2.0, width / 4.0, height / 2.0), c.door_rgb, Some(Part::Door));
     // A vertical grip standing out of the door, pushed sideways to slide it.
     let grip_half = Vec3::new(0.02, 0.012, 0.05);
-    b.cuboid(
-        door,
-        door_center - Vec3::X * (wall / 2.0 + grip_half.x),
-        grip_half,
-        c.handle_rgb,
-        Some(Part::Door),
-    );
+    b.cuboid(door, door_center - Vec3::X * (wall / 2.0 + grip_half.x), grip_half, c.handle_rgb, Some(Part::Door));
     let anchor = Vec3::new(0.0, door_right_y_m, 0.0);
-    b.prismatic(desk, door, Vec3::Y, anchor, [0.0, width / 2.0], |j| {
-        j.motor_velocity(0.0, DOOR_DAMPING)
-    });
+    b.prismatic(desk, door, Vec3::Y, anchor, [0.0, width / 2.0], |j| j.motor_velocity(0.0, DOOR_DAMPING));
 }
 
 /// Geometry of the slide switch shared by the builder and the expert.
@@ -509,59 +401,21 @@ fn build_switch_and_bulb(b: &mut Builder, desk: RigidBodyHandle) -> (RigidBodyHa
     let geometry = switch_geometry(b.scene);
     let knob_off = geometry.knob_off_center_m;
     let rail_half = Vec3::new(0.022, travel / 2.0 + 0.03, SWITCH_RAIL_HEIGHT_M / 2.0);
-    let rail_center = Vec3::new(
-        knob_off.x,
-        knob_off.y + travel / 2.0,
-        roof_top + SWITCH_RAIL_HEIGHT_M / 2.0,
-    );
-    b.cuboid(
-        desk,
-        rail_center,
-        rail_half,
-        c.rgb.map(|v| (v as u16 * 6 / 10) as u8),
-        Some(Part::Cabinet),
-    );
-    let knob = b.body(
-        RigidBodyBuilder::dynamic()
-            .translation(knob_off)
-            .can_sleep(false),
-    );
-    b.cuboid(
-        knob,
-        Vec3::ZERO,
-        geometry.knob_half_extents_m,
-        s.rgb,
-        Some(Part::Switch),
-    );
-    b.prismatic(desk, knob, Vec3::Y, knob_off, [0.0, travel], |j| {
-        j.motor_velocity(0.0, SWITCH_DAMPING)
-    });
+    let rail_center = Vec3::new(knob_off.x, knob_off.y + travel / 2.0, roof_top + SWITCH_RAIL_HEIGHT_M / 2.0);
+    b.cuboid(desk, rail_center, rail_half, c.rgb.map(|v| (v as u16 * 6 / 10) as u8), Some(Part::Cabinet));
+    let knob = b.body(RigidBodyBuilder::dynamic().translation(knob_off).can_sleep(false));
+    b.cuboid(knob, Vec3::ZERO, geometry.knob_half_extents_m, s.rgb, Some(Part::Switch));
+    b.prismatic(desk, knob, Vec3::Y, knob_off, [0.0, travel], |j| j.motor_velocity(0.0, SWITCH_DAMPING));
 
     let bulb_radius = 0.03;
     let socket_half_h = 0.02;
-    let bulb_xy = Vec3::new(
-        c.front_x_m as f32 + 0.07,
-        (c.center_y_m + s.bulb_offset_y_m) as f32,
-        roof_top,
-    );
-    let socket = Shape::Cylinder {
-        radius_m: 0.02,
-        half_height_m: socket_half_h,
-    };
-    b.add(
-        desk,
-        socket,
-        Pose::from_translation(bulb_xy + Vec3::Z * socket_half_h),
-        [70, 70, 70],
-        Some(Part::Cabinet),
-    );
-    let bulb_pose =
-        Pose::from_translation(bulb_xy + Vec3::Z * (2.0 * socket_half_h + bulb_radius * 0.9));
+    let bulb_xy = Vec3::new(c.front_x_m as f32 + 0.07, (c.center_y_m + s.bulb_offset_y_m) as f32, roof_top);
+    let socket = Shape::Cylinder { radius_m: 0.02, half_height_m: socket_half_h };
+    b.add(desk, socket, Pose::from_translation(bulb_xy + Vec3::Z * socket_half_h), [70, 70, 70], Some(Part::Cabinet));
+    let bulb_pose = Pose::from_translation(bulb_xy + Vec3::Z * (2.0 * socket_half_h + bulb_radius * 0.9));
     b.visuals.push(VisualPart {
         body: desk,
-        shape: Shape::Sphere {
-            radius_m: bulb_radius,
-        },
+        shape: Shape::Sphere { radius_m: bulb_radius },
         body_from_shape: bulb_pose,
         rgb: s.bulb_on_rgb,
         glow: Glow::Bulb,
@@ -595,26 +449,15 @@ pub fn drawer_geometry(scene: &Scene) -> DrawerGeometry {
         d.center_y_m as f32,
         rim_z_m - d.height_m as f32 / 2.0,
     );
-    DrawerGeometry {
-        floor_top_z_m,
-        rim_z_m,
-        handle_center_m,
-        handle_half_extents_m,
-        wall_m,
-    }
+    DrawerGeometry { floor_top_z_m, rim_z_m, handle_center_m, handle_half_extents_m, wall_m }
 }
 
 fn build_drawer(b: &mut Builder, desk: RigidBodyHandle) -> RigidBodyHandle {
     let d = b.scene.drawer.clone();
     let g = drawer_geometry(b.scene);
     let near = b.scene.desk.near_x_m as f32;
-    let (width, depth, height, cy, wall) = (
-        d.width_m as f32,
-        d.depth_m as f32,
-        d.height_m as f32,
-        d.center_y_m as f32,
-        g.wall_m,
-    );
+    let (width, depth, height, cy, wall) =
+        (d.width_m as f32, d.depth_m as f32, d.height_m as f32, d.center_y_m as f32, g.wall_m);
     let bottom = g.rim_z_m - height;
     let drawer = b.body(RigidBodyBuilder::dynamic().can_sleep(false));
     let part = Some(Part::Drawer);
@@ -637,23 +480,13 @@ fn build_drawer(b: &mut Builder, desk: RigidBodyHandle) -> RigidBodyHandle {
     for side in [-1.0, 1.0] {
         b.cuboid(
             drawer,
-            Vec3::new(
-                near + depth / 2.0,
-                cy + side * (width / 2.0 - wall / 2.0),
-                bottom + height / 2.0,
-            ),
+            Vec3::new(near + depth / 2.0, cy + side * (width / 2.0 - wall / 2.0), bottom + height / 2.0),
             Vec3::new(depth / 2.0, wall / 2.0, height / 2.0),
             d.rgb,
             part,
         );
     }
-    b.cuboid(
-        drawer,
-        g.handle_center_m,
-        g.handle_half_extents_m,
-        d.handle_rgb,
-        part,
-    );
+    b.cuboid(drawer, g.handle_center_m, g.handle_half_extents_m, d.handle_rgb, part);
     let post_half = Vec3::new(DRAWER_HANDLE_STANDOFF_M / 2.0, 0.006, 0.006);
     for side in [-1.0, 1.0] {
         let post_center = Vec3::new(
@@ -668,24 +501,15 @@ fn build_drawer(b: &mut Builder, desk: RigidBodyHandle) -> RigidBodyHandle {
     for side in [-1.0, 1.0] {
         b.cuboid(
             desk,
-            Vec3::new(
-                near + depth / 2.0,
-                cy + side * (width / 2.0 + 0.006),
-                (bottom + g.rim_z_m) / 2.0,
-            ),
+            Vec3::new(near + depth / 2.0, cy + side * (width / 2.0 + 0.006), (bottom + g.rim_z_m) / 2.0),
             Vec3::new(depth / 2.0, 0.005, (g.rim_z_m - bottom) / 2.0 + 0.005),
             housing_rgb,
             None,
         );
     }
-    b.prismatic(
-        desk,
-        drawer,
-        Vec3::X,
-        Vec3::ZERO,
-        [-(d.travel_m as f32), 0.0],
-        |j| j.motor_velocity(0.0, DRAWER_DAMPING),
-    );
+    b.prismatic(desk, drawer, Vec3::X, Vec3::ZERO, [-(d.travel_m as f32), 0.0], |j| {
+        j.motor_velocity(0.0, DRAWER_DAMPING)
+    });
     drawer
 }
 
@@ -703,10 +527,7 @@ pub fn button_top_z_m() -> f32 {
 fn build_button_and_led(b: &mut Builder, desk: RigidBodyHandle) -> (RigidBodyHandle, f32) {
     let s = b.scene.button.clone();
     let (x, y) = (s.position_m[0] as f32, s.position_m[1] as f32);
-    let base = Shape::Cylinder {
-        radius_m: s.radius_m as f32 + 0.015,
-        half_height_m: BUTTON_BASE_HEIGHT_M / 2.0,
-    };
+    let base = Shape::Cylinder { radius_m: s.radius_m as f32 + 0.015, half_height_m: BUTTON_BASE_HEIGHT_M / 2.0 };
     b.add(
         desk,
         base,
@@ -715,44 +536,19 @@ fn build_button_and_led(b: &mut Builder, desk: RigidBodyHandle) -> (RigidBodyHan
         Some(Part::Desk),
     );
     let cap_center = Vec3::new(x, y, BUTTON_BASE_HEIGHT_M + BUTTON_CAP_HALF_HEIGHT_M);
-    let cap = b.body(
-        RigidBodyBuilder::dynamic()
-            .translation(cap_center)
-            .gravity_scale(0.0)
-            .can_sleep(false),
-    );
-    let cap_shape = Shape::Cylinder {
-        radius_m: s.radius_m as f32,
-        half_height_m: BUTTON_CAP_HALF_HEIGHT_M,
-    };
+    let cap = b.body(RigidBodyBuilder::dynamic().translation(cap_center).gravity_scale(0.0).can_sleep(false));
+    let cap_shape = Shape::Cylinder { radius_m: s.radius_m as f32, half_height_m: BUTTON_CAP_HALF_HEIGHT_M };
     b.add(cap, cap_shape, Pose::IDENTITY, s.rgb, Some(Part::Button));
-    b.prismatic(
-        desk,
-        cap,
-        Vec3::Z,
-        cap_center,
-        [-(s.travel_m as f32), 0.0],
-        |j| j.motor_position(0.0, BUTTON_STIFFNESS, BUTTON_DAMPING),
-    );
+    b.prismatic(desk, cap, Vec3::Z, cap_center, [-(s.travel_m as f32), 0.0], |j| {
+        j.motor_position(0.0, BUTTON_STIFFNESS, BUTTON_DAMPING)
+    });
 
     let (lx, ly) = (s.led_position_m[0] as f32, s.led_position_m[1] as f32);
-    let led_base = Shape::Cylinder {
-        radius_m: 0.02,
-        half_height_m: 0.006,
-    };
-    b.add(
-        desk,
-        led_base,
-        Pose::from_translation(Vec3::new(lx, ly, 0.006)),
-        [50, 50, 50],
-        None,
-    );
+    let led_base = Shape::Cylinder { radius_m: 0.02, half_height_m: 0.006 };
+    b.add(desk, led_base, Pose::from_translation(Vec3::new(lx, ly, 0.006)), [50, 50, 50], None);
     b.visuals.push(VisualPart {
         body: desk,
-        shape: Shape::Cylinder {
-            radius_m: 0.012,
-            half_height_m: 0.008,
-        },
+        shape: Shape::Cylinder { radius_m: 0.012, half_height_m: 0.008 },
         body_from_shape: Pose::from_translation(Vec3::new(lx, ly, 0.02)),
         rgb: s.led_on_rgb,
         glow: Glow::Led,
@@ -765,35 +561,18 @@ fn build_button_and_led(b: &mut Builder, desk: RigidBodyHandle) -> (RigidBodyHan
 fn build_arm(
     b: &mut Builder,
     desk: RigidBodyHandle,
-) -> (
-    [RigidBodyHandle; DOF],
-    RigidBodyHandle,
-    [RigidBodyHandle; 2],
-    [ColliderHandle; 2],
-) {
+) -> ([RigidBodyHandle; DOF], RigidBodyHandle, [RigidBodyHandle; 2], [ColliderHandle; 2]) {
     let robot = b.scene.robot.clone();
     let base = v3(robot.base_m);
     let zero = kinematics::forward(&[0.0; DOF]);
     // Link 0: the base housing from the pedestal top up to joint 1.
     let first_origin = zero.base_from_link[0].translation.vector;
-    let base_shape = Shape::Cylinder {
-        radius_m: LINK_RADIUS_M + 0.01,
-        half_height_m: first_origin.z as f32 / 2.0,
-    };
-    b.add(
-        desk,
-        base_shape,
-        Pose::from_translation(base + Vec3::Z * (first_origin.z as f32 / 2.0)),
-        robot.rgb,
-        None,
-    );
+    let base_shape = Shape::Cylinder { radius_m: LINK_RADIUS_M + 0.01, half_height_m: first_origin.z as f32 / 2.0 };
+    b.add(desk, base_shape, Pose::from_translation(base + Vec3::Z * (first_origin.z as f32 / 2.0)), robot.rgb, None);
 
     let links = std::array::from_fn(|i| {
         let link = b.body(RigidBodyBuilder::kinematic_position_based());
-        let housing = Shape::Cylinder {
-            radius_m: JOINT_HOUSING_RADIUS_M,
-            half_height_m: JOINT_HOUSING_HALF_HEIGHT_M,
-        };
+        let housing = Shape::Cylinder { radius_m: JOINT_HOUSING_RADIUS_M, half_height_m: JOINT_HOUSING_HALF_HEIGHT_M };
         b.add(link, housing, Pose::IDENTITY, robot.rgb, None);
         // The segment to the next joint (or to the flange) is fixed in this link's frame.
         let link_from_world = zero.base_from_link[i].inverse();
@@ -803,46 +582,22 @@ fn build_arm(
             zero.base_from_hand.translation.vector
         };
         let next_in_link = link_from_world.transform_point(&next.into());
-        let next_in_link = Vec3::new(
-            next_in_link.x as f32,
-            next_in_link.y as f32,
-            next_in_link.z as f32,
-        );
+        let next_in_link = Vec3::new(next_in_link.x as f32, next_in_link.y as f32, next_in_link.z as f32);
         let length = next_in_link.length();
         if length > 1e-6 {
-            let shape = Shape::Cylinder {
-                radius_m: LINK_RADIUS_M,
-                half_height_m: length / 2.0,
-            };
-            b.add(
-                link,
-                shape,
-                pose_along(next_in_link / 2.0, next_in_link),
-                robot.rgb,
-                Some(Part::Arm),
-            );
+            let shape = Shape::Cylinder { radius_m: LINK_RADIUS_M, half_height_m: length / 2.0 };
+            b.add(link, shape, pose_along(next_in_link / 2.0, next_in_link), robot.rgb, Some(Part::Arm));
         }
         link
     });
 
     let hand = b.body(RigidBodyBuilder::kinematic_position_based());
-    b.cuboid(
-        hand,
-        Vec3::Z * HAND_HALF_EXTENTS_M.z,
-        HAND_HALF_EXTENTS_M,
-        robot.gripper_rgb,
-        Some(Part::Arm),
-    );
+    b.cuboid(hand, Vec3::Z * HAND_HALF_EXTENTS_M.z, HAND_HALF_EXTENTS_M, robot.gripper_rgb, Some(Part::Arm));
     let mut finger_colliders = [ColliderHandle::invalid(); 2];
     let fingers = std::array::from_fn(|side| {
         let finger = b.body(RigidBodyBuilder::kinematic_position_based());
-        let collider = b.cuboid(
-            finger,
-            Vec3::ZERO,
-            FINGER_HALF_EXTENTS_M,
-            robot.gripper_rgb,
-            Some(Part::Finger(side as u8)),
-        );
+        let collider =
+            b.cuboid(finger, Vec3::ZERO, FINGER_HALF_EXTENTS_M, robot.gripper_rgb, Some(Part::Finger(side as u8)));
         finger_colliders[side] = collider.expect("fingers are built with a collider");
         finger
     });
@@ -857,9 +612,5 @@ pub fn fingertip_below_tcp_m() -> f64 {
 /// Pose of finger `side` in the hand frame for a gripper opening `width_m`.
 pub fn hand_from_finger(side: usize, width_m: f64) -> Pose {
     let sign = if side == 0 { 1.0 } else { -1.0 };
-    Pose::from_translation(Vec3::new(
-        0.0,
-        sign * (width_m as f32 / 2.0 + FINGER_HALF_EXTENTS_M.y),
-        FINGER_CENTER_Z_M,
-    ))
+    Pose::from_translation(Vec3::new(0.0, sign * (width_m as f32 / 2.0 + FINGER_HALF_EXTENTS_M.y), FINGER_CENTER_Z_M))
 }

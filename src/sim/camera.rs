@@ -31,11 +31,7 @@ pub struct Image {
 impl Image {
     /// A black image.
     pub fn new(width: u32, height: u32) -> Self {
-        Self {
-            width,
-            height,
-            rgb: vec![0; (width * height * 3) as usize],
-        }
+        Self { width, height, rgb: vec![0; (width * height * 3) as usize] }
     }
 
     /// The colour at (x, y).
@@ -66,18 +62,10 @@ impl PolicyCameras {
         let lighting = &world.scene().lighting;
         let direction = lighting.direction_to_light;
         Self {
-            meshes: world
-                .visuals()
-                .iter()
-                .map(|part| mesh_for(&part.shape))
-                .collect(),
+            meshes: world.visuals().iter().map(|part| mesh_for(&part.shape)).collect(),
             renderer: Renderer::default(),
             lighting: Lighting {
-                direction_to_light: Vec3::new(
-                    direction[0] as f32,
-                    direction[1] as f32,
-                    direction[2] as f32,
-                ),
+                direction_to_light: Vec3::new(direction[0] as f32, direction[1] as f32, direction[2] as f32),
                 ambient: lighting.ambient as f32,
                 diffuse: lighting.diffuse as f32,
                 background_rgb: lighting.background_rgb,
@@ -125,14 +113,9 @@ impl PolicyCameras {
         if image.width != camera.width || image.height != camera.height {
             *image = Image::new(camera.width, camera.height);
         }
-        let instances: Vec<Instance> = world
-            .visuals()
-            .iter()
-            .zip(&self.meshes)
-            .map(|(part, mesh)| instance(world, part, mesh))
-            .collect();
-        self.renderer
-            .render(&camera, &self.lighting, &instances, &mut image.rgb);
+        let instances: Vec<Instance> =
+            world.visuals().iter().zip(&self.meshes).map(|(part, mesh)| instance(world, part, mesh)).collect();
+        self.renderer.render(&camera, &self.lighting, &instances, &mut image.rgb);
     }
 
     /// Renders `view` of `world` into a new image.
@@ -145,11 +128,7 @@ impl PolicyCameras {
 
 fn instance<'a>(world: &World, part: &VisualPart, mesh: &'a Mesh) -> Instance<'a> {
     let lit = world.is_lit(part.glow);
-    let rgb = if part.glow != Glow::Never && !lit {
-        unlit_rgb(part.rgb)
-    } else {
-        part.rgb
-    };
+    let rgb = if part.glow != Glow::Never && !lit { unlit_rgb(part.rgb) } else { part.rgb };
     Instance {
         mesh,
         world_from_local: matrix(&(world.body_pose(part.body) * part.body_from_shape)),
@@ -165,24 +144,9 @@ fn matrix(pose: &Pose) -> Mat4 {
     let (x, y, z, w) = (q.x, q.y, q.z, q.w);
     let t = pose.translation;
     Mat4::from_cols(
-        Vec4::new(
-            1.0 - 2.0 * (y * y + z * z),
-            2.0 * (x * y + w * z),
-            2.0 * (x * z - w * y),
-            0.0,
-        ),
-        Vec4::new(
-            2.0 * (x * y - w * z),
-            1.0 - 2.0 * (x * x + z * z),
-            2.0 * (y * z + w * x),
-            0.0,
-        ),
-        Vec4::new(
-            2.0 * (x * z + w * y),
-            2.0 * (y * z - w * x),
-            1.0 - 2.0 * (x * x + y * y),
-            0.0,
-        ),
+        Vec4::new(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y), 0.0),
+        Vec4::new(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x), 0.0),
+        Vec4::new(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y), 0.0),
         Vec4::new(t.x, t.y, t.z, 1.0),
     )
 }
@@ -190,10 +154,7 @@ fn matrix(pose: &Pose) -> Mat4 {
 fn mesh_for(shape: &Shape) -> Mesh {
     match *shape {
         Shape::Cuboid { half_extents_m } => Mesh::cuboid(half_extents_m),
-        Shape::Cylinder {
-            radius_m,
-            half_height_m,
-        } => Mesh::cylinder(radius_m, half_height_m, 16),
+        Shape::Cylinder { radius_m, half_height_m } => Mesh::cylinder(radius_m, half_height_m, 16),
         Shape::Sphere { radius_m } => Mesh::sphere(radius_m, 8, 12),
     }
 }

@@ -26,11 +26,7 @@ pub struct Chain {
 /// and `push_into_drawer` included, can open a chain.
 pub fn sample_initial(rng: &mut Rng) -> Symbolic {
     let side = |rng: &mut Rng| {
-        if rng.chance(0.5) {
-            Side::Left
-        } else {
-            Side::Right
-        }
+        if rng.chance(0.5) { Side::Left } else { Side::Right }
     };
     let mut blocks = [Place::Table; 3];
     for i in 0..3 {
@@ -66,11 +62,7 @@ pub fn chain(seed: u64, index: u64) -> Chain {
         while tasks.len() < CHAIN_LENGTH {
             let candidates: Vec<(Task, Symbolic)> = all
                 .iter()
-                .filter(|task| {
-                    tasks
-                        .iter()
-                        .all(|done: &Task| done.category() != task.category())
-                })
+                .filter(|task| tasks.iter().all(|done: &Task| done.category() != task.category()))
                 .filter_map(|task| task.apply(&state).map(|next| (*task, next)))
                 .collect();
             if candidates.is_empty() {
@@ -107,10 +99,7 @@ pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
     loop {
         let initial = sample_initial(rng);
         if task.apply(&initial).is_some() {
-            return TaskStart {
-                initial,
-                setup: Vec::new(),
-            };
+            return TaskStart { initial, setup: Vec::new() };
         }
         // Setups of one task, then two, in a random order so every route gets used.
         let mut firsts: Vec<Task> = all.clone();
@@ -120,10 +109,7 @@ pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
                 continue;
             };
             if task.apply(&after_first).is_some() {
-                return TaskStart {
-                    initial,
-                    setup: vec![*first],
-                };
+                return TaskStart { initial, setup: vec![*first] };
             }
         }
         for first in &firsts {
@@ -135,10 +121,7 @@ pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
                     continue;
                 };
                 if task.apply(&after_second).is_some() {
-                    return TaskStart {
-                        initial,
-                        setup: vec![*first, *second],
-                    };
+                    return TaskStart { initial, setup: vec![*first, *second] };
                 }
             }
         }
@@ -155,34 +138,21 @@ mod tests {
     fn chains_are_valid_and_reproducible() {
         let first = chains(EVAL_SEED, 200);
         assert_eq!(first, chains(EVAL_SEED, 200));
-        assert_eq!(
-            chain(EVAL_SEED, 150),
-            first[150],
-            "a chain does not depend on how many are drawn"
-        );
+        assert_eq!(chain(EVAL_SEED, 150), first[150], "a chain does not depend on how many are drawn");
         for chain in &first {
             let categories: HashSet<_> = chain.tasks.iter().map(|t| t.category()).collect();
             assert_eq!(categories.len(), CHAIN_LENGTH);
             let mut state = chain.initial.clone();
             for task in chain.tasks {
-                state = task
-                    .apply(&state)
-                    .unwrap_or_else(|| panic!("{task} does not apply in {state:?}"));
+                state = task.apply(&state).unwrap_or_else(|| panic!("{task} does not apply in {state:?}"));
             }
         }
     }
 
     #[test]
     fn every_task_appears_in_the_standard_chains() {
-        let seen: HashSet<Task> = chains(EVAL_SEED, 1000)
-            .iter()
-            .flat_map(|c| c.tasks)
-            .collect();
-        let missing: Vec<String> = Task::all()
-            .into_iter()
-            .filter(|t| !seen.contains(t))
-            .map(|t| t.name())
-            .collect();
+        let seen: HashSet<Task> = chains(EVAL_SEED, 1000).iter().flat_map(|c| c.tasks).collect();
+        let missing: Vec<String> = Task::all().into_iter().filter(|t| !seen.contains(t)).map(|t| t.name()).collect();
         assert!(missing.is_empty(), "never sampled: {missing:?}");
     }
 

@@ -50,27 +50,12 @@ pub fn run_subtask(
         let action = policy.act(world);
         world.step(&action);
         let success = oracle::succeeded(task, &start, &world.state());
-        observe(
-            world,
-            StepReport {
-                task,
-                step,
-                success,
-            },
-        );
+        observe(world, StepReport { task, step, success });
         if success {
-            return SubtaskOutcome {
-                task,
-                success: true,
-                steps: step,
-            };
+            return SubtaskOutcome { task, success: true, steps: step };
         }
     }
-    SubtaskOutcome {
-        task,
-        success: false,
-        steps: max_steps,
-    }
+    SubtaskOutcome { task, success: false, steps: max_steps }
 }
 
 /// Builds the world for a chain's symbolic start state (start sampled with `seed`).
@@ -116,13 +101,7 @@ pub fn task_world(scene: &Scene, task: Task, seed: u64) -> Result<World, SetupEr
     let mut world = World::new(scene.clone(), &start);
     let mut expert = Expert::new(ExpertSettings::default());
     for setup_task in setup {
-        let outcome = run_subtask(
-            &mut world,
-            &mut expert,
-            setup_task,
-            MAX_STEPS_PER_SUBTASK,
-            &mut |_, _| {},
-        );
+        let outcome = run_subtask(&mut world, &mut expert, setup_task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {});
         if !outcome.success {
             return Err(SetupError::Expert(setup_task));
         }

@@ -36,6 +36,8 @@ const PUSH_DISTANCE_M: f64 = 0.135;
 const GRIPPER_DWELL_STEPS: usize = 9;
 /// A waypoint not reached in this many steps is skipped (the oracle judges the outcome).
 const WAYPOINT_TIMEOUT_STEPS: usize = 90;
+/// Stage 0 leaves the cabinet or drawer and rises; the task's own stages follow.
+const MAX_STAGES: usize = 3;
 
 /// Gripper command held while moving to a waypoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +60,7 @@ struct Waypoint {
 
 impl Waypoint {
     fn new(position_m: Vector3<f64>, yaw_rad: f64, grip: Grip) -> Self {
-        Self {
-            position_m,
-            yaw_rad,
-            grip,
-            speed: 1.0,
-            tolerance_m: 0.01,
-            dwell_steps: 0,
-        }
+        Self { position_m, yaw_rad, grip, speed: 1.0, tolerance_m: 0.01, dwell_steps: 0 }
     }
 
     fn slow(mut self) -> Self {
@@ -91,10 +86,7 @@ pub struct ExpertSettings {
 
 impl Default for ExpertSettings {
     fn default() -> Self {
-        Self {
-            noise_std: 0.0,
-            seed: 0,
-        }
+        Self { noise_std: 0.0, seed: 0 }
     }
 }
 
@@ -164,7 +156,7 @@ impl Policy for Expert {
             }
             break;
         }
-        if self.finished() {
+        while self.finished() && self.stage < MAX_STAGES {
             self.stage += 1;
             self.replan(world);
         }
@@ -180,11 +172,8 @@ impl Policy for Expert {
         if self.settings.noise_std > 0.0 {
             translation += Vector3::from_fn(|_, _| self.rng.normal() * self.settings.noise_std);
         }
-        let rotation = Vector3::new(
-            -ee.euler_rad.x,
-            -ee.euler_rad.y,
-            wrap_angle(waypoint.yaw_rad - ee.euler_rad.z),
-        ) / ROTATION_STEP_RAD;
+        let rotation = Vector3::new(-ee.euler_rad.x, -ee.euler_rad.y, wrap_angle(waypoint.yaw_rad - ee.euler_rad.z))
+            / ROTATION_STEP_RAD;
         let gripper = match waypoint.grip {
             Grip::Open => 1.0,
             Grip::Closed => -1.0,
@@ -204,11 +193,7 @@ impl Policy for Expert {
 
 /// Stays put with the gripper as it is.
 fn hold(world: &World) -> Action {
-    let gripper = if world.robot_obs()[14] < 0.0 {
-        -1.0
-    } else {
-        1.0
-    };
+    let gripper = if world.robot_obs()[14] < 0.0 { -1.0 } else { 1.0 };
     Action::Relative([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, gripper])
 }
 
@@ -216,11 +201,7 @@ fn hold(world: &World) -> Action {
 fn wrap_angle(angle: f64) -> f64 {
     let tau = std::f64::consts::TAU;
     let wrapped = angle - tau * libm::floor((angle + std::f64::consts::PI) / tau);
-    if wrapped <= -std::f64::consts::PI {
-        wrapped + tau
-    } else {
-        wrapped
-    }
+    if wrapped <= -std::f64::consts::PI { wrapped + tau } else { wrapped }
 }
 
 /// Yaw of a pose about z.
@@ -248,25 +229,14 @@ fn grasp_yaw(scene: &Scene, color: BlockColor, pose: &Isometry3<f64>, preferred_
     candidates
         .into_iter()
         .map(|yaw| preferred_yaw + wrap_angle(yaw - preferred_yaw))
-        .min_by(|a, b| {
-            (a - preferred_yaw)
-                .abs()
-                .total_cmp(&(b - preferred_yaw).abs())
-        })
+        .min_by(|a, b| (a - preferred_yaw).abs().total_cmp(&(b - preferred_yaw).abs()))
         .expect("at least one candidate")
 }
 
 /// Half the block's extent along world y when it stands at `pose`.
-fn extent_along(
-    scene: &Scene,
-    color: BlockColor,
-    pose: &Isometry3<f64>,
-    axis: Vector3<f64>,
-) -> f64 {
+fn extent_along(scene: &Scene, color: BlockColor, pose: &Isometry3<f64>, axis: Vector3<f64>) -> f64 {
     let half = scene.block(color).half_extents_m;
-    (0..3)
-        .map(|i| half[i] * (pose.rotation * Vector3::ith(i, 1.0)).dot(&axis).abs())
-        .sum()
+    (0..3).map(|i| half[i] * (pose.rotation * Vector3::ith(i, 1.0)).dot(&axis).abs()).sum()
 }
 
 /// TCP height that grasps a block resting with its centre at `center_z` while keeping the fingertips off its support.
@@ -281,6 +251,10 @@ fn exit_and_rise(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
     let yaw = ee.euler_rad.z;
     let mut p = ee.position_m;
     let mut out = Vec::new();
+    if grip == Grip::Open && world.gripper_width_m() < GRIPPER_MAX_WIDTH_M - 0.005 {
+        // Let go completely before moving, or the fingers drag what they just released.
+        out.push(Waypoint::new(p, yaw, Grip::Open).dwell());
+    }
     let cabinet = &scene.cabinet;
     let roof_z = cabinet.height_m + 2.0 * cabinet.wall_m;
     let inside_cabinet = p.x > cabinet.front_x_m - 0.06
@@ -299,11 +273,7 @@ fn exit_and_rise(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
 
 /// Fly to above `target` at transit height, then come down to it.
 fn approach(out: &mut Vec<Waypoint>, target: Vector3<f64>, yaw: f64, grip: Grip) {
-    out.push(Waypoint::new(
-        Vector3::new(target.x, target.y, TRANSIT_Z_M.max(target.z)),
-        yaw,
-        grip,
-    ));
+    out.push(Waypoint::new(Vector3::new(target.x, target.y, TRANSIT_Z_M.max(target.z)), yaw, grip));
     out.push(Waypoint::new(target + Vector3::z() * 0.04, yaw, grip));
     out.push(Waypoint::new(target, yaw, grip).slow());
 }
@@ -313,15 +283,14 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
     let state = world.state();
     let ee = world.ee_pose();
     let held = world.grasped();
-    let grip_now = if held.is_some() {
-        Grip::Closed
-    } else {
-        Grip::Open
-    };
-    if stage > 0 && !matches!(task, Task::PushIntoDrawer) {
+    let grip_now = if held.is_some() { Grip::Closed } else { Grip::Open };
+    if stage == 0 {
+        return exit_and_rise(scene, world, grip_now);
+    }
+    if stage > 1 && !matches!(task, Task::PushIntoDrawer) {
         return Vec::new();
     }
-    let mut out = exit_and_rise(scene, world, grip_now);
+    let mut out = Vec::new();
     match task {
         Task::LiftBlock(color, surface) => {
             let pose = state.blocks[color.index()].pose;
@@ -354,22 +323,11 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             out.push(Waypoint::new(raised, yaw + turn, Grip::Closed));
             out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Closed).slow());
             out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Open).dwell());
-            out.push(Waypoint::new(
-                grasp + Vector3::z() * 0.1,
-                yaw + turn,
-                Grip::Open,
-            ));
+            out.push(Waypoint::new(grasp + Vector3::z() * 0.1, yaw + turn, Grip::Open));
         }
         Task::PushBlock(color, side) => {
             let pose = state.blocks[color.index()].pose;
-            push(
-                &mut out,
-                scene,
-                color,
-                &pose,
-                Vector3::y() * side.sign(),
-                PUSH_DISTANCE_M,
-            );
+            push(&mut out, scene, color, &pose, Vector3::y() * side.sign(), PUSH_DISTANCE_M);
         }
         Task::MoveSlider(side) => {
             let grip = door_grip(scene, &state);
@@ -401,35 +359,19 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             approach(&mut out, hook, 0.0, Grip::Closed);
             let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
             out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
-            out.push(Waypoint::new(
-                pulled + Vector3::z() * 0.15,
-                0.0,
-                Grip::Closed,
-            ));
+            out.push(Waypoint::new(pulled + Vector3::z() * 0.15, 0.0, Grip::Closed));
         }
         Task::CloseDrawer => {
             let handle = drawer_handle(scene, &state);
-            let front_of_bar = Vector3::new(
-                handle.x - 0.008 - 0.01 - PUSH_APPROACH_GAP_M,
-                handle.y,
-                handle.z,
-            );
+            let front_of_bar = Vector3::new(handle.x - 0.008 - 0.01 - PUSH_APPROACH_GAP_M, handle.y, handle.z);
             approach(&mut out, front_of_bar, 0.0, Grip::Closed);
             let pushed = front_of_bar + Vector3::x() * (state.drawer_m + PUSH_APPROACH_GAP_M);
             out.push(Waypoint::new(pushed, 0.0, Grip::Closed).slow());
-            out.push(Waypoint::new(
-                pushed - Vector3::x() * 0.03 + Vector3::z() * 0.15,
-                0.0,
-                Grip::Closed,
-            ));
+            out.push(Waypoint::new(pushed - Vector3::x() * 0.03 + Vector3::z() * 0.15, 0.0, Grip::Closed));
         }
         Task::TurnOnLed | Task::TurnOffLed => {
             let b = &scene.button;
-            let top = Vector3::new(
-                b.position_m[0],
-                b.position_m[1],
-                build::button_top_z_m() as f64,
-            );
+            let top = Vector3::new(b.position_m[0], b.position_m[1], build::button_top_z_m() as f64);
             // The TCP sits 9 mm above the fingertips: press the cap 10 mm, short of its 12 mm stop.
             let fingertip_offset = build::fingertip_below_tcp_m();
             let pressed = top + Vector3::z() * (fingertip_offset - b.travel_m * 0.85);
@@ -448,8 +390,7 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
                 (-1.0, state.switch_m)
             };
             let knob_half_y = geometry.knob_half_extents_m.y as f64;
-            let start = knob
-                - Vector3::y() * s * (knob_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M);
+            let start = knob - Vector3::y() * s * (knob_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M);
             approach(&mut out, start, 0.0, Grip::Closed);
             let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.008);
             out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
@@ -464,11 +405,7 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             let c = &scene.cabinet;
             match task {
                 Task::PlaceInSlider => {
-                    let open_half = if state.door_m > c.width_m / 4.0 {
-                        Side::Right
-                    } else {
-                        Side::Left
-                    };
+                    let open_half = if state.door_m > c.width_m / 4.0 { Side::Right } else { Side::Left };
                     let center = Vector3::new(
                         c.front_x_m + c.depth_m / 2.0,
                         c.center_y_m + open_half.sign() * c.width_m / 4.0,
@@ -499,11 +436,8 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
                     };
                     let base_pose = state.blocks[base.index()].pose;
                     let base_top = base_pose.translation.z + scene.block(base).half_extents_m[2];
-                    let center = Vector3::new(
-                        base_pose.translation.x,
-                        base_pose.translation.y,
-                        base_top + half_z + 0.008,
-                    );
+                    let center =
+                        Vector3::new(base_pose.translation.x, base_pose.translation.y, base_top + half_z + 0.008);
                     let target = center + tcp_from_block;
                     approach(&mut out, target, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
@@ -512,10 +446,7 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             }
         }
         Task::UnstackBlock => {
-            let Some(top) = BlockColor::ALL
-                .into_iter()
-                .find(|c| oracle::rests_on_block(&state, *c).is_some())
-            else {
+            let Some(top) = BlockColor::ALL.into_iter().find(|c| oracle::rests_on_block(&state, *c).is_some()) else {
                 return out;
             };
             let pose = state.blocks[top.index()].pose;
@@ -534,26 +465,16 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             out.push(Waypoint::new(down + Vector3::z() * 0.1, yaw, Grip::Open));
         }
         Task::PushIntoDrawer => {
-            let Some(color) = BlockColor::ALL
-                .into_iter()
-                .find(|c| state.blocks[c.index()].contacts.table)
-            else {
+            let Some(color) = BlockColor::ALL.into_iter().find(|c| state.blocks[c.index()].contacts.table) else {
                 return Vec::new();
             };
             let pose = state.blocks[color.index()].pose;
             let misalignment = scene.drawer.center_y_m - pose.translation.y;
             match stage {
-                0 if misalignment.abs() > 0.05 => {
-                    push(
-                        &mut out,
-                        scene,
-                        color,
-                        &pose,
-                        Vector3::y() * misalignment.signum(),
-                        misalignment.abs(),
-                    );
+                1 if misalignment.abs() > 0.05 => {
+                    push(&mut out, scene, color, &pose, Vector3::y() * misalignment.signum(), misalignment.abs());
                 }
-                0 | 1 => {
+                1 | 2 => {
                     let distance = pose.translation.x - (scene.desk.near_x_m - 0.03);
                     push(&mut out, scene, color, &pose, -Vector3::x(), distance);
                 }
@@ -595,9 +516,7 @@ fn stack_base(state: &SceneState, held: BlockColor) -> Option<BlockColor> {
         .filter(|c| {
             *c != held
                 && state.blocks[c.index()].contacts.table
-                && BlockColor::ALL
-                    .iter()
-                    .all(|o| oracle::rests_on_block(state, *o) != Some(*c))
+                && BlockColor::ALL.iter().all(|o| oracle::rests_on_block(state, *o) != Some(*c))
         })
         .min_by(|a, b| {
             let da = (state.blocks[a.index()].pose.translation.vector.xy() - held_xy).norm();

@@ -29,41 +29,13 @@ const FRAC_PI_2: f64 = std::f64::consts::FRAC_PI_2;
 
 /// Panda joints 1..7 (Franka FCI documentation).
 const PANDA_DH: [DhRow; DOF] = [
-    DhRow {
-        a_m: 0.0,
-        d_m: 0.333,
-        alpha_rad: 0.0,
-    },
-    DhRow {
-        a_m: 0.0,
-        d_m: 0.0,
-        alpha_rad: -FRAC_PI_2,
-    },
-    DhRow {
-        a_m: 0.0,
-        d_m: 0.316,
-        alpha_rad: FRAC_PI_2,
-    },
-    DhRow {
-        a_m: 0.0825,
-        d_m: 0.0,
-        alpha_rad: FRAC_PI_2,
-    },
-    DhRow {
-        a_m: -0.0825,
-        d_m: 0.384,
-        alpha_rad: -FRAC_PI_2,
-    },
-    DhRow {
-        a_m: 0.0,
-        d_m: 0.0,
-        alpha_rad: FRAC_PI_2,
-    },
-    DhRow {
-        a_m: 0.088,
-        d_m: 0.0,
-        alpha_rad: FRAC_PI_2,
-    },
+    DhRow { a_m: 0.0, d_m: 0.333, alpha_rad: 0.0 },
+    DhRow { a_m: 0.0, d_m: 0.0, alpha_rad: -FRAC_PI_2 },
+    DhRow { a_m: 0.0, d_m: 0.316, alpha_rad: FRAC_PI_2 },
+    DhRow { a_m: 0.0825, d_m: 0.0, alpha_rad: FRAC_PI_2 },
+    DhRow { a_m: -0.0825, d_m: 0.384, alpha_rad: -FRAC_PI_2 },
+    DhRow { a_m: 0.0, d_m: 0.0, alpha_rad: FRAC_PI_2 },
+    DhRow { a_m: 0.088, d_m: 0.0, alpha_rad: FRAC_PI_2 },
 ];
 
 /// Distance from joint 7's frame to the flange along its z axis.
@@ -74,9 +46,7 @@ const HAND_YAW_RAD: f64 = -std::f64::consts::FRAC_PI_4;
 pub const TCP_OFFSET_M: f64 = 0.1034;
 
 /// Panda joint position limits, lower.
-pub const JOINT_LOWER_RAD: Joints = [
-    -2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973,
-];
+pub const JOINT_LOWER_RAD: Joints = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973];
 /// Panda joint position limits, upper.
 pub const JOINT_UPPER_RAD: Joints = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973];
 /// Panda joint velocity limits.
@@ -117,11 +87,7 @@ pub fn forward(q: &Joints) -> ArmFrames {
             UnitQuaternion::from_axis_angle(&Vector3::z_axis(), HAND_YAW_RAD),
         );
     let base_from_tool = base_from_hand * Isometry3::translation(0.0, 0.0, TCP_OFFSET_M);
-    ArmFrames {
-        base_from_link,
-        base_from_hand,
-        base_from_tool,
-    }
+    ArmFrames { base_from_link, base_from_hand, base_from_tool }
 }
 
 /// Geometric Jacobian of the tool centre point in the base frame.
@@ -182,11 +148,7 @@ pub struct IkSolution {
 }
 
 /// Solves for joints that bring the tool to `base_from_target`, starting from `seed`.
-pub fn inverse(
-    settings: &IkSettings,
-    seed: &Joints,
-    base_from_target: &Isometry3<f64>,
-) -> IkSolution {
+pub fn inverse(settings: &IkSettings, seed: &Joints, base_from_target: &Isometry3<f64>) -> IkSolution {
     let mut q = *seed;
     let mut position_error_m = f64::INFINITY;
     let mut rotation_error_rad = f64::INFINITY;
@@ -195,32 +157,24 @@ pub fn inverse(
         let error = pose_error(&frames.base_from_tool, base_from_target);
         position_error_m = error.fixed_rows::<3>(0).norm();
         rotation_error_rad = error.fixed_rows::<3>(3).norm();
-        if position_error_m < settings.position_tolerance_m
-            && rotation_error_rad < settings.rotation_tolerance_rad
-        {
+        if position_error_m < settings.position_tolerance_m && rotation_error_rad < settings.rotation_tolerance_rad {
             break;
         }
         let jac = jacobian(&frames);
-        let damped =
-            jac * jac.transpose() + Matrix6::identity() * (settings.damping * settings.damping);
+        let damped = jac * jac.transpose() + Matrix6::identity() * (settings.damping * settings.damping);
         let Some(damped_inv) = damped.try_inverse() else {
             break;
         };
         let jac_pinv = jac.transpose() * damped_inv;
         let task_step = jac_pinv * error;
-        let posture =
-            SMatrix::<f64, DOF, 1>::from_fn(|i, _| settings.rest[i] - q[i]) * settings.posture_gain;
+        let posture = SMatrix::<f64, DOF, 1>::from_fn(|i, _| settings.rest[i] - q[i]) * settings.posture_gain;
         let null_projector = SMatrix::<f64, DOF, DOF>::identity() - jac_pinv * jac;
         let dq = task_step + null_projector * posture;
         for i in 0..DOF {
             q[i] = (q[i] + dq[i]).clamp(JOINT_LOWER_RAD[i], JOINT_UPPER_RAD[i]);
         }
     }
-    IkSolution {
-        joints: q,
-        position_error_m,
-        rotation_error_rad,
-    }
+    IkSolution { joints: q, position_error_m, rotation_error_rad }
 }
 
 /// 6-D error (translation, rotation vector) taking `current` to `target`, in the base frame.
@@ -259,10 +213,7 @@ mod tests {
             let p1 = forward(&q).base_from_tool.translation.vector;
             let p2 = forward(&q2).base_from_tool.translation.vector;
             let numeric = (p2 - p1) / eps;
-            assert!(
-                (numeric - jac.fixed_view::<3, 1>(0, i)).norm() < 1e-5,
-                "joint {i}"
-            );
+            assert!((numeric - jac.fixed_view::<3, 1>(0, i)).norm() < 1e-5, "joint {i}");
         }
     }
 
@@ -272,10 +223,7 @@ mod tests {
         q[0] += 0.4;
         q[3] += 0.3;
         let target = forward(&q).base_from_tool;
-        let settings = IkSettings {
-            max_iterations: 200,
-            ..IkSettings::default()
-        };
+        let settings = IkSettings { max_iterations: 200, ..IkSettings::default() };
         let solution = inverse(&settings, &HOME_JOINTS_RAD, &target);
         assert!(solution.position_error_m < 1e-3, "{solution:?}");
         assert!(solution.rotation_error_rad < 1e-2, "{solution:?}");

@@ -28,11 +28,7 @@ pub const REST_MAX_SPEED_M_S: f64 = 0.05;
 /// Whether `task` has been achieved between `start` and `now`.
 pub fn succeeded(task: Task, start: &SceneState, now: &SceneState) -> bool {
     match task {
-        Task::RotateBlock(color, side) => rotated(
-            &start.blocks[color.index()],
-            &now.blocks[color.index()],
-            side,
-        ),
+        Task::RotateBlock(color, side) => rotated(&start.blocks[color.index()], &now.blocks[color.index()], side),
         Task::PushBlock(color, side) => {
             let (before, after) = (&start.blocks[color.index()], &now.blocks[color.index()]);
             let moved = (after.pose.translation.y - before.pose.translation.y) * side.sign();
@@ -49,24 +45,17 @@ pub fn succeeded(task: Task, start: &SceneState, now: &SceneState) -> bool {
                 Surface::Drawer => before.contacts.drawer,
             };
             let held_only = after.contacts.robot && !after.contacts.any_support();
-            started_on
-                && held_only
-                && after.pose.translation.z - before.pose.translation.z > LIFT_MIN_M
+            started_on && held_only && after.pose.translation.z - before.pose.translation.z > LIFT_MIN_M
         }
         Task::PlaceInSlider => placed(start, now, |block| block.contacts.slider),
         Task::PlaceInDrawer => placed(start, now, |block| block.contacts.drawer),
         Task::PushIntoDrawer => BlockColor::ALL.iter().any(|c| {
             let (before, after) = (&start.blocks[c.index()], &now.blocks[c.index()]);
-            before.contacts.table
-                && !before.contacts.drawer
-                && after.contacts.drawer
-                && !after.contacts.table
+            before.contacts.table && !before.contacts.drawer && after.contacts.drawer && !after.contacts.table
         }),
         Task::StackBlock => BlockColor::ALL.iter().any(|c| {
             let (before, after) = (&start.blocks[c.index()], &now.blocks[c.index()]);
-            !before.contacts.blocks.iter().any(|b| *b)
-                && rests_on_block(now, *c).is_some()
-                && at_rest(after)
+            !before.contacts.blocks.iter().any(|b| *b) && rests_on_block(now, *c).is_some() && at_rest(after)
         }),
         Task::UnstackBlock => BlockColor::ALL.iter().any(|c| {
             let after = &now.blocks[c.index()];
@@ -84,10 +73,7 @@ pub fn succeeded(task: Task, start: &SceneState, now: &SceneState) -> bool {
 
 /// Every task the oracle sees achieved between `start` and `now`.
 pub fn achieved(start: &SceneState, now: &SceneState) -> Vec<Task> {
-    Task::all()
-        .into_iter()
-        .filter(|task| succeeded(*task, start, now))
-        .collect()
+    Task::all().into_iter().filter(|task| succeeded(*task, start, now)).collect()
 }
 
 fn rotated(before: &BlockState, after: &BlockState, side: Side) -> bool {
@@ -107,11 +93,7 @@ fn rotated(before: &BlockState, after: &BlockState, side: Side) -> bool {
 }
 
 /// Some block was held only by the robot at the start, and now is released and touches the target.
-fn placed(
-    start: &SceneState,
-    now: &SceneState,
-    touches_target: impl Fn(&BlockState) -> bool,
-) -> bool {
+fn placed(start: &SceneState, now: &SceneState, touches_target: impl Fn(&BlockState) -> bool) -> bool {
     BlockColor::ALL.iter().any(|c| {
         let (before, after) = (&start.blocks[c.index()], &now.blocks[c.index()]);
         let held_at_start = before.contacts.robot && !before.contacts.any_support();
@@ -145,10 +127,7 @@ mod tests {
             pose: Isometry3::translation(x, y, z),
             linvel_m_s: Vector3::zeros(),
             angvel_rad_s: Vector3::zeros(),
-            contacts: Contacts {
-                table: true,
-                ..Contacts::default()
-            },
+            contacts: Contacts { table: true, ..Contacts::default() },
         }
     }
 
@@ -160,11 +139,7 @@ mod tests {
             switch_m: 0.0,
             bulb_on: false,
             led_on: false,
-            blocks: [
-                block_at(0.4, 0.0, 0.025),
-                block_at(0.4, 0.15, 0.025),
-                block_at(0.45, -0.15, 0.018),
-            ],
+            blocks: [block_at(0.4, 0.0, 0.025), block_at(0.4, 0.15, 0.025), block_at(0.45, -0.15, 0.018)],
             grasped: None,
         }
     }
@@ -205,25 +180,14 @@ mod tests {
     fn rotation_needs_60_degrees_and_no_tilt() {
         let start = state();
         let mut now = state();
-        now.blocks[0].pose.rotation =
-            UnitQuaternion::from_euler_angles(0.0, 0.0, 55f64.to_radians());
+        now.blocks[0].pose.rotation = UnitQuaternion::from_euler_angles(0.0, 0.0, 55f64.to_radians());
         assert!(achieved(&start, &now).is_empty());
-        now.blocks[0].pose.rotation =
-            UnitQuaternion::from_euler_angles(0.0, 0.0, 70f64.to_radians());
+        now.blocks[0].pose.rotation = UnitQuaternion::from_euler_angles(0.0, 0.0, 70f64.to_radians());
         only(Task::RotateBlock(BlockColor::Red, Side::Left), &start, &now);
-        now.blocks[0].pose.rotation =
-            UnitQuaternion::from_euler_angles(0.0, 0.0, -70f64.to_radians());
-        only(
-            Task::RotateBlock(BlockColor::Red, Side::Right),
-            &start,
-            &now,
-        );
-        now.blocks[0].pose.rotation =
-            UnitQuaternion::from_euler_angles(0.6, 0.0, -70f64.to_radians());
-        assert!(
-            achieved(&start, &now).is_empty(),
-            "tipped over is not rotated"
-        );
+        now.blocks[0].pose.rotation = UnitQuaternion::from_euler_angles(0.0, 0.0, -70f64.to_radians());
+        only(Task::RotateBlock(BlockColor::Red, Side::Right), &start, &now);
+        now.blocks[0].pose.rotation = UnitQuaternion::from_euler_angles(0.6, 0.0, -70f64.to_radians());
+        assert!(achieved(&start, &now).is_empty(), "tipped over is not rotated");
     }
 
     #[test]
@@ -234,14 +198,8 @@ mod tests {
         assert!(achieved(&start, &now).is_empty());
         now.blocks[2].pose.translation.y -= 0.03;
         only(Task::PushBlock(BlockColor::Pink, Side::Right), &start, &now);
-        now.blocks[2].contacts = Contacts {
-            robot: true,
-            ..Contacts::default()
-        };
-        assert!(
-            !succeeded(Task::PushBlock(BlockColor::Pink, Side::Right), &start, &now),
-            "carried is not pushed"
-        );
+        now.blocks[2].contacts = Contacts { robot: true, ..Contacts::default() };
+        assert!(!succeeded(Task::PushBlock(BlockColor::Pink, Side::Right), &start, &now), "carried is not pushed");
     }
 
     #[test]
@@ -249,20 +207,9 @@ mod tests {
         let start = state();
         let mut now = state();
         now.blocks[1].pose.translation.z += 0.06;
-        now.blocks[1].contacts = Contacts {
-            robot: true,
-            ..Contacts::default()
-        };
-        only(
-            Task::LiftBlock(BlockColor::Blue, Surface::Table),
-            &start,
-            &now,
-        );
-        assert!(!succeeded(
-            Task::LiftBlock(BlockColor::Blue, Surface::Drawer),
-            &start,
-            &now
-        ));
+        now.blocks[1].contacts = Contacts { robot: true, ..Contacts::default() };
+        only(Task::LiftBlock(BlockColor::Blue, Surface::Table), &start, &now);
+        assert!(!succeeded(Task::LiftBlock(BlockColor::Blue, Surface::Drawer), &start, &now));
         now.blocks[1].pose.translation.z -= 0.02;
         assert!(achieved(&start, &now).is_empty(), "4 cm is a near miss");
     }
@@ -271,30 +218,18 @@ mod tests {
     fn place_stack_unstack_and_lights() {
         let mut held = state();
         held.blocks[0].pose.translation.z = 0.15;
-        held.blocks[0].contacts = Contacts {
-            robot: true,
-            ..Contacts::default()
-        };
+        held.blocks[0].contacts = Contacts { robot: true, ..Contacts::default() };
         let mut in_drawer = held.clone();
-        in_drawer.blocks[0].contacts = Contacts {
-            drawer: true,
-            ..Contacts::default()
-        };
+        in_drawer.blocks[0].contacts = Contacts { drawer: true, ..Contacts::default() };
         in_drawer.blocks[0].pose.translation.z = -0.07;
         only(Task::PlaceInDrawer, &held, &in_drawer);
         let mut still_held = in_drawer.clone();
         still_held.blocks[0].contacts.robot = true;
-        assert!(
-            !succeeded(Task::PlaceInDrawer, &held, &still_held),
-            "not released yet"
-        );
+        assert!(!succeeded(Task::PlaceInDrawer, &held, &still_held), "not released yet");
 
         let mut stacked = held.clone();
         stacked.blocks[0].pose.translation = Vector3::new(0.4, 0.15, 0.075).into();
-        stacked.blocks[0].contacts = Contacts {
-            blocks: [false, true, false],
-            ..Contacts::default()
-        };
+        stacked.blocks[0].contacts = Contacts { blocks: [false, true, false], ..Contacts::default() };
         stacked.blocks[1].contacts.blocks = [true, false, false];
         assert!(succeeded(Task::StackBlock, &held, &stacked));
         let mut unstacked = state();

@@ -40,16 +40,9 @@ impl Mesh {
         let sign = |i: u32, bit: u32| if i >> bit & 1 == 1 { 1.0 } else { -1.0 };
         let corner = |i| half_extents * Vec3::new(sign(i, 0), sign(i, 1), sign(i, 2));
         // Corner bits 0/1/2 select +x/+y/+z; quads are counter-clockwise seen from outside.
-        let quads = [
-            0, 2, 3, 1, 4, 5, 7, 6, 0, 1, 5, 4, 2, 6, 7, 3, 0, 4, 6, 2, 1, 3, 7, 5,
-        ];
-        let triangles = quads
-            .chunks_exact(4)
-            .flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]]);
-        Mesh {
-            positions: (0..8).map(corner).collect(),
-            triangles: triangles.collect(),
-        }
+        let quads = [0, 2, 3, 1, 4, 5, 7, 6, 0, 1, 5, 4, 2, 6, 7, 3, 0, 4, 6, 2, 1, 3, 7, 5];
+        let triangles = quads.chunks_exact(4).flat_map(|q| [[q[0], q[1], q[2]], [q[0], q[2], q[3]]]);
+        Mesh { positions: (0..8).map(corner).collect(), triangles: triangles.collect() }
     }
 
     /// Capped cylinder centred at the origin with its axis along local z.
@@ -61,10 +54,8 @@ impl Mesh {
     /// UV sphere centred at the origin with its poles on local ±z.
     pub fn sphere(radius: f32, rings: u32, segments: u32) -> Mesh {
         let rings = rings.max(2);
-        let profile: Vec<_> = (0..=rings)
-            .map(|k| unit_circle(k, 2 * rings))
-            .map(|(sin, cos)| (radius * sin, radius * cos))
-            .collect();
+        let profile: Vec<_> =
+            (0..=rings).map(|k| unit_circle(k, 2 * rings)).map(|(sin, cos)| (radius * sin, radius * cos)).collect();
         revolve(&profile, segments)
     }
 }
@@ -76,11 +67,7 @@ fn revolve(profile: &[(f32, f32)], segments: u32) -> Mesh {
     let pole = |(_, z): (f32, f32)| Vec3::new(0.0, 0.0, z);
     let mut positions = vec![pole(profile[0])];
     for &(radius, z) in &profile[1..=rings as usize] {
-        positions.extend(
-            (0..n)
-                .map(|i| unit_circle(i, n))
-                .map(|(sin, cos)| Vec3::new(radius * cos, radius * sin, z)),
-        );
+        positions.extend((0..n).map(|i| unit_circle(i, n)).map(|(sin, cos)| Vec3::new(radius * cos, radius * sin, z)));
     }
     positions.push(pole(profile[profile.len() - 1]));
     let (south, ring) = (1 + rings * n, |k: u32, i: u32| 1 + k * n + i % n);
@@ -94,10 +81,7 @@ fn revolve(profile: &[(f32, f32)], segments: u32) -> Mesh {
             triangles.extend([[lower, lower_next, upper_next], [lower, upper_next, upper]]);
         }
     }
-    Mesh {
-        positions,
-        triangles,
-    }
+    Mesh { positions, triangles }
 }
 
 /// One mesh placed in the world with a colour.
@@ -166,13 +150,7 @@ pub struct Renderer {
 
 impl Renderer {
     /// Renders into `rgb` (len = width*height*3, row-major, top row first).
-    pub fn render(
-        &mut self,
-        camera: &Camera,
-        lighting: &Lighting,
-        instances: &[Instance],
-        rgb: &mut [u8],
-    ) {
+    pub fn render(&mut self, camera: &Camera, lighting: &Lighting, instances: &[Instance], rgb: &mut [u8]) {
         let (width, height) = (camera.width as usize, camera.height as usize);
         assert_eq!(rgb.len(), width * height * 3, "rgb size");
         let (near, far) = (camera.near_m, camera.far_m);
@@ -190,19 +168,13 @@ impl Renderer {
         // Shading in the view frame is the world-frame n·l rotated, and saves a second transform.
         let light = rotate(&view_from_world, lighting.direction_to_light);
         let light_view = light * (1.0 / light.dot(light).sqrt());
-        let mut target = Target {
-            rgb,
-            inv_depth: &mut self.inv_depth,
-            width,
-            height,
-        };
+        let mut target = Target { rgb, inv_depth: &mut self.inv_depth, width, height };
 
         for instance in instances {
             let view_from_local = compose(&view_from_world, &affine(&instance.world_from_local));
             let to_view = |&p| transform_point(&view_from_local, p);
             self.vertices.clear();
-            self.vertices
-                .extend(instance.mesh.positions.iter().map(to_view).map(project));
+            self.vertices.extend(instance.mesh.positions.iter().map(to_view).map(project));
 
             for &[i0, i1, i2] in &instance.mesh.triangles {
                 let tri = [i0, i1, i2].map(|i| &self.vertices[i as usize]);
@@ -237,9 +209,7 @@ fn shade(instance: &Instance, lighting: &Lighting, light_view: Vec3, normal: Vec
     let cos_incidence = normal.dot(light_view) / normal.dot(normal).sqrt();
     let gain = lighting.ambient + lighting.diffuse * cos_incidence.max(0.0);
     // +½ then truncate rounds like `round`, minus its libm call on baseline x86-64.
-    instance
-        .rgb
-        .map(|c| (c as f32 * gain + 0.5).min(255.0) as u8)
+    instance.rgb.map(|c| (c as f32 * gain + 0.5).min(255.0) as u8)
 }
 
 /// Clips a view-space triangle to depth ≥ `near`, leaving 3 or 4 vertices when it straddles.
@@ -255,11 +225,7 @@ fn clip_near(tri: [Vec3; 3], near: f32) -> ([Vec3; 4], usize) {
         if (da >= 0.0) != (db >= 0.0) {
             // Interpolating from the kept end gives the triangle across this edge the same
             // bit-identical vertex, so the clipped edge stays watertight.
-            let (kept, d_kept, cut, d_cut) = if da >= 0.0 {
-                (a, da, b, db)
-            } else {
-                (b, db, a, da)
-            };
+            let (kept, d_kept, cut, d_cut) = if da >= 0.0 { (a, da, b, db) } else { (b, db, a, da) };
             let on_plane = kept + (cut - kept) * (d_kept / (d_kept - d_cut));
             // Pin the depth: for huge triangles rounding could put the point behind the eye.
             polygon[len] = Vec3::new(on_plane.x, on_plane.y, -near);
@@ -291,12 +257,7 @@ fn project(view: Vec3, focal_px: f32, centre_px: [f32; 2]) -> Vertex {
     };
     let x = snap(centre_px[0] + focal_px * view.x * inv_depth);
     let y = snap(centre_px[1] - focal_px * view.y * inv_depth);
-    Vertex {
-        view,
-        x,
-        y,
-        inv_depth,
-    }
+    Vertex { view, x, y, inv_depth }
 }
 
 /// Row-major 3×4 affine transform applied with explicit scalar math.
@@ -399,11 +360,7 @@ impl Target<'_> {
             let z = [0, 1, 2].map(|k| w[k] as f32 * v[k].inv_depth);
             (z[0] + z[1] + z[2]) * inv_area
         };
-        let (mut z_row, dz_dx, dz_dy) = (
-            interpolate(w_start),
-            interpolate(step_x),
-            interpolate(step_y),
-        );
+        let (mut z_row, dz_dx, dz_dy) = (interpolate(w_start), interpolate(step_x), interpolate(step_y));
         // Top-left rule: a centre exactly on an edge belongs to the triangle for which the edge is
         // a left edge (going down on screen) or a top edge (horizontal, going left).
         let owned = edges.map(|(a, b)| b.y > a.y || (b.y == a.y && b.x < a.x));
@@ -444,31 +401,17 @@ mod tests {
     /// Square `size`² image with a 5 cm near plane.
     fn camera(world_from_view: Mat4, fov_y_rad: f32, size: u32) -> Camera {
         let (width, height, near_m, far_m) = (size, size, 0.05, 50.0);
-        Camera {
-            world_from_view,
-            fov_y_rad,
-            width,
-            height,
-            near_m,
-            far_m,
-        }
+        Camera { world_from_view, fov_y_rad, width, height, near_m, far_m }
     }
 
     fn render(camera: &Camera, instances: &[Instance]) -> Vec<[u8; 3]> {
         let mut rgb = vec![0; (camera.width * camera.height * 3) as usize];
         Renderer::default().render(camera, &LIGHTING, instances, &mut rgb);
-        rgb.chunks_exact(3)
-            .map(|px| [px[0], px[1], px[2]])
-            .collect()
+        rgb.chunks_exact(3).map(|px| [px[0], px[1], px[2]]).collect()
     }
 
     fn placed(mesh: &Mesh, world_from_local: Mat4, rgb: [u8; 3]) -> Instance<'_> {
-        Instance {
-            mesh,
-            world_from_local,
-            rgb,
-            emissive: false,
-        }
+        Instance { mesh, world_from_local, rgb, emissive: false }
     }
 
     #[test]
@@ -486,10 +429,7 @@ mod tests {
 
     #[test]
     fn nearer_box_occludes_farther_in_any_draw_order() {
-        let (big, small) = (
-            Mesh::cuboid(Vec3::splat(0.5)),
-            Mesh::cuboid(Vec3::splat(0.2)),
-        );
+        let (big, small) = (Mesh::cuboid(Vec3::splat(0.5)), Mesh::cuboid(Vec3::splat(0.2)));
         let cam = camera(look_at(3.0 * Vec3::X, Vec3::ZERO, Vec3::Z), 0.8, 32);
         let red = placed(&big, Mat4::IDENTITY, [255, 0, 0]);
         let green = placed(&small, Mat4::from_translation(1.5 * Vec3::X), [0, 255, 0]);
@@ -513,10 +453,7 @@ mod tests {
         let instances = [
             placed(&cube, Mat4::from_mat3(tilt), [180, 120, 60]),
             placed(&cylinder, raised, [40, 160, 200]),
-            Instance {
-                emissive: true,
-                ..placed(&sphere, lamp, [250, 240, 0])
-            },
+            Instance { emissive: true, ..placed(&sphere, lamp, [250, 240, 0]) },
         ];
         let eye = Vec3::new(1.2, 0.9, 0.8);
         let cam = camera(look_at(eye, Vec3::ZERO, Vec3::Z), 0.9, 48);
@@ -538,25 +475,14 @@ mod tests {
         // The quad's diagonal runs exactly through pixel centres of the 16×16 image.
         let corners = [(-1.5, -1.5), (1.5, -1.5), (1.5, 1.5), (-1.5, 1.5)];
         let positions = corners.map(|(x, y)| Vec3::new(x, y, -1.0)).to_vec();
-        let quad = |triangles| Mesh {
-            positions: positions.clone(),
-            triangles,
-        };
+        let quad = |triangles| Mesh { positions: positions.clone(), triangles };
         let (lower, upper) = (quad(vec![[0, 1, 2]]), quad(vec![[0, 2, 3]]));
         let reversed = quad(vec![[0, 2, 1]]);
         let cam = camera(Mat4::IDENTITY, FRAC_PI_2, 16);
-        let covered = |instances: &[Instance]| {
-            render(&cam, instances)
-                .into_iter()
-                .map(|px| px != BACKGROUND)
-        };
+        let covered = |instances: &[Instance]| render(&cam, instances).into_iter().map(|px| px != BACKGROUND);
         let lower = placed(&lower, Mat4::IDENTITY, [255, 0, 0]);
         let upper = placed(&upper, Mat4::IDENTITY, [0, 0, 255]);
-        assert!(
-            covered(&[lower])
-                .zip(covered(&[upper]))
-                .all(|(a, b)| a != b)
-        );
+        assert!(covered(&[lower]).zip(covered(&[upper])).all(|(a, b)| a != b));
         assert!(covered(&[lower, upper]).all(|c| c));
         assert!(covered(&[placed(&reversed, Mat4::IDENTITY, [0, 255, 0])]).all(|c| !c));
     }
@@ -591,15 +517,9 @@ mod tests {
                 assert!((0..3).all(|k| edges.insert((t[k], t[(k + 1) % 3]))));
             }
             assert!(edges.iter().all(|&(a, b)| edges.contains(&(b, a))));
-            let corners = mesh
-                .triangles
-                .iter()
-                .map(|t| t.map(|i| mesh.positions[i as usize]));
+            let corners = mesh.triangles.iter().map(|t| t.map(|i| mesh.positions[i as usize]));
             let volume: f32 = corners.map(|[a, b, c]| a.dot(b.cross(c)) / 6.0).sum();
-            assert!(
-                (volume / analytic_volume - 1.0).abs() < 0.02,
-                "{volume} vs {analytic_volume}"
-            );
+            assert!((volume / analytic_volume - 1.0).abs() < 0.02, "{volume} vs {analytic_volume}");
         }
     }
 }

@@ -30,25 +30,13 @@ pub const BUILTIN_SCENES: [(&str, &str); 4] = [
 pub enum SceneError {
     /// The file could not be read.
     #[error("{source_name}: cannot read scene file: {error}")]
-    Io {
-        source_name: String,
-        error: std::io::Error,
-    },
+    Io { source_name: String, error: std::io::Error },
     /// The text is not a valid scene (syntax, unknown or missing field, wrong type).
     #[error("{source_name}:{line}:{column}: {message}")]
-    Syntax {
-        source_name: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { source_name: String, line: usize, column: usize, message: String },
     /// The scene parses but is physically inconsistent.
     #[error("{source_name}: field `{field}`: {reason}")]
-    Invalid {
-        source_name: String,
-        field: String,
-        reason: String,
-    },
+    Invalid { source_name: String, field: String, reason: String },
     /// `--scene` named neither a shipped scene nor an existing file.
     #[error("unknown scene `{0}`: expected one of a, b, c, d or a path to a .ron scene file")]
     Unknown(String),
@@ -300,10 +288,7 @@ const DOOR_TRAVEL_MIN_M: f64 = 0.18;
 impl Scene {
     /// Resolves `name_or_path`: a shipped scene name (`a`..`d`) or a path to a scene file.
     pub fn resolve(name_or_path: &str) -> Result<Scene, SceneError> {
-        if let Some((name, text)) = BUILTIN_SCENES
-            .iter()
-            .find(|(name, _)| *name == name_or_path)
-        {
+        if let Some((name, text)) = BUILTIN_SCENES.iter().find(|(name, _)| *name == name_or_path) {
             return Scene::parse(&format!("scenes/{name}.ron"), text);
         }
         let path = Path::new(name_or_path);
@@ -316,10 +301,8 @@ impl Scene {
     /// Reads and validates a scene file.
     pub fn load(path: &Path) -> Result<Scene, SceneError> {
         let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| SceneError::Io {
-            source_name: source_name.clone(),
-            error,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| SceneError::Io { source_name: source_name.clone(), error })?;
         Scene::parse(&source_name, &text)
     }
 
@@ -331,13 +314,11 @@ impl Scene {
             column: error.span.start.col,
             message: error.code.to_string(),
         })?;
-        scene
-            .validate()
-            .map_err(|(field, reason)| SceneError::Invalid {
-                source_name: source_name.to_owned(),
-                field,
-                reason,
-            })?;
+        scene.validate().map_err(|(field, reason)| SceneError::Invalid {
+            source_name: source_name.to_owned(),
+            field,
+            reason,
+        })?;
         Ok(scene)
     }
 
@@ -358,10 +339,7 @@ impl Scene {
         if desk.far_x_m <= desk.near_x_m + 0.3 {
             return fail(
                 "desk.far_x_m",
-                format!(
-                    "must exceed near_x_m by more than 0.3 m, got {} vs {}",
-                    desk.far_x_m, desk.near_x_m
-                ),
+                format!("must exceed near_x_m by more than 0.3 m, got {} vs {}", desk.far_x_m, desk.near_x_m),
             );
         }
         if self.robot.base_m[0] >= desk.near_x_m {
@@ -409,24 +387,18 @@ impl Scene {
                 format!("the cabinet (half width {cabinet_half_outer}) overhangs the desk's side"),
             );
         }
-        for (field, offset) in [
-            ("switch.offset_y_m", self.switch.offset_y_m),
-            ("switch.bulb_offset_y_m", self.switch.bulb_offset_y_m),
-        ] {
+        for (field, offset) in
+            [("switch.offset_y_m", self.switch.offset_y_m), ("switch.bulb_offset_y_m", self.switch.bulb_offset_y_m)]
+        {
             if offset.abs() > cabinet_half_outer {
                 return fail(
                     field,
-                    format!(
-                        "{offset} places it off the cabinet roof (half width {cabinet_half_outer})"
-                    ),
+                    format!("{offset} places it off the cabinet roof (half width {cabinet_half_outer})"),
                 );
             }
         }
         positive("switch.travel_m", self.switch.travel_m)?;
-        let rail_m = [
-            self.switch.offset_y_m - 0.03,
-            self.switch.offset_y_m + self.switch.travel_m + 0.03,
-        ];
+        let rail_m = [self.switch.offset_y_m - 0.03, self.switch.offset_y_m + self.switch.travel_m + 0.03];
         if rail_m[1] > cabinet_half_outer || rail_m[0] < -cabinet_half_outer {
             return fail(
                 "switch.travel_m",
@@ -437,14 +409,10 @@ impl Scene {
             );
         }
         let bulb_clearance_m = 0.08;
-        if (rail_m[0] - bulb_clearance_m..rail_m[1] + bulb_clearance_m)
-            .contains(&self.switch.bulb_offset_y_m)
-        {
+        if (rail_m[0] - bulb_clearance_m..rail_m[1] + bulb_clearance_m).contains(&self.switch.bulb_offset_y_m) {
             return fail(
                 "switch.bulb_offset_y_m",
-                format!(
-                    "the bulb must stand at least {bulb_clearance_m} m clear of the switch rail"
-                ),
+                format!("the bulb must stand at least {bulb_clearance_m} m clear of the switch rail"),
             );
         }
 
@@ -467,15 +435,10 @@ impl Scene {
             );
         }
         if drawer.center_y_m.abs() + drawer.width_m / 2.0 > desk.half_width_m {
-            return fail(
-                "drawer.center_y_m",
-                "the drawer sticks out of the desk's side".to_owned(),
-            );
+            return fail("drawer.center_y_m", "the drawer sticks out of the desk's side".to_owned());
         }
         let robot_clearance_m = 0.12;
-        if (drawer.center_y_m - self.robot.base_m[1]).abs()
-            < drawer.width_m / 2.0 + robot_clearance_m
-        {
+        if (drawer.center_y_m - self.robot.base_m[1]).abs() < drawer.width_m / 2.0 + robot_clearance_m {
             return fail(
                 "drawer.center_y_m",
                 format!(
@@ -488,18 +451,13 @@ impl Scene {
         let button = &self.button;
         positive("button.radius_m", button.radius_m)?;
         positive("button.travel_m", button.travel_m)?;
-        for (field, [x, y]) in [
-            ("button.position_m", button.position_m),
-            ("button.led_position_m", button.led_position_m),
-        ] {
-            if !(desk.near_x_m + 0.03..cabinet.front_x_m - 0.03).contains(&x)
-                || y.abs() > desk.half_width_m - 0.03
-            {
+        for (field, [x, y]) in
+            [("button.position_m", button.position_m), ("button.led_position_m", button.led_position_m)]
+        {
+            if !(desk.near_x_m + 0.03..cabinet.front_x_m - 0.03).contains(&x) || y.abs() > desk.half_width_m - 0.03 {
                 return fail(
                     field,
-                    format!(
-                        "({x}, {y}) is not on the free desk between the near edge and the cabinet"
-                    ),
+                    format!("({x}, {y}) is not on the free desk between the near edge and the cabinet"),
                 );
             }
         }
@@ -507,36 +465,25 @@ impl Scene {
         let mut seen = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
             if seen.contains(&block.color) {
-                return fail(
-                    &format!("blocks[{i}].color"),
-                    format!("{} appears twice", block.color.name()),
-                );
+                return fail(&format!("blocks[{i}].color"), format!("{} appears twice", block.color.name()));
             }
             seen.push(block.color);
             for (axis, half) in block.half_extents_m.iter().enumerate() {
                 if !(0.01..=0.04).contains(half) {
                     return fail(
                         &format!("blocks[{i}].half_extents_m[{axis}]"),
-                        format!(
-                            "{half} is outside the graspable 0.01–0.04 m (the gripper opens 0.08 m)"
-                        ),
+                        format!("{half} is outside the graspable 0.01–0.04 m (the gripper opens 0.08 m)"),
                     );
                 }
             }
         }
         if seen.len() != 3 {
-            return fail(
-                "blocks",
-                format!("needs exactly red, blue and pink, got {}", seen.len()),
-            );
+            return fail("blocks", format!("needs exactly red, blue and pink, got {}", seen.len()));
         }
 
         let region = &self.block_region;
         if region.x_m[0] >= region.x_m[1] || region.y_m[0] >= region.y_m[1] {
-            return fail(
-                "block_region",
-                "each range must be (min, max) with min < max".to_owned(),
-            );
+            return fail("block_region", "each range must be (min, max) with min < max".to_owned());
         }
         if region.x_m[0] < desk.near_x_m + 0.04
             || region.x_m[1] > cabinet.front_x_m - 0.04
@@ -544,42 +491,23 @@ impl Scene {
         {
             return fail(
                 "block_region",
-                "must lie on the desk, 4 cm clear of the near edge, the sides and the cabinet"
-                    .to_owned(),
+                "must lie on the desk, 4 cm clear of the near edge, the sides and the cabinet".to_owned(),
             );
         }
 
         for (field, camera_size) in [
-            (
-                "cameras.static_view.width_px",
-                self.cameras.static_view.width_px,
-            ),
-            (
-                "cameras.static_view.height_px",
-                self.cameras.static_view.height_px,
-            ),
-            (
-                "cameras.gripper_view.width_px",
-                self.cameras.gripper_view.width_px,
-            ),
-            (
-                "cameras.gripper_view.height_px",
-                self.cameras.gripper_view.height_px,
-            ),
+            ("cameras.static_view.width_px", self.cameras.static_view.width_px),
+            ("cameras.static_view.height_px", self.cameras.static_view.height_px),
+            ("cameras.gripper_view.width_px", self.cameras.gripper_view.width_px),
+            ("cameras.gripper_view.height_px", self.cameras.gripper_view.height_px),
         ] {
             if !(16..=1024).contains(&camera_size) {
                 return fail(field, format!("{camera_size} px is outside 16–1024"));
             }
         }
         for (field, fov) in [
-            (
-                "cameras.static_view.fov_y_deg",
-                self.cameras.static_view.fov_y_deg,
-            ),
-            (
-                "cameras.gripper_view.fov_y_deg",
-                self.cameras.gripper_view.fov_y_deg,
-            ),
+            ("cameras.static_view.fov_y_deg", self.cameras.static_view.fov_y_deg),
+            ("cameras.gripper_view.fov_y_deg", self.cameras.gripper_view.fov_y_deg),
         ] {
             if !(10.0..=150.0).contains(&fov) {
                 return fail(field, format!("{fov}° is outside 10–150°"));
@@ -587,16 +515,10 @@ impl Scene {
         }
         let lighting = &self.lighting;
         if lighting.direction_to_light.iter().all(|c| *c == 0.0) {
-            return fail(
-                "lighting.direction_to_light",
-                "must not be the zero vector".to_owned(),
-            );
+            return fail("lighting.direction_to_light", "must not be the zero vector".to_owned());
         }
         if lighting.ambient < 0.0 || lighting.diffuse < 0.0 {
-            return fail(
-                "lighting",
-                "ambient and diffuse must not be negative".to_owned(),
-            );
+            return fail("lighting", "ambient and diffuse must not be negative".to_owned());
         }
         Ok(())
     }
@@ -606,10 +528,7 @@ fn positive(field: &str, value: f64) -> Result<(), (String, String)> {
     if value > 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err((
-            field.to_owned(),
-            format!("must be a positive length, got {value}"),
-        ))
+        Err((field.to_owned(), format!("must be a positive length, got {value}")))
     }
 }
 
@@ -619,10 +538,7 @@ mod tests {
 
     #[test]
     fn shipped_scenes_load_and_differ() {
-        let scenes: Vec<Scene> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|name| Scene::resolve(name).unwrap())
-            .collect();
+        let scenes: Vec<Scene> = ["a", "b", "c", "d"].iter().map(|name| Scene::resolve(name).unwrap()).collect();
         for (i, a) in scenes.iter().enumerate() {
             for b in &scenes[i + 1..] {
                 assert_ne!(
@@ -649,17 +565,12 @@ mod tests {
     fn missing_field_is_named() {
         let text = BUILTIN_SCENES[3].1.replacen("travel_m: 0.2,", "", 1);
         let error = Scene::parse("d.ron", &text).unwrap_err().to_string();
-        assert!(
-            error.contains("d.ron") && error.contains("travel_m"),
-            "{error}"
-        );
+        assert!(error.contains("d.ron") && error.contains("travel_m"), "{error}");
     }
 
     #[test]
     fn inconsistent_value_names_field_and_reason() {
-        let text = BUILTIN_SCENES[3]
-            .1
-            .replacen("travel_m: 0.2,", "travel_m: 0.05,", 1);
+        let text = BUILTIN_SCENES[3].1.replacen("travel_m: 0.2,", "travel_m: 0.05,", 1);
         let error = Scene::parse("d.ron", &text).unwrap_err().to_string();
         assert!(error.contains("d.ron: field `drawer.travel_m`"), "{error}");
         assert!(error.contains("0.12"), "{error}");

@@ -46,32 +46,19 @@ const DROP_HEIGHT_M: f64 = 0.002;
 
 impl StartState {
     /// Samples a concrete start state realising `symbolic`.
-    pub fn sample(
-        scene: &Scene,
-        symbolic: &Symbolic,
-        rng: &mut Rng,
-    ) -> Result<StartState, StartError> {
+    pub fn sample(scene: &Scene, symbolic: &Symbolic, rng: &mut Rng) -> Result<StartState, StartError> {
         let door_travel = scene.cabinet.width_m / 2.0;
         let door_m = match symbolic.slider {
             Side::Right => rng.uniform(0.0, 0.015),
             Side::Left => door_travel - rng.uniform(0.0, 0.015),
         };
-        let drawer_m = if symbolic.drawer_open {
-            scene.drawer.travel_m - rng.uniform(0.0, 0.02)
-        } else {
-            rng.uniform(0.0, 0.01)
-        };
-        let switch_m = if symbolic.lightbulb {
-            scene.switch.travel_m
-        } else {
-            0.0
-        };
+        let drawer_m =
+            if symbolic.drawer_open { scene.drawer.travel_m - rng.uniform(0.0, 0.02) } else { rng.uniform(0.0, 0.01) };
+        let switch_m = if symbolic.lightbulb { scene.switch.travel_m } else { 0.0 };
         let mut arm_joints = kinematics::HOME_JOINTS_RAD;
         for (i, joint) in arm_joints.iter_mut().enumerate().take(DOF) {
-            *joint = (*joint + rng.uniform(-ARM_JOINT_NOISE_RAD, ARM_JOINT_NOISE_RAD)).clamp(
-                kinematics::JOINT_LOWER_RAD[i],
-                kinematics::JOINT_UPPER_RAD[i],
-            );
+            *joint = (*joint + rng.uniform(-ARM_JOINT_NOISE_RAD, ARM_JOINT_NOISE_RAD))
+                .clamp(kinematics::JOINT_LOWER_RAD[i], kinematics::JOINT_UPPER_RAD[i]);
         }
 
         let mut block_poses = [Isometry3::identity(); 3];
@@ -92,17 +79,14 @@ impl StartState {
                             rng.uniform(region.y_m[0], region.y_m[1]),
                             half[2] + DROP_HEIGHT_M,
                         );
-                        let free = on_table.iter().all(|(q, r)| {
-                            (p - q).xy().norm() > r + footprint_radius + BLOCK_CLEARANCE_M
-                        });
+                        let free = on_table
+                            .iter()
+                            .all(|(q, r)| (p - q).xy().norm() > r + footprint_radius + BLOCK_CLEARANCE_M);
                         free.then_some(p)
                     });
                     let spot = spot.ok_or(StartError::NoRoom(color.name()))?;
                     on_table.push((spot, footprint_radius));
-                    at(
-                        spot,
-                        rng.uniform(-std::f64::consts::PI, std::f64::consts::PI),
-                    )
+                    at(spot, rng.uniform(-std::f64::consts::PI, std::f64::consts::PI))
                 }
                 Place::Slider(half_side) => {
                     let c = &scene.cabinet;
@@ -127,28 +111,18 @@ impl StartState {
                 Place::StackedOn(base) => {
                     let base_pose = block_poses[base.index()];
                     let base_half = scene.block(base).half_extents_m;
-                    let p = base_pose.translation.vector
-                        + Vector3::new(0.0, 0.0, base_half[2] + half[2] + DROP_HEIGHT_M);
+                    let p =
+                        base_pose.translation.vector + Vector3::new(0.0, 0.0, base_half[2] + half[2] + DROP_HEIGHT_M);
                     let (_, _, yaw) = base_pose.rotation.euler_angles();
                     at(p, yaw + rng.uniform(-0.2, 0.2))
                 }
             };
             block_poses[color.index()] = pose;
         }
-        Ok(StartState {
-            door_m,
-            drawer_m,
-            switch_m,
-            led_on: symbolic.led,
-            block_poses,
-            arm_joints,
-        })
+        Ok(StartState { door_m, drawer_m, switch_m, led_on: symbolic.led, block_poses, arm_joints })
     }
 }
 
 fn at(position: Vector3<f64>, yaw_rad: f64) -> Isometry3<f64> {
-    Isometry3::from_parts(
-        position.into(),
-        UnitQuaternion::from_euler_angles(0.0, 0.0, yaw_rad),
-    )
+    Isometry3::from_parts(position.into(), UnitQuaternion::from_euler_angles(0.0, 0.0, yaw_rad))
 }

@@ -250,10 +250,8 @@ impl Task {
             }
             Task::PushIntoDrawer => {
                 // As CALVIN: only defined when exactly one block is on the table, so "the block" is unambiguous.
-                let on_table: Vec<BlockColor> = BlockColor::ALL
-                    .into_iter()
-                    .filter(|c| state.blocks[c.index()] == Place::Table)
-                    .collect();
+                let on_table: Vec<BlockColor> =
+                    BlockColor::ALL.into_iter().filter(|c| state.blocks[c.index()] == Place::Table).collect();
                 let [pushed] = on_table[..] else { return None };
                 next.blocks[pushed.index()] = Place::Drawer;
                 (free_hand
@@ -264,16 +262,13 @@ impl Task {
             }
             Task::StackBlock => {
                 let held = state.grasped()?;
-                let base = BlockColor::ALL
-                    .into_iter()
-                    .find(|c| *c != held && state.is_free_on_table(*c))?;
+                let base = BlockColor::ALL.into_iter().find(|c| *c != held && state.is_free_on_table(*c))?;
                 next.blocks[held.index()] = Place::StackedOn(base);
                 Some(next)
             }
             Task::UnstackBlock => {
-                let top = BlockColor::ALL
-                    .into_iter()
-                    .find(|c| matches!(state.blocks[c.index()], Place::StackedOn(_)))?;
+                let top =
+                    BlockColor::ALL.into_iter().find(|c| matches!(state.blocks[c.index()], Place::StackedOn(_)))?;
                 next.blocks[top.index()] = Place::Table;
                 free_hand.then_some(next)
             }
@@ -330,9 +325,7 @@ pub struct Symbolic {
 impl Symbolic {
     /// The block in the gripper, if any.
     pub fn grasped(&self) -> Option<BlockColor> {
-        BlockColor::ALL
-            .into_iter()
-            .find(|c| self.blocks[c.index()] == Place::Grasped)
+        BlockColor::ALL.into_iter().find(|c| self.blocks[c.index()] == Place::Grasped)
     }
 
     /// The cabinet half the door leaves open.
@@ -342,8 +335,7 @@ impl Symbolic {
 
     /// On the table with nothing stacked on it.
     pub fn is_free_on_table(&self, color: BlockColor) -> bool {
-        self.blocks[color.index()] == Place::Table
-            && !self.blocks.contains(&Place::StackedOn(color))
+        self.blocks[color.index()] == Place::Table && !self.blocks.contains(&Place::StackedOn(color))
     }
 }
 
@@ -363,13 +355,9 @@ mod tests {
 
     #[test]
     fn there_are_34_uniquely_named_tasks() {
-        let names: std::collections::HashSet<String> =
-            Task::all().iter().map(|t| t.name()).collect();
+        let names: std::collections::HashSet<String> = Task::all().iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), 34);
-        assert_eq!(
-            Task::from_name("lift_pink_block_slider"),
-            Some(Task::LiftBlock(BlockColor::Pink, Surface::Slider))
-        );
+        assert_eq!(Task::from_name("lift_pink_block_slider"), Some(Task::LiftBlock(BlockColor::Pink, Surface::Slider)));
     }
 
     #[test]
@@ -380,11 +368,7 @@ mod tests {
         assert!(Task::MoveSlider(Side::Left).apply(&s).is_some());
         assert!(Task::MoveSlider(Side::Right).apply(&s).is_none());
         // The pink block is in the left half, which the door (on the right) leaves open.
-        assert!(
-            Task::LiftBlock(BlockColor::Pink, Surface::Slider)
-                .apply(&s)
-                .is_some()
-        );
+        assert!(Task::LiftBlock(BlockColor::Pink, Surface::Slider).apply(&s).is_some());
         assert!(Task::TurnOffLed.apply(&s).is_some() && Task::TurnOnLed.apply(&s).is_none());
         assert!(Task::PlaceInDrawer.apply(&s).is_none(), "nothing is held");
     }
@@ -392,21 +376,12 @@ mod tests {
     #[test]
     fn lift_then_stack_then_unstack() {
         let s = state();
-        let lifted = Task::LiftBlock(BlockColor::Red, Surface::Table)
-            .apply(&s)
-            .unwrap();
+        let lifted = Task::LiftBlock(BlockColor::Red, Surface::Table).apply(&s).unwrap();
         assert_eq!(lifted.grasped(), Some(BlockColor::Red));
-        assert!(
-            Task::OpenDrawer.apply(&lifted).is_none(),
-            "a full hand cannot open the drawer"
-        );
+        assert!(Task::OpenDrawer.apply(&lifted).is_none(), "a full hand cannot open the drawer");
         let stacked = Task::StackBlock.apply(&lifted).unwrap();
         assert_eq!(stacked.blocks[0], Place::StackedOn(BlockColor::Blue));
-        assert!(
-            Task::LiftBlock(BlockColor::Blue, Surface::Table)
-                .apply(&stacked)
-                .is_none()
-        );
+        assert!(Task::LiftBlock(BlockColor::Blue, Surface::Table).apply(&stacked).is_none());
         let unstacked = Task::UnstackBlock.apply(&stacked).unwrap();
         assert_eq!(unstacked.blocks[0], Place::Table);
     }

@@ -121,11 +121,8 @@ impl World {
     pub fn new(scene: Scene, start: &StartState) -> World {
         let built = build::build(&scene);
         let workspace = workspace_for(&scene);
-        let world_from_base = Isometry3::translation(
-            scene.robot.base_m[0],
-            scene.robot.base_m[1],
-            scene.robot.base_m[2],
-        );
+        let world_from_base =
+            Isometry3::translation(scene.robot.base_m[0], scene.robot.base_m[1], scene.robot.base_m[2]);
         let mut world = World {
             arm: Arm::new(world_from_base, start.arm_joints, workspace),
             scene,
@@ -150,17 +147,11 @@ impl World {
         let h = &self.handles;
         let o = self.origins;
         let bodies = &mut self.physics.bodies;
-        bodies[h.drawer].set_translation(
-            Vec3::new(o.drawer_closed_x_m - start.drawer_m as f32, 0.0, 0.0),
-            true,
-        );
+        bodies[h.drawer].set_translation(Vec3::new(o.drawer_closed_x_m - start.drawer_m as f32, 0.0, 0.0), true);
         let door_y = o.door_right_y_m + start.door_m as f32;
         bodies[h.door].set_translation(Vec3::new(0.0, door_y, 0.0), true);
         let switch = bodies[h.switch].translation();
-        bodies[h.switch].set_translation(
-            Vec3::new(switch.x, o.switch_off_y_m + start.switch_m as f32, switch.z),
-            true,
-        );
+        bodies[h.switch].set_translation(Vec3::new(switch.x, o.switch_off_y_m + start.switch_m as f32, switch.z), true);
         for (color, pose) in BlockColor::ALL.iter().zip(&start.block_poses) {
             bodies[h.blocks[color.index()]].set_position(to_pose(pose), true);
         }
@@ -249,8 +240,7 @@ impl World {
                 self.gripper_width_m = (self.gripper_width_m - GRIPPER_SPEED_M_S * dt).max(0.0);
             }
         } else {
-            self.gripper_width_m =
-                (self.gripper_width_m + GRIPPER_SPEED_M_S * dt).min(GRIPPER_MAX_WIDTH_M);
+            self.gripper_width_m = (self.gripper_width_m + GRIPPER_SPEED_M_S * dt).min(GRIPPER_MAX_WIDTH_M);
         }
         self.place_arm();
         self.physics.step();
@@ -265,8 +255,7 @@ impl World {
         let frames = kinematics::forward(&self.arm.joints);
         let world_from_base = *self.arm.world_from_base();
         for (link, base_from_link) in self.handles.links.iter().zip(&frames.base_from_link) {
-            self.physics.bodies[*link]
-                .set_next_kinematic_position(to_pose(&(world_from_base * base_from_link)));
+            self.physics.bodies[*link].set_next_kinematic_position(to_pose(&(world_from_base * base_from_link)));
         }
         let world_from_hand = to_pose(&(world_from_base * frames.base_from_hand));
         self.physics.bodies[self.handles.hand].set_next_kinematic_position(world_from_hand);
@@ -276,13 +265,7 @@ impl World {
         }
         if self.steps == 0 {
             // Before the first step, teleport instead of sweeping in from the origin.
-            for body in self
-                .handles
-                .links
-                .iter()
-                .chain([&self.handles.hand])
-                .chain(&self.handles.fingers)
-            {
+            for body in self.handles.links.iter().chain([&self.handles.hand]).chain(&self.handles.fingers) {
                 let next = *self.physics.bodies[*body].next_position();
                 self.physics.bodies[*body].set_position(next, false);
             }
@@ -291,14 +274,8 @@ impl World {
 
     /// Stops the fingers once both touch the same movable body, and attaches it if it is a block.
     fn check_grip(&mut self) {
-        let [touching_a, touching_b] = self
-            .handles
-            .finger_colliders
-            .map(|finger| self.touched_bodies(finger));
-        let Some(&(body, part)) = touching_a
-            .iter()
-            .find(|a| touching_b.iter().any(|b| b.0 == a.0))
-        else {
+        let [touching_a, touching_b] = self.handles.finger_colliders.map(|finger| self.touched_bodies(finger));
+        let Some(&(body, part)) = touching_a.iter().find(|a| touching_b.iter().any(|b| b.0 == a.0)) else {
             return;
         };
         self.gripper_blocked = true;
@@ -311,10 +288,7 @@ impl World {
             .local_frame1(Pose::IDENTITY)
             .local_frame2(block_pose.inverse() * hand_pose)
             .contacts_enabled(false);
-        let joint = self
-            .physics
-            .impulse_joints
-            .insert(body, self.handles.hand, joint, true);
+        let joint = self.physics.impulse_joints.insert(body, self.handles.hand, joint, true);
         self.grasp = Some(Grasp { block, joint });
     }
 
@@ -341,25 +315,12 @@ impl World {
     /// is measured.
     fn touching(&self, collider: ColliderHandle) -> impl Iterator<Item = ColliderHandle> + '_ {
         let this = &self.physics.colliders[collider];
-        self.physics
-            .narrow_phase
-            .contact_pairs_with(collider)
-            .filter_map(move |pair| {
-                let other_handle = if pair.collider1 == collider {
-                    pair.collider2
-                } else {
-                    pair.collider1
-                };
-                let other = self.physics.colliders.get(other_handle)?;
-                let distance = query::distance(
-                    this.position(),
-                    this.shape(),
-                    other.position(),
-                    other.shape(),
-                )
-                .ok()?;
-                (distance.distance <= TOUCH_DISTANCE_M).then_some(other_handle)
-            })
+        self.physics.narrow_phase.contact_pairs_with(collider).filter_map(move |pair| {
+            let other_handle = if pair.collider1 == collider { pair.collider2 } else { pair.collider1 };
+            let other = self.physics.colliders.get(other_handle)?;
+            let distance = query::distance(this.position(), this.shape(), other.position(), other.shape()).ok()?;
+            (distance.distance <= TOUCH_DISTANCE_M).then_some(other_handle)
+        })
     }
 
     fn update_led(&mut self) {
@@ -373,23 +334,19 @@ impl World {
     }
 
     fn door_m(&self) -> f64 {
-        (self.physics.bodies[self.handles.door].translation().y - self.origins.door_right_y_m)
-            as f64
+        (self.physics.bodies[self.handles.door].translation().y - self.origins.door_right_y_m) as f64
     }
 
     fn drawer_m(&self) -> f64 {
-        (self.origins.drawer_closed_x_m - self.physics.bodies[self.handles.drawer].translation().x)
-            as f64
+        (self.origins.drawer_closed_x_m - self.physics.bodies[self.handles.drawer].translation().x) as f64
     }
 
     fn button_m(&self) -> f64 {
-        (self.origins.button_up_z_m - self.physics.bodies[self.handles.button].translation().z)
-            as f64
+        (self.origins.button_up_z_m - self.physics.bodies[self.handles.button].translation().z) as f64
     }
 
     fn switch_m(&self) -> f64 {
-        (self.physics.bodies[self.handles.switch].translation().y - self.origins.switch_off_y_m)
-            as f64
+        (self.physics.bodies[self.handles.switch].translation().y - self.origins.switch_off_y_m) as f64
     }
 
     fn bulb_on(&self) -> bool {
@@ -436,8 +393,7 @@ impl World {
         let body = &self.physics.bodies[self.handles.blocks[color.index()]];
         for collider in body.colliders() {
             for other in self.touching(*collider) {
-                let Some(part) = Part::from_user_data(self.physics.colliders[other].user_data)
-                else {
+                let Some(part) = Part::from_user_data(self.physics.colliders[other].user_data) else {
                     continue;
                 };
                 match part {
@@ -446,9 +402,7 @@ impl World {
                     Part::Drawer => contacts.drawer = true,
                     Part::Arm | Part::Finger(_) => contacts.robot = true,
                     Part::Block(other) => contacts.blocks[other.index()] = true,
-                    Part::Cabinet | Part::Door | Part::Button | Part::Switch => {
-                        contacts.other = true
-                    }
+                    Part::Cabinet | Part::Door | Part::Button | Part::Switch => contacts.other = true,
                 }
             }
         }
@@ -533,8 +487,6 @@ pub fn from_pose(pose: &Pose) -> Isometry3<f64> {
     let q = pose.rotation;
     Isometry3::from_parts(
         Translation3::new(t.x as f64, t.y as f64, t.z as f64),
-        UnitQuaternion::new_normalize(nalgebra::Quaternion::new(
-            q.w as f64, q.x as f64, q.y as f64, q.z as f64,
-        )),
+        UnitQuaternion::new_normalize(nalgebra::Quaternion::new(q.w as f64, q.x as f64, q.y as f64, q.z as f64)),
     )
 }

@@ -1,0 +1,123 @@
+//! End-to-end checks of the simulation core: determinism, scene-file errors, the policy cameras,
+//! and the scripted expert solving tasks through the 7-D action interface.
+
+use vlasim::sim::camera::{PolicyCameras, View};
+use vlasim::sim::chains::{self, EVAL_SEED};
+use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
+use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
+use vlasim::sim::scene::{Scene, SceneError};
+use vlasim::sim::tasks::Task;
+
+/// FNV-1a, to compare long byte streams by a short fingerprint.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Runs the expert (with noise, so the seed matters) on chain `index` for `steps` control steps and
+/// fingerprints every observation and the final camera images.
+fn rollout_fingerprint(scene: &Scene, index: u64, steps: usize) -> (u64, u64) {
+    let chain = chains::chain(EVAL_SEED, index);
+    let mut world = episode::chain_world(scene, &chain, index).expect("chain start");
+    let mut expert = Expert::new(ExpertSettings { noise_std: 0.3, seed: index });
+    expert.begin(chain.tasks[0], &world);
+    let mut observations = Vec::new();
+    for _ in 0..steps {
+        let action = expert.act(&world);
+        world.step(&action);
+        observations.extend(world.robot_obs().iter().chain(world.scene_obs().iter()).flat_map(|v| v.to_le_bytes()));
+    }
+    let mut cameras = PolicyCameras::new(&world);
+    let images = [View::Static, View::Gripper].map(|view| cameras.render(&world, view).rgb);
+    (fnv1a(observations), fnv1a(images.concat()))
+}
+
+#[test]
+fn same_seed_gives_the_same_trajectory_and_pixels() {
+    let scene = Scene::resolve("d").unwrap();
+    let first = rollout_fingerprint(&scene, 3, 120);
+    assert_eq!(first, rollout_fingerprint(&scene, 3, 120));
+    assert_ne!(first, rollout_fingerprint(&scene, 4, 120), "another seed must give another rollout");
+}
+
+#[test]
+fn malformed_scene_file_names_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("vlasim-scene-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = include_str!("../scenes/d.ron").replacen("half_width_m: 0.6", "half_width_m: -0.6", 1);
+    let path = dir.join("broken.ron");
+    std::fs::write(&path, text).unwrap();
+    let error = Scene::load(&path).unwrap_err();
+    assert!(matches!(error, SceneError::Invalid { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("broken.ron") && message.contains("desk.half_width_m"), "{message}");
+    std::fs::write(&path, "(name: \"x\", desk: (").unwrap();
+    let message = Scene::load(&path).unwrap_err().to_string();
+    assert!(message.contains("broken.ron:1:"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn static_camera_shows_the_blocks_and_the_lit_led() {
+    let scene = Scene::resolve("d").unwrap();
+    // Chain 0 starts with the LED state below; find a chain whose LED is on.
+    let index = (0..50).find(|i| chains::chain(EVAL_SEED, *i).initial.led).unwrap();
+    let world = episode::chain_world(&scene, &chains::chain(EVAL_SEED, index), index).unwrap();
+    let image = PolicyCameras::new(&world).render(&world, View::Static);
+    let count = |predicate: &dyn Fn([u8; 3]) -> bool| {
+        (0..image.height)
+            .flat_map(|y| (0..image.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| predicate(image.pixel(x, y)))
+            .count()
+    };
+    let led = scene.button.led_on_rgb;
+    assert!(count(&|p| p == led) > 0, "the lit LED is drawn emissive in its exact colour");
+    assert!(count(&|[r, g, b]| r > 120 && g < 40 && b < 40) > 4, "red block");
+    assert!(count(&|[r, g, b]| b > 120 && r < 40 && g < 80) > 4, "blue block");
+    assert!(count(&|p| p == scene.lighting.background_rgb) > 0, "background");
+}
+
+/// Tasks whose expert succeeds on at least 94 % of 100 start states in `vlasim bench expert`;
+/// their first seeds must keep succeeding. The other tasks are still being tuned towards the
+/// 98 % goal (every task's rate is in BENCHMARKS.md).
+const TUNED_TASKS: [&str; 10] = [
+    "push_red_block_right",
+    "push_pink_block_left",
+    "open_drawer",
+    "close_drawer",
+    "lift_pink_block_table",
+    "rotate_pink_block_left",
+    "turn_on_lightbulb",
+    "turn_off_lightbulb",
+    "turn_on_led",
+    "turn_off_led",
+];
+
+#[test]
+fn expert_solves_tasks_through_the_action_interface() {
+    let scene = Scene::resolve("d").unwrap();
+    for name in TUNED_TASKS {
+        let task = Task::from_name(name).unwrap();
+        for seed in 0..4 {
+            let mut world = episode::task_world(&scene, task, seed).unwrap();
+            let mut expert = Expert::new(ExpertSettings::default());
+            let outcome = episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {});
+            assert!(outcome.success, "{task} failed on seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_random_policy_rarely_achieves_anything() {
+    let scene = Scene::resolve("d").unwrap();
+    let chain = chains::chain(EVAL_SEED, 0);
+    let mut world = episode::chain_world(&scene, &chain, 0).unwrap();
+    struct Random(vlasim::sim::rng::Rng);
+    impl Policy for Random {
+        fn begin(&mut self, _: Task, _: &vlasim::sim::world::World) {}
+        fn act(&mut self, _: &vlasim::sim::world::World) -> vlasim::sim::arm::Action {
+            vlasim::sim::arm::Action::Relative(std::array::from_fn(|_| self.0.uniform(-1.0, 1.0)))
+        }
+    }
+    let outcomes = episode::run_chain(&mut world, &chain, &mut Random(vlasim::sim::rng::Rng::new(1)), &mut |_, _| {});
+    assert!(outcomes.iter().filter(|o| o.success).count() <= 1, "{outcomes:?}");
+}
