@@ -8,7 +8,7 @@ use vlasim::sim::arm::Action;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
-use vlasim::sim::expert::{Expert, ExpertSettings};
+use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
 
@@ -22,7 +22,6 @@ pub fn sim(scene_name: &str) -> Result<()> {
     let steps = 2000;
     let begin = Instant::now();
     let mut task_index = 0;
-    use vlasim::sim::expert::Policy;
     expert.begin(chain.tasks[0], &world);
     for step in 0..steps {
         if step % 300 == 299 {

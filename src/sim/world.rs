@@ -16,7 +16,7 @@ use rapier3d::prelude::*;
 
 use super::arm::{Action, Arm, EePose, Workspace};
 use super::build::{self, GRIPPER_MAX_WIDTH_M, Handles, JointOrigins, PHYSICS_DT_S, Part};
-use super::kinematics::{self, DOF, Joints};
+use super::kinematics::{self, Joints};
 use super::scene::{BlockColor, Scene};
 use super::start::StartState;
 use super::visual::{Glow, VisualPart};
@@ -452,7 +452,6 @@ impl World {
     }
 }
 
-const _: () = assert!(DOF == 7);
 
 /// The box the end-effector target is kept in: over the desk, not into it.
 fn workspace_for(scene: &Scene) -> Workspace {
