@@ -452,7 +452,6 @@ impl World {
     }
 }
 
-
 /// The box the end-effector target is kept in: over the desk, not into it.
 fn workspace_for(scene: &Scene) -> Workspace {
     let drawer = build::drawer_geometry(scene);
