@@ -59,7 +59,7 @@ fn malformed_scene_file_names_file_and_field() {
 #[test]
 fn static_camera_shows_the_blocks_and_the_lit_led() {
     let scene = Scene::resolve("d").unwrap();
-    // Chain 0 starts with the LED state below; find a chain whose LED is on.
+    // A chain whose start state has the LED on, so the emissive colour must appear.
     let index = (0..50).find(|i| chains::chain(EVAL_SEED, *i).initial.led).unwrap();
     let world = episode::chain_world(&scene, &chains::chain(EVAL_SEED, index), index).unwrap();
     let image = PolicyCameras::new(&world).render(&world, View::Static);

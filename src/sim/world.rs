@@ -16,7 +16,7 @@ use rapier3d::prelude::*;
 
 use super::arm::{Action, Arm, EePose, Workspace};
 use super::build::{self, GRIPPER_MAX_WIDTH_M, Handles, JointOrigins, PHYSICS_DT_S, Part};
-use super::kinematics::{self, Joints};
+use super::kinematics;
 use super::scene::{BlockColor, Scene};
 use super::start::StartState;
 use super::visual::{Glow, VisualPart};
@@ -425,25 +425,20 @@ impl World {
     /// CALVIN's 24-D scene observation: door, drawer, button, switch, bulb (0/1), LED (0/1),
     /// then red, blue, pink blocks as position (3) and Euler XYZ (3).
     pub fn scene_obs(&self) -> [f64; 24] {
-        let state = self.state();
+        // Reads poses directly: the contacts in `state()` cost distance queries the observation does not need.
         let mut obs = [0.0; 24];
-        obs[0] = state.door_m;
-        obs[1] = state.drawer_m;
-        obs[2] = state.button_m;
-        obs[3] = state.switch_m;
-        obs[4] = state.bulb_on as u8 as f64;
-        obs[5] = state.led_on as u8 as f64;
-        for (i, block) in state.blocks.iter().enumerate() {
-            let pose = EePose::from_isometry(&block.pose);
+        obs[0] = self.door_m();
+        obs[1] = self.drawer_m();
+        obs[2] = self.button_m();
+        obs[3] = self.switch_m();
+        obs[4] = self.bulb_on() as u8 as f64;
+        obs[5] = self.led_on as u8 as f64;
+        for (i, color) in BlockColor::ALL.iter().enumerate() {
+            let pose = EePose::from_isometry(&self.block_pose(*color));
             obs[6 + 6 * i..9 + 6 * i].copy_from_slice(pose.position_m.as_slice());
             obs[9 + 6 * i..12 + 6 * i].copy_from_slice(pose.euler_rad.as_slice());
         }
         obs
-    }
-
-    /// Current joint angles.
-    pub fn joints(&self) -> Joints {
-        self.arm.joints
     }
 
     /// Handles of the simulated parts.
