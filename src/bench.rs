@@ -7,10 +7,12 @@ use anyhow::Result;
 use vlasim::sim::arm::Action;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
-use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
+use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
 use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
+use vlasim::video::rollout::{Progress, instruction};
+use vlasim::video::{ComposeOptions, Composer, Recorder};
 
 /// Control steps per second and camera frames per second, single thread.
 pub fn sim(scene_name: &str) -> Result<()> {
@@ -73,7 +75,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         for seed in 0..episodes {
             let outcome = episode::task_world(&scene, task, seed).map(|mut world| {
                 let mut expert = Expert::new(ExpertSettings::default());
-                episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {})
+                episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer)
             });
             match outcome {
                 Ok(outcome) if outcome.success => {
@@ -114,7 +116,10 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
             return 0;
         };
         let mut expert = Expert::new(ExpertSettings::default());
-        episode::run_chain(&mut world, &chain, &mut expert, &mut |_, _| {}).iter().filter(|o| o.success).count()
+        episode::run_chain(&mut world, &chain, &mut expert, &mut episode::no_observer)
+            .iter()
+            .filter(|o| o.success)
+            .count()
     });
     let full = completed.iter().filter(|c| **c == chains::CHAIN_LENGTH).count();
     let average = completed.iter().sum::<usize>() as f64 / chain_count as f64;
@@ -126,6 +131,64 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         sr.join(", "),
         begin.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Recording speed on one thread at the default 640×480: composing frames along an expert
+/// rollout (without and with the policy-camera inset), then encoding them as MP4 and as GIF.
+pub fn record(scene_name: &str) -> Result<()> {
+    let scene = Scene::resolve(scene_name)?;
+    let chain = chains::chain(EVAL_SEED, 0);
+    let mut world = episode::chain_world(&scene, &chain, 0)?;
+    let mut expert = Expert::new(ExpertSettings::default());
+    expert.begin(chain.tasks[0], &world);
+    let options = ComposeOptions::default();
+    let mut plain = Composer::new(&world, options)?;
+    let mut with_inset = Composer::new(&world, ComposeOptions { inset: true, ..options })?;
+    let mut progress = Progress::new(&chain.tasks, true);
+    // Moving frames, as in a real recording: a still scene would flatter the encoders.
+    let count = 150;
+    let (mut plain_s, mut inset_s) = (0.0, 0.0);
+    let mut frames = Vec::with_capacity(count);
+    for step in 1..=count {
+        let action = expert.act(&world);
+        world.step(&action);
+        progress.update(StepReport { task: chain.tasks[0], step, success: false });
+        let caption = progress.caption();
+        let begin = Instant::now();
+        plain.compose(&world, &caption);
+        plain_s += begin.elapsed().as_secs_f64();
+        let begin = Instant::now();
+        with_inset.compose(&world, &caption);
+        inset_s += begin.elapsed().as_secs_f64();
+        frames.push(with_inset.frame().clone());
+    }
+    let (width, height) = (options.width, options.height);
+    println!("compose {width}x{height}: {:.0} frames/s", count as f64 / plain_s);
+    println!("compose {width}x{height} with inset: {:.0} frames/s", count as f64 / inset_s);
+    println!("(caption: \"{}\")", instruction(chain.tasks[0]));
+
+    let dir = std::env::temp_dir().join(format!("vlasim-bench-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for extension in ["mp4", "gif"] {
+        let path = dir.join(format!("bench.{extension}"));
+        let begin = Instant::now();
+        let mut recorder = Recorder::create(&path, width, height, 30.0)?;
+        for frame in &frames {
+            recorder.push(frame)?;
+        }
+        let summary = recorder.finish()?;
+        let elapsed = begin.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(&path)?.len() as f64;
+        println!(
+            "encode {extension} {width}x{height}: {:.0} frames/s, {:.0} kB for {:.1} s ({:.0} kbit/s)",
+            frames.len() as f64 / elapsed,
+            bytes / 1e3,
+            summary.duration_s,
+            8.0 * bytes / 1e3 / summary.duration_s
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

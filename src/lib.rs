@@ -1,6 +1,7 @@
 //! vlasim: a simulator and visualizer for Vision-Language-Action models.
 //!
 //! [`sim`] is the headless simulation core every other part (data collection, training,
-//! evaluation, the GUI) is a client of.
+//! evaluation, the GUI) is a client of; [`video`] records rollouts as MP4 or GIF.
 
 pub mod sim;
+pub mod video;

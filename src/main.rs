@@ -2,8 +2,10 @@
 
 mod bench;
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +17,8 @@ use vlasim::sim::expert::{Expert, ExpertSettings};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
 use vlasim::sim::world::World;
+use vlasim::video::ComposeOptions;
+use vlasim::video::rollout::{self, RecordSettings, Rollout};
 
 #[derive(Parser)]
 #[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
@@ -31,6 +35,112 @@ enum Command {
     Render(RenderArgs),
     /// Measure simulation and camera speed.
     Bench(BenchArgs),
+    /// Record the scripted expert on a task or an evaluation chain as MP4 (H.264) or GIF.
+    Record(RecordArgs),
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// Task name (e.g. open_drawer); `vlasim expert --list` shows all 34.
+    #[arg(long, conflicts_with = "chain")]
+    task: Option<String>,
+    /// Index of an evaluation chain (seed 1000, as `vlasim eval` uses).
+    #[arg(long)]
+    chain: Option<u64>,
+    /// Scene: a, b, c, d or a path to a scene file.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Seed of the start state (with --task).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output file; the extension picks the format: .mp4 (H.264) or .gif.
+    #[arg(long, default_value = "rollout.mp4")]
+    out: PathBuf,
+    /// Write a GIF: replaces the extension of --out with .gif.
+    #[arg(long)]
+    gif: bool,
+    /// Frame size, WIDTHxHEIGHT (odd sizes are padded to even in MP4).
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Show the policy cameras' images (static and gripper) in the top-right corner.
+    #[arg(long)]
+    inset: bool,
+    /// Stop after this many control steps (short clips).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Seconds the final frame stays on screen.
+    #[arg(long, default_value_t = 1.0)]
+    hold: f64,
+    /// Also save the last frame as a PNG here.
+    #[arg(long)]
+    last_frame_png: Option<PathBuf>,
+}
+
+/// Set by the Ctrl-C handler; the record loop stops after the current step and finishes the file.
+static STOP_RECORDING: AtomicBool = AtomicBool::new(false);
+
+fn record(args: RecordArgs) -> Result<()> {
+    let scene = Scene::resolve(&args.scene)?;
+    let rollout = match (args.task, args.chain) {
+        (Some(name), None) => Rollout::Task { task: task_named(&name)?, seed: args.seed },
+        (None, Some(index)) => Rollout::Chain { index },
+        _ => bail!("give either --task NAME or --chain INDEX"),
+    };
+    let out = if args.gif { args.out.with_extension("gif") } else { args.out };
+    let (width, height) = args.size;
+    let settings = RecordSettings {
+        rollout,
+        compose: ComposeOptions { width, height, inset: args.inset },
+        max_steps: args.max_steps,
+        hold_final_s: args.hold,
+    };
+    ctrlc::set_handler(|| {
+        // A second Ctrl-C means the user does not want to wait for the file to be finished.
+        if STOP_RECORDING.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: finishing the video (Ctrl-C again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    println!("recording {} ({width}x{height})", out.display());
+    let recorded = rollout::record_expert(&scene, &settings, &out, &STOP_RECORDING)?;
+    for outcome in &recorded.outcomes {
+        let result = match (outcome.success, outcome.stopped) {
+            (true, _) => "success",
+            (false, true) => "stopped",
+            (false, false) => "FAILED",
+        };
+        println!("  {:<26} {result} ({} steps)", outcome.task.name(), outcome.steps);
+    }
+    let summary = &recorded.summary;
+    println!(
+        "wrote {}: {} frames, {}x{}, {:.2} s{}",
+        summary.path.display(),
+        summary.frames,
+        summary.width,
+        summary.height,
+        summary.duration_s,
+        if recorded.stopped { " (stopped early)" } else { "" }
+    );
+    if let Some(path) = args.last_frame_png {
+        save_png(&recorded.last_frame, 1, &path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Parses WIDTHxHEIGHT.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let parse = |side: &str| side.trim().parse::<u32>().ok().filter(|&px| px > 0);
+    match text.split_once(['x', 'X']).map(|(w, h)| (parse(w), parse(h))) {
+        Some((Some(width), Some(height))) => Ok((width, height)),
+        _ => Err(format!("expected WIDTHxHEIGHT in pixels, e.g. 640x480; got `{text}`")),
+    }
+}
+
+/// The task called `name`, or an error pointing at the list.
+fn task_named(name: &str) -> Result<Task> {
+    Task::from_name(name).with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))
 }
 
 #[derive(Args)]
@@ -71,6 +181,8 @@ enum BenchTarget {
     Sim,
     /// Expert success per task over many start states, and over the evaluation chains.
     Expert,
+    /// Recording speed at 640x480: frames/s composed and frames/s encoded (MP4 and GIF).
+    Record,
 }
 
 #[derive(Args)]
@@ -106,7 +218,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => match args.target {
             BenchTarget::Sim => bench::sim(&args.scene),
             BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
+            BenchTarget::Record => bench::record(&args.scene),
         },
+        Command::Record(args) => record(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,11 +256,11 @@ fn expert(args: ExpertArgs) -> Result<()> {
                 if report.success { "SUCCESS" } else { "-" }
             );
         }
+        ControlFlow::Continue(())
     };
     match (args.task, args.chain) {
         (Some(name), None) => {
-            let task = Task::from_name(&name)
-                .with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))?;
+            let task = task_named(&name)?;
             let mut world = episode::task_world(&scene, task, args.seed)?;
             let outcome = episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut print_step);
             println!(

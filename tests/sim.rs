@@ -100,7 +100,8 @@ fn expert_solves_tasks_through_the_action_interface() {
         for seed in 0..4 {
             let mut world = episode::task_world(&scene, task, seed).unwrap();
             let mut expert = Expert::new(ExpertSettings::default());
-            let outcome = episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {});
+            let outcome =
+                episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer);
             assert!(outcome.success, "{task} failed on seed {seed}");
         }
     }
@@ -118,6 +119,7 @@ fn a_random_policy_rarely_achieves_anything() {
             vlasim::sim::arm::Action::Relative(std::array::from_fn(|_| self.0.uniform(-1.0, 1.0)))
         }
     }
-    let outcomes = episode::run_chain(&mut world, &chain, &mut Random(vlasim::sim::rng::Rng::new(1)), &mut |_, _| {});
+    let outcomes =
+        episode::run_chain(&mut world, &chain, &mut Random(vlasim::sim::rng::Rng::new(1)), &mut episode::no_observer);
     assert!(outcomes.iter().filter(|o| o.success).count() <= 1, "{outcomes:?}");
 }

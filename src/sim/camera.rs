@@ -1,5 +1,6 @@
 //! The policy cameras: the static camera looking at the desk and the camera on the hand, both
-//! drawn by the deterministic CPU [`Renderer`] from the world's [`VisualPart`]s.
+//! drawn by the deterministic CPU [`Renderer`] from the world's [`VisualPart`]s. Other viewpoints
+//! (the presentation view of recordings) render through the same path.
 
 use glam::{Mat4, Vec3, Vec4};
 use rapier3d::prelude::Pose;
@@ -113,9 +114,16 @@ impl PolicyCameras {
         if image.width != camera.width || image.height != camera.height {
             *image = Image::new(camera.width, camera.height);
         }
+        self.render_camera(world, &camera, &mut image.rgb);
+    }
+
+    /// Renders `world` through any `camera` (e.g. a presentation view for videos) with the same
+    /// meshes, lighting and rasterizer as the policy cameras, into `rgb` (`width * height * 3`
+    /// bytes, row-major). Valid for every world built from the scene this was prepared for.
+    pub fn render_camera(&mut self, world: &World, camera: &Camera, rgb: &mut [u8]) {
         let instances: Vec<Instance> =
             world.visuals().iter().zip(&self.meshes).map(|(part, mesh)| instance(world, part, mesh)).collect();
-        self.renderer.render(&camera, &self.lighting, &instances, &mut image.rgb);
+        self.renderer.render(camera, &self.lighting, &instances, rgb);
     }
 
     /// Renders `view` of `world` into a new image.

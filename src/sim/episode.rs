@@ -1,6 +1,12 @@
 //! Running policies on tasks and chains under CALVIN's protocol: each subtask gets at most 360
 //! control steps and ends early on success; a chain resets only at its start, and its first
 //! failure ends it.
+//!
+//! The step loop lives here once; everything that watches an episode (CLI printing, video
+//! recording, the GUI) does so through an observer called after every control step, which may
+//! also stop the episode early (Ctrl-C, a failed write).
+
+use std::ops::ControlFlow;
 
 use super::chains::{Chain, TaskStart};
 use super::expert::{Expert, ExpertSettings, Policy};
@@ -25,6 +31,14 @@ pub struct StepReport {
     pub success: bool,
 }
 
+/// Called after every control step with the world and what happened; `Break` stops the episode.
+pub type Observer<'a> = dyn FnMut(&World, StepReport) -> ControlFlow<()> + 'a;
+
+/// The observer for callers that only want the outcome.
+pub fn no_observer(_: &World, _: StepReport) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
 /// Result of one subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubtaskOutcome {
@@ -34,15 +48,18 @@ pub struct SubtaskOutcome {
     pub success: bool,
     /// Steps used.
     pub steps: usize,
+    /// The observer stopped the episode before success or the end of the budget.
+    pub stopped: bool,
 }
 
-/// Runs `policy` on `task` from the current state until the oracle fires or the budget is spent.
+/// Runs `policy` on `task` from the current state until the oracle fires, the budget is spent or
+/// `observe` stops it.
 pub fn run_subtask(
     world: &mut World,
     policy: &mut dyn Policy,
     task: Task,
     max_steps: usize,
-    observe: &mut dyn FnMut(&World, StepReport),
+    observe: &mut Observer,
 ) -> SubtaskOutcome {
     let start: SceneState = world.state();
     policy.begin(task, world);
@@ -50,12 +67,12 @@ pub fn run_subtask(
         let action = policy.act(world);
         world.step(&action);
         let success = oracle::succeeded(task, &start, &world.state());
-        observe(world, StepReport { task, step, success });
-        if success {
-            return SubtaskOutcome { task, success: true, steps: step };
+        let flow = observe(world, StepReport { task, step, success });
+        if success || flow.is_break() {
+            return SubtaskOutcome { task, success, steps: step, stopped: !success };
         }
     }
-    SubtaskOutcome { task, success: false, steps: max_steps }
+    SubtaskOutcome { task, success: false, steps: max_steps, stopped: false }
 }
 
 /// Builds the world for a chain's symbolic start state (start sampled with `seed`).
@@ -64,12 +81,13 @@ pub fn chain_world(scene: &Scene, chain: &Chain, seed: u64) -> Result<World, Sta
     Ok(World::new(scene.clone(), &start))
 }
 
-/// Runs a chain; stops at the first failure. Returns one outcome per attempted subtask.
+/// Runs a chain; stops at the first failure or when `observe` stops it. Returns one outcome per
+/// attempted subtask.
 pub fn run_chain(
     world: &mut World,
     chain: &Chain,
     policy: &mut dyn Policy,
-    observe: &mut dyn FnMut(&World, StepReport),
+    observe: &mut Observer,
 ) -> Vec<SubtaskOutcome> {
     let mut outcomes = Vec::new();
     for task in chain.tasks {
@@ -101,7 +119,7 @@ pub fn task_world(scene: &Scene, task: Task, seed: u64) -> Result<World, SetupEr
     let mut world = World::new(scene.clone(), &start);
     let mut expert = Expert::new(ExpertSettings::default());
     for setup_task in setup {
-        let outcome = run_subtask(&mut world, &mut expert, setup_task, MAX_STEPS_PER_SUBTASK, &mut |_, _| {});
+        let outcome = run_subtask(&mut world, &mut expert, setup_task, MAX_STEPS_PER_SUBTASK, &mut no_observer);
         if !outcome.success {
             return Err(SetupError::Expert(setup_task));
         }

@@ -1,0 +1,338 @@
+//! End-to-end checks of rollout recording: the MP4's boxes (read by a small box walker here, so
+//! no MP4 library is trusted to check itself), its H.264 samples decoded back by OpenH264 and
+//! compared with the frames that went in, the GIF fallback, the frame layout, and a `vlasim
+//! record` process stopped with SIGINT still leaving a complete MP4.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+
+use vlasim::sim::camera::{Image, PolicyCameras, View};
+use vlasim::sim::chains::{self, EVAL_SEED};
+use vlasim::sim::episode;
+use vlasim::sim::scene::Scene;
+use vlasim::sim::tasks::Task;
+use vlasim::video::rollout::{self, RecordSettings, Rollout};
+use vlasim::video::{Caption, ComposeOptions, Composer, SubtaskStatus};
+
+/// Colour of the caption bar (`compose.rs`), which fills the frame's bottom-right corner.
+const BAR_RGB: [u8; 3] = [24, 26, 30];
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vlasim-video-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// An MP4 box: its four-character type and its payload.
+struct Mp4Box<'a> {
+    kind: [u8; 4],
+    payload: &'a [u8],
+}
+
+fn be_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes(bytes[at..at + 2].try_into().expect("2 bytes"))
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The boxes directly inside `data`, with 64-bit and to-the-end sizes; panics on a truncated box.
+fn boxes(data: &[u8]) -> Vec<Mp4Box<'_>> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let kind: [u8; 4] = data[at + 4..at + 8].try_into().expect("box type");
+        let (size, header) = match be_u32(data, at) {
+            0 => ((data.len() - at) as u64, 8),
+            1 => (be_u64(data, at + 8), 16),
+            size => (u64::from(size), 8),
+        };
+        let end = at + size as usize;
+        assert!(
+            size >= header as u64 && end <= data.len(),
+            "box {} overruns its parent",
+            String::from_utf8_lossy(&kind)
+        );
+        found.push(Mp4Box { kind, payload: &data[at + header..end] });
+        at = end;
+    }
+    found
+}
+
+/// The single child of type `kind`.
+fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> &'a [u8] {
+    let matching: Vec<_> = boxes(data).into_iter().filter(|b| &b.kind == kind).collect();
+    assert_eq!(matching.len(), 1, "expected one {} box", String::from_utf8_lossy(kind));
+    matching[0].payload
+}
+
+/// What the test needs from an MP4 with one H.264 video track.
+struct Mp4Video {
+    major_brand: [u8; 4],
+    timescale: u32,
+    duration: u64,
+    width: u16,
+    height: u16,
+    /// SPS and PPS from `avcC`, and the NAL length-prefix size.
+    parameter_sets: Vec<Vec<u8>>,
+    nal_length_size: usize,
+    /// Each sample's bytes, located through stsc/stco/stsz.
+    samples: Vec<Vec<u8>>,
+}
+
+fn read_mp4(path: &Path) -> Mp4Video {
+    let file = std::fs::read(path).expect("read mp4");
+    let top = boxes(&file);
+    assert_eq!(&top[0].kind, b"ftyp", "ftyp comes first");
+    let major_brand = top[0].payload[..4].try_into().expect("brand");
+    let moov = child(&file, b"moov");
+    assert!(top.iter().any(|b| &b.kind == b"mdat"));
+    let mdia = child(child(moov, b"trak"), b"mdia");
+    let mdhd = child(mdia, b"mdhd");
+    let (timescale, duration) = match mdhd[0] {
+        0 => (be_u32(mdhd, 12), u64::from(be_u32(mdhd, 16))),
+        _ => (be_u32(mdhd, 20), be_u64(mdhd, 24)),
+    };
+    let stbl = child(child(mdia, b"minf"), b"stbl");
+
+    let stsd = child(stbl, b"stsd");
+    assert_eq!(be_u32(stsd, 4), 1, "one sample description");
+    let avc1 = child(&stsd[8..], b"avc1");
+    let (width, height) = (be_u16(avc1, 24), be_u16(avc1, 26));
+    // The visual sample entry's fixed fields take 78 bytes; avcC follows.
+    let avcc = child(&avc1[78..], b"avcC");
+    let nal_length_size = usize::from(avcc[4] & 3) + 1;
+    let mut parameter_sets = Vec::new();
+    let mut at = 5;
+    for _ in 0..2 {
+        // First the SPS count (low 5 bits), then the PPS count.
+        let count = if parameter_sets.is_empty() { avcc[at] & 0x1f } else { avcc[at] };
+        at += 1;
+        for _ in 0..count {
+            let length = usize::from(be_u16(avcc, at));
+            parameter_sets.push(avcc[at + 2..at + 2 + length].to_vec());
+            at += 2 + length;
+        }
+    }
+
+    let stsz = child(stbl, b"stsz");
+    let (uniform_size, count) = (be_u32(stsz, 4), be_u32(stsz, 8) as usize);
+    let sizes: Vec<usize> =
+        (0..count).map(|i| if uniform_size != 0 { uniform_size } else { be_u32(stsz, 12 + 4 * i) } as usize).collect();
+    let stsc = child(stbl, b"stsc");
+    let runs: Vec<(u32, u32)> =
+        (0..be_u32(stsc, 4) as usize).map(|i| (be_u32(stsc, 8 + 12 * i), be_u32(stsc, 12 + 12 * i))).collect();
+    let offsets: Vec<u64> = match boxes(stbl).iter().find(|b| &b.kind == b"stco" || &b.kind == b"co64") {
+        Some(b) if &b.kind == b"stco" => {
+            (0..be_u32(b.payload, 4) as usize).map(|i| u64::from(be_u32(b.payload, 8 + 4 * i))).collect()
+        }
+        Some(b) => (0..be_u32(b.payload, 4) as usize).map(|i| be_u64(b.payload, 8 + 8 * i)).collect(),
+        None => panic!("no chunk offsets"),
+    };
+    let mut samples = Vec::new();
+    for (chunk, &offset) in offsets.iter().enumerate() {
+        let chunk_number = chunk as u32 + 1;
+        let per_chunk = runs.iter().rev().find(|(first, _)| *first <= chunk_number).expect("stsc covers every chunk").1;
+        let mut at = offset as usize;
+        for _ in 0..per_chunk {
+            let size = sizes[samples.len()];
+            samples.push(file[at..at + size].to_vec());
+            at += size;
+        }
+    }
+    assert_eq!(samples.len(), count, "stsc and stco account for every sample in stsz");
+    Mp4Video { major_brand, timescale, duration, width, height, parameter_sets, nal_length_size, samples }
+}
+
+/// Decodes every sample to RGB (length-prefixed NAL units become Annex B start codes).
+fn decode(video: &Mp4Video) -> Vec<Image> {
+    let mut decoder = Decoder::new().expect("decoder");
+    let mut annex_b = Vec::new();
+    for set in &video.parameter_sets {
+        annex_b.extend([0, 0, 0, 1]);
+        annex_b.extend(set);
+    }
+    assert!(decoder.decode(&annex_b).expect("parameter sets").is_none());
+    let mut frames = Vec::new();
+    for sample in &video.samples {
+        annex_b.clear();
+        let mut at = 0;
+        while at < sample.len() {
+            let length = sample[at..at + video.nal_length_size].iter().fold(0, |n, &b| n << 8 | usize::from(b));
+            at += video.nal_length_size;
+            annex_b.extend([0, 0, 0, 1]);
+            annex_b.extend(&sample[at..at + length]);
+            at += length;
+        }
+        let yuv = decoder.decode(&annex_b).expect("sample decodes").expect("one picture per sample");
+        let (width, height) = yuv.dimensions();
+        let mut image = Image::new(width as u32, height as u32);
+        yuv.write_rgb8(&mut image.rgb);
+        frames.push(image);
+    }
+    frames
+}
+
+fn mean_abs_difference(a: &Image, b: &Image) -> f64 {
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    a.rgb.iter().zip(&b.rgb).map(|(&x, &y)| f64::from(x.abs_diff(y))).sum::<f64>() / a.rgb.len() as f64
+}
+
+fn assert_close(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
+    assert!(actual.iter().zip(expected).all(|(&a, e)| a.abs_diff(e) <= tolerance), "{actual:?} vs {expected:?}");
+}
+
+#[test]
+fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
+    let scene = Scene::resolve("d").expect("scene");
+    let path = scratch_dir("mp4").join("turn_on_led.mp4");
+    let settings = RecordSettings {
+        rollout: Rollout::Task { task: Task::TurnOnLed, seed: 2 },
+        compose: ComposeOptions { width: 320, height: 240, inset: true },
+        max_steps: None,
+        hold_final_s: 0.5,
+    };
+    let recorded = rollout::record_expert(&scene, &settings, &path, &AtomicBool::new(false)).expect("record");
+    let outcome = recorded.outcomes[0];
+    assert!(outcome.success, "the expert turns on the LED");
+    // The start state, one frame per step, then half a second of the final frame.
+    let frames = 1 + outcome.steps + 15;
+    assert_eq!(recorded.summary.frames, frames);
+    assert_eq!((recorded.summary.width, recorded.summary.height), (320, 240));
+    assert!((recorded.summary.duration_s - frames as f64 / 30.0).abs() < 1e-9);
+
+    let video = read_mp4(&path);
+    assert_eq!(&video.major_brand, b"isom");
+    assert_eq!((video.width, video.height), (320, 240));
+    assert_eq!(video.samples.len(), frames);
+    let duration_s = video.duration as f64 / f64::from(video.timescale);
+    assert!((duration_s - frames as f64 / 30.0).abs() <= 1.0 / 30.0, "mdhd says {duration_s} s");
+
+    let decoded = decode(&video);
+    assert_eq!(decoded.len(), frames);
+    let last = decoded.last().expect("frames");
+    // Lossy, but close to what went in; the flat caption bar keeps its colour.
+    let error = mean_abs_difference(last, &recorded.last_frame);
+    assert!(error < 4.0, "mean error {error:.2} per channel");
+    assert_close(last.pixel(318, 238), BAR_RGB, 6);
+    // The arm moves: at some point a clear share of the pixels differs from the first frame.
+    let changed_share = |frame: &Image| {
+        let pixels = decoded[0].rgb.chunks(3).zip(frame.rgb.chunks(3));
+        let changed = pixels.filter(|(a, b)| a.iter().zip(*b).any(|(x, y)| x.abs_diff(*y) > 40)).count();
+        changed as f64 / f64::from(frame.width * frame.height)
+    };
+    let share = decoded.iter().map(changed_share).fold(0.0, f64::max);
+    assert!(share > 0.01, "at most {:.2} % of the pixels changed", 100.0 * share);
+}
+
+#[test]
+fn gif_fallback_has_one_frame_per_step_at_the_requested_size() {
+    let scene = Scene::resolve("d").expect("scene");
+    let path = scratch_dir("gif").join("clip.gif");
+    let settings = RecordSettings {
+        rollout: Rollout::Chain { index: 1 },
+        compose: ComposeOptions { width: 200, height: 150, inset: false },
+        max_steps: Some(12),
+        hold_final_s: 1.0,
+    };
+    let recorded = rollout::record_expert(&scene, &settings, &path, &AtomicBool::new(false)).expect("record");
+    assert!(recorded.stopped);
+    assert_eq!(recorded.summary.frames, 13, "start + 12 steps, no hold after a stop");
+
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options.read_info(std::fs::File::open(&path).expect("open gif")).expect("gif header");
+    assert_eq!((decoder.width(), decoder.height()), (200, 150));
+    let mut frames = 0;
+    while let Some(frame) = decoder.read_next_frame().expect("gif frame") {
+        assert_eq!((frame.width, frame.height, frame.delay), (200, 150, 3));
+        frames += 1;
+    }
+    assert_eq!(frames, 13);
+}
+
+#[test]
+fn frame_shows_the_scene_the_policy_insets_and_the_caption() {
+    let scene = Scene::resolve("d").expect("scene");
+    let chain = chains::chain(EVAL_SEED, 0);
+    let world = episode::chain_world(&scene, &chain, 0).expect("world");
+    let mut composer =
+        Composer::new(&world, ComposeOptions { width: 640, height: 480, inset: true }).expect("composer");
+    use SubtaskStatus::*;
+    let caption = Caption {
+        instruction: "open the drawer".into(),
+        step: 12,
+        budget: 360,
+        status: Running,
+        chain: vec![Succeeded, Failed, Running, Pending, Pending],
+    };
+    let frame = composer.compose(&world, &caption).clone();
+    assert_eq!((frame.width, frame.height), (640, 480));
+    assert_eq!(frame, *composer.compose(&world, &caption), "composing is deterministic");
+
+    // Caption bar: 56 px at this size (text scale 2), chips right-aligned on its second line,
+    // 16 px squares 4 px apart ending 8 px from the right edge.
+    assert_eq!(frame.pixel(639, 479), BAR_RGB);
+    let chip_left = |i: u32| 640 - 8 - 5 * 20 + 4 + i * 20;
+    let chip_row = 480 - 56 + 8 + 16 + 8 + 15;
+    let statuses = [Succeeded, Failed, Running, Pending, Pending];
+    for (i, status) in statuses.into_iter().enumerate() {
+        assert_eq!(frame.pixel(chip_left(i as u32), chip_row), status.rgb(), "chip {}", i + 1);
+    }
+
+    // The static camera's image sits unscaled (128 px, a third of the view) in the top-right corner.
+    let static_image = PolicyCameras::new(&world).render(&world, View::Static);
+    let (left, top) = (640 - 8 - 128, 8);
+    for (x, y) in [(64, 64), (100, 20), (127, 127)] {
+        assert_eq!(frame.pixel(left + x, top + y), static_image.pixel(x, y), "static inset at ({x}, {y})");
+    }
+    // The presentation view is drawn: the view is not all background.
+    let background = scene.lighting.background_rgb;
+    let drawn = (0..424).step_by(8).flat_map(|y| (0..400).step_by(8).map(move |x| (x, y)));
+    assert!(drawn.filter(|&(x, y)| frame.pixel(x, y) != background).count() > 1000);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_mid_recording_leaves_a_complete_mp4() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let path = scratch_dir("sigint").join("interrupted.mp4");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vlasim"))
+        .args(["record", "--chain", "0", "--inset", "--out"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vlasim record");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    assert!(line.starts_with("recording"), "{line}");
+    // The handler is installed before that line; let a few dozen frames be recorded first.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("vlasim exits");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("stdout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(rest.contains("stopped early"), "the chain must not finish within 0.4 s: {rest}");
+
+    let video = read_mp4(&path);
+    assert_eq!((video.width, video.height), (640, 480));
+    assert!(!video.samples.is_empty());
+    let reported = rest.split("wrote ").nth(1).and_then(|s| s.split(": ").nth(1)).and_then(|s| s.split(' ').next());
+    assert_eq!(reported.and_then(|n| n.parse().ok()), Some(video.samples.len()), "{rest}");
+    assert_eq!(decode(&video).len(), video.samples.len());
+}
