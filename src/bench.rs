@@ -11,7 +11,7 @@ use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
 use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
-use vlasim::video::rollout::{Progress, instruction};
+use vlasim::video::rollout::Progress;
 use vlasim::video::{ComposeOptions, Composer, Recorder};
 
 /// Control steps per second and camera frames per second, single thread.
@@ -166,7 +166,6 @@ pub fn record(scene_name: &str) -> Result<()> {
     let (width, height) = (options.width, options.height);
     println!("compose {width}x{height}: {:.0} frames/s", count as f64 / plain_s);
     println!("compose {width}x{height} with inset: {:.0} frames/s", count as f64 / inset_s);
-    println!("(caption: \"{}\")", instruction(chain.tasks[0]));
 
     let dir = std::env::temp_dir().join(format!("vlasim-bench-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -200,6 +200,22 @@ mod tests {
     }
 
     #[test]
+    fn dropping_an_unfinished_recording_still_finishes_the_file() {
+        let (mp4, gif) = (scratch("dropped.mp4"), scratch("dropped.gif"));
+        for path in [&mp4, &gif] {
+            let mut recorder = Recorder::create(path, 32, 24, 30.0).expect("create");
+            for _ in 0..3 {
+                recorder.push(&Image::new(32, 24)).expect("push");
+            }
+        }
+        let bytes = std::fs::read(&mp4).expect("mp4 written");
+        assert_eq!(&bytes[4..8], b"ftyp");
+        assert!(bytes.windows(4).any(|w| w == b"moov"), "the index is written");
+        let bytes = std::fs::read(&gif).expect("gif written");
+        assert_eq!(bytes.last(), Some(&0x3b), "the GIF trailer is written");
+    }
+
+    #[test]
     fn odd_sizes_are_padded_to_even_for_mp4_only() {
         let frame = Image::new(33, 21);
         for (name, size) in [("odd.mp4", (34, 22)), ("odd.gif", (33, 21))] {
