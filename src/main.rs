@@ -18,7 +18,7 @@ use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
 use vlasim::sim::world::World;
 use vlasim::video::ComposeOptions;
-use vlasim::video::rollout::{self, RecordSettings, Rollout};
+use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
 
 #[derive(Parser)]
 #[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
@@ -102,8 +102,9 @@ fn record(args: RecordArgs) -> Result<()> {
         eprintln!("stopping: finishing the video (Ctrl-C again to quit at once)");
     })
     .context("cannot install the Ctrl-C handler")?;
+    let recording = ExpertRecording::new(&scene, &settings, &out)?;
     println!("recording {} ({width}x{height})", out.display());
-    let recorded = rollout::record_expert(&scene, &settings, &out, &STOP_RECORDING)?;
+    let recorded = recording.run(&STOP_RECORDING)?;
     for outcome in &recorded.outcomes {
         let result = match (outcome.success, outcome.stopped) {
             (true, _) => "success",

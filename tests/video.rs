@@ -14,7 +14,7 @@ use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
-use vlasim::video::rollout::{self, RecordSettings, Rollout};
+use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
 use vlasim::video::{Caption, ComposeOptions, Composer, SubtaskStatus};
 
 /// Colour of the caption bar (`compose.rs`), which fills the frame's bottom-right corner.
@@ -200,7 +200,8 @@ fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
         max_steps: None,
         hold_final_s: 0.5,
     };
-    let recorded = rollout::record_expert(&scene, &settings, &path, &AtomicBool::new(false)).expect("record");
+    let recorded =
+        ExpertRecording::new(&scene, &settings, &path).and_then(|r| r.run(&AtomicBool::new(false))).expect("record");
     let outcome = recorded.outcomes[0];
     assert!(outcome.success, "the expert turns on the LED");
     // The start state, one frame per step, then half a second of the final frame.
@@ -239,21 +240,22 @@ fn gif_fallback_has_one_frame_per_step_at_the_requested_size() {
     let path = scratch_dir("gif").join("clip.gif");
     let settings = RecordSettings {
         rollout: Rollout::Chain { index: 1 },
-        compose: ComposeOptions { width: 200, height: 150, inset: false },
+        compose: ComposeOptions { width: 240, height: 180, inset: false },
         max_steps: Some(12),
         hold_final_s: 1.0,
     };
-    let recorded = rollout::record_expert(&scene, &settings, &path, &AtomicBool::new(false)).expect("record");
+    let recorded =
+        ExpertRecording::new(&scene, &settings, &path).and_then(|r| r.run(&AtomicBool::new(false))).expect("record");
     assert!(recorded.stopped);
     assert_eq!(recorded.summary.frames, 13, "start + 12 steps, no hold after a stop");
 
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::RGBA);
     let mut decoder = options.read_info(std::fs::File::open(&path).expect("open gif")).expect("gif header");
-    assert_eq!((decoder.width(), decoder.height()), (200, 150));
+    assert_eq!((decoder.width(), decoder.height()), (240, 180));
     let mut frames = 0;
     while let Some(frame) = decoder.read_next_frame().expect("gif frame") {
-        assert_eq!((frame.width, frame.height, frame.delay), (200, 150, 3));
+        assert_eq!((frame.width, frame.height, frame.delay), (240, 180, 3));
         frames += 1;
     }
     assert_eq!(frames, 13);

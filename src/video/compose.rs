@@ -15,8 +15,9 @@ use crate::sim::render::{self, Camera};
 use crate::sim::scene::Scene;
 use crate::sim::world::World;
 
-/// Smallest frame the caption bar and a useful view fit in.
-const MIN_SIZE_PX: (u32, u32) = (160, 120);
+/// Smallest frame where the caption's second line (step, status, five chain chips) fits beside
+/// itself and a useful view remains above the bar.
+const MIN_SIZE_PX: (u32, u32) = (240, 180);
 /// Vertical field of view of the presentation camera.
 const PRESENTATION_FOV_Y_DEG: f32 = 38.0;
 /// From the looked-at point towards the presentation eye: behind the robot, high, and to the side
@@ -114,11 +115,13 @@ pub fn presentation_camera(scene: &Scene, width: u32, height: u32) -> Camera {
     let half_width_m = desk.half_width_m as f32;
     let target = Vec3::new(0.5 * (near_x_m + far_x_m), 0.0, PRESENTATION_TARGET_HEIGHT_M);
     let half_diagonal_m = Vec3::new(0.5 * (far_x_m - near_x_m), half_width_m, 0.0).length();
-    // Narrower of the two fields of view decides the distance at which the framing sphere fits.
+    // The narrower field of view (tangent t of its half angle) decides the distance at which the
+    // framing circle fits: r / sin(atan t) = r √(1 + t²) / t. libm, not the platform's maths, so
+    // the viewpoint, like the policy cameras, is the same on every machine.
     let fov_y_rad = PRESENTATION_FOV_Y_DEG.to_radians();
     let aspect = width as f32 / height as f32;
-    let half_fov_rad = (0.5 * fov_y_rad).tan().min((0.5 * fov_y_rad).tan() * aspect).atan();
-    let distance_m = PRESENTATION_MARGIN * half_diagonal_m / half_fov_rad.sin();
+    let t = libm::tanf(0.5 * fov_y_rad) * aspect.min(1.0);
+    let distance_m = PRESENTATION_MARGIN * half_diagonal_m * (1.0 + t * t).sqrt() / t;
     let drawer_side = if scene.drawer.center_y_m < 0.0 { -1.0 } else { 1.0 };
     let direction = PRESENTATION_EYE_DIRECTION * Vec3::new(1.0, drawer_side, 1.0);
     let eye = target + direction.normalize() * distance_m;
@@ -220,11 +223,6 @@ impl Composer {
             policy_images: [Image::new(0, 0), Image::new(0, 0)],
             frame: Image::new(options.width, options.height),
         })
-    }
-
-    /// The frame size.
-    pub fn options(&self) -> &ComposeOptions {
-        &self.options
     }
 
     /// The frame drawn by the last [`Composer::compose`] call.

@@ -115,59 +115,70 @@ impl Progress {
     }
 }
 
-/// Records the scripted expert on `settings.rollout` in `scene` into `out` (.mp4 or .gif).
-/// Setting `stop` (e.g. from a Ctrl-C handler) ends the run after the current step with the
-/// file finished.
-pub fn record_expert(
-    scene: &Scene,
-    settings: &RecordSettings,
-    out: &Path,
-    stop: &AtomicBool,
-) -> Result<RecordedRollout> {
-    let (mut world, tasks) = match settings.rollout {
-        Rollout::Task { task, seed } => (episode::task_world(scene, task, seed)?, vec![task]),
-        Rollout::Chain { index } => {
-            let chain = chains::chain(EVAL_SEED, index);
-            (episode::chain_world(scene, &chain, index)?, chain.tasks.to_vec())
-        }
-    };
-    let mut composer = Composer::new(&world, settings.compose)?;
-    let ComposeOptions { width, height, .. } = settings.compose;
-    let mut recorder = Recorder::create(out, width, height, CONTROL_HZ)?;
-    let mut progress = Progress::new(&tasks, matches!(settings.rollout, Rollout::Chain { .. }));
-    recorder.push(composer.compose(&world, &progress.caption()))?;
+/// A recording of the scripted expert, set up and ready to run.
+pub struct ExpertRecording {
+    settings: RecordSettings,
+    world: World,
+    composer: Composer,
+    recorder: Recorder,
+    progress: Progress,
+}
 
-    let (mut steps, mut stopped, mut failure) = (0, false, None);
-    let mut observe = |world: &World, report: StepReport| {
-        progress.update(report);
-        steps += 1;
-        if let Err(error) = recorder.push(composer.compose(world, &progress.caption())) {
-            failure = Some(error);
-            return ControlFlow::Break(());
-        }
-        stopped = stop.load(Ordering::Relaxed) || settings.max_steps.is_some_and(|max| steps >= max);
-        if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    };
-    let mut expert = Expert::new(ExpertSettings::default());
-    let outcomes = match settings.rollout {
-        Rollout::Task { task, .. } => {
-            vec![episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut observe)]
-        }
-        Rollout::Chain { index } => {
-            episode::run_chain(&mut world, &chains::chain(EVAL_SEED, index), &mut expert, &mut observe)
-        }
-    };
-    if let Some(error) = failure {
-        return Err(error);
+impl ExpertRecording {
+    /// Builds the start state (running any setup tasks), the composer and the file `out` (.mp4
+    /// or .gif), so every error that does not depend on the episode surfaces here.
+    pub fn new(scene: &Scene, settings: &RecordSettings, out: &Path) -> Result<ExpertRecording> {
+        let (world, tasks) = match settings.rollout {
+            Rollout::Task { task, seed } => (episode::task_world(scene, task, seed)?, vec![task]),
+            Rollout::Chain { index } => {
+                let chain = chains::chain(EVAL_SEED, index);
+                (episode::chain_world(scene, &chain, index)?, chain.tasks.to_vec())
+            }
+        };
+        let composer = Composer::new(&world, settings.compose)?;
+        let ComposeOptions { width, height, .. } = settings.compose;
+        let recorder = Recorder::create(out, width, height, CONTROL_HZ)?;
+        let progress = Progress::new(&tasks, matches!(settings.rollout, Rollout::Chain { .. }));
+        Ok(ExpertRecording { settings: settings.clone(), world, composer, recorder, progress })
     }
-    let last_frame = composer.frame().clone();
-    if !stopped {
-        let hold_frames = (settings.hold_final_s * CONTROL_HZ).round() as usize;
-        for _ in 0..hold_frames {
-            recorder.push(&last_frame)?;
+
+    /// Runs the episode, recording every step. Setting `stop` (e.g. from a Ctrl-C handler) ends
+    /// the run after the current step, with the file finished.
+    pub fn run(self, stop: &AtomicBool) -> Result<RecordedRollout> {
+        let ExpertRecording { settings, mut world, mut composer, mut recorder, mut progress } = self;
+        recorder.push(composer.compose(&world, &progress.caption()))?;
+        let (mut steps, mut stopped, mut failure) = (0, false, None);
+        let mut observe = |world: &World, report: StepReport| {
+            progress.update(report);
+            steps += 1;
+            if let Err(error) = recorder.push(composer.compose(world, &progress.caption())) {
+                failure = Some(error);
+                return ControlFlow::Break(());
+            }
+            stopped = stop.load(Ordering::Relaxed) || settings.max_steps.is_some_and(|max| steps >= max);
+            if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        };
+        let mut expert = Expert::new(ExpertSettings::default());
+        let outcomes = match settings.rollout {
+            Rollout::Task { task, .. } => {
+                vec![episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut observe)]
+            }
+            Rollout::Chain { index } => {
+                episode::run_chain(&mut world, &chains::chain(EVAL_SEED, index), &mut expert, &mut observe)
+            }
+        };
+        if let Some(error) = failure {
+            return Err(error);
         }
+        let last_frame = composer.frame().clone();
+        if !stopped {
+            let hold_frames = (settings.hold_final_s * CONTROL_HZ).round() as usize;
+            for _ in 0..hold_frames {
+                recorder.push(&last_frame)?;
+            }
+        }
+        Ok(RecordedRollout { summary: recorder.finish()?, outcomes, stopped, last_frame })
     }
-    Ok(RecordedRollout { summary: recorder.finish()?, outcomes, stopped, last_frame })
 }
 
 #[cfg(test)]
