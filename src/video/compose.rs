@@ -260,7 +260,7 @@ impl Composer {
         let status_x = left + (draw::text_width(&step, scale) + draw::text_width("  ", scale)) as i32;
         draw::draw_text(&mut self.frame, status_x, second_line, caption.status.label(), scale, caption.status.rgb());
 
-        // Chips right-aligned on the second line, numbered 1..n, each a glyph wide plus margins.
+        // Chips right-aligned on the second line: squares one text line high, numbered 1..n.
         let chip_side = line_height;
         let gap = 2 * scale;
         let chips_width = caption.chain.len() as u32 * (chip_side + gap);
