@@ -338,3 +338,10 @@ fn sigint_mid_recording_leaves_a_complete_mp4() {
     assert_eq!(reported.and_then(|n| n.parse().ok()), Some(video.samples.len()), "{rest}");
     assert_eq!(decode(&video).len(), video.samples.len());
 }
+
+#[test]
+fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<vlasim::video::Recorder>();
+    send_and_sync::<Composer>();
+}
