@@ -1,6 +1,8 @@
 //! vlasim: a simulator and visualizer for Vision-Language-Action models.
 //!
 //! [`sim`] is the headless simulation core every other part (data collection, training,
-//! evaluation, the GUI) is a client of.
+//! evaluation, the GUI) is a client of; [`lang`] holds the instructions, understands typed ones
+//! and tokenizes them for the models.
 
+pub mod lang;
 pub mod sim;

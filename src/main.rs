@@ -1,6 +1,7 @@
 //! The `vlasim` command line: a thin layer that parses arguments, calls the library and reports errors.
 
 mod bench;
+mod lang_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Render(RenderArgs),
     /// Measure simulation and camera speed.
     Bench(BenchArgs),
+    /// Understand a typed instruction, check the instruction files, or train a tokenizer.
+    Lang(lang_command::LangArgs),
 }
 
 #[derive(Args)]
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             BenchTarget::Sim => bench::sim(&args.scene),
             BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
         },
+        Command::Lang(args) => lang_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
