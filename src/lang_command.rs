@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use vlasim::lang::instructions::Instructions;
+use vlasim::lang::instructions::{EMBEDDED_EVAL_TEXT, EMBEDDED_TRAIN_TEXT, Instructions};
 use vlasim::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE};
 use vlasim::lang::understand;
 
@@ -32,6 +32,8 @@ pub struct LangArgs {
 
 /// Runs `vlasim lang`.
 pub fn run(args: LangArgs) -> Result<()> {
+    // Report a broken instruction file with its line here, before anything relies on it.
+    Instructions::parse(EMBEDDED_TRAIN_TEXT, EMBEDDED_EVAL_TEXT)?;
     if let Some(text) = args.understand {
         print_understanding(&text);
     } else if args.check {

@@ -19,8 +19,13 @@ pub const EVAL_FILE: &str = "lang/eval.txt";
 /// Longest phrasing, in characters: longer ones would be cut when typed (see `understand`).
 pub const MAX_PHRASING_CHARS: usize = 160;
 
+/// `lang/train.txt` as compiled in.
+pub const EMBEDDED_TRAIN_TEXT: &str = include_str!("../../lang/train.txt");
+/// `lang/eval.txt` as compiled in.
+pub const EMBEDDED_EVAL_TEXT: &str = include_str!("../../lang/eval.txt");
+
 static EMBEDDED: LazyLock<Instructions> = LazyLock::new(|| {
-    Instructions::parse(include_str!("../../lang/train.txt"), include_str!("../../lang/eval.txt"))
+    Instructions::parse(EMBEDDED_TRAIN_TEXT, EMBEDDED_EVAL_TEXT)
         .expect("the embedded instruction files are valid (checked by `embedded_instructions_are_valid`)")
 });
 
@@ -216,6 +221,9 @@ pub struct Instructions {
 
 impl Instructions {
     /// The phrasings compiled into the binary from `lang/train.txt` and `lang/eval.txt`.
+    ///
+    /// Panics if an edit broke those files; `cargo test` and every `vlasim lang` command report
+    /// that with file and line (parse [`EMBEDDED_TRAIN_TEXT`] and [`EMBEDDED_EVAL_TEXT`] to do the same).
     pub fn embedded() -> &'static Instructions {
         &EMBEDDED
     }
@@ -261,8 +269,7 @@ mod tests {
 
     #[test]
     fn embedded_instructions_are_valid() {
-        let instructions =
-            Instructions::parse(include_str!("../../lang/train.txt"), include_str!("../../lang/eval.txt"));
+        let instructions = Instructions::parse(EMBEDDED_TRAIN_TEXT, EMBEDDED_EVAL_TEXT);
         assert!(instructions.is_ok(), "{}", instructions.unwrap_err());
     }
 

@@ -6,7 +6,7 @@
 //! plus its first word once more as the leading verb, since instructions are imperatives and
 //! "stack the blocks" is not "take the block off the stack".
 //!
-//! - `P(feature | task)` is the share of the task's phrasings that use the feature, with add-one
+//! - `P(feature | task)` is the share of the task's phrasings that use the feature, with add-½
 //!   smoothing so an unseen feature costs a fixed amount instead of ruling the task out.
 //! - The feature's weight is its inverse task frequency `ln(tasks / tasks using it)`: "the" occurs
 //!   in every task and weighs nothing, so how often a task's phrasings happen to say "the" cannot
@@ -66,7 +66,7 @@ struct TaskModel {
 /// The matcher, built from a set of training phrasings.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    /// Feature id by stem.
+    /// Feature id by name: a word's stem, or the leading-verb mark and the first word's stem.
     feature_ids: HashMap<String, usize>,
     known_words: BTreeSet<String>,
     tasks: Vec<TaskModel>,
