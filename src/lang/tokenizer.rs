@@ -38,9 +38,12 @@ pub const UNK: &str = "<unk>";
 pub const BOS: &str = "<s>";
 /// End of sequence (id 3).
 pub const EOS: &str = "</s>";
-/// A vocabulary size for the tiny models: every instruction word whole, with room for the
-/// pre-training corpus's words.
+/// A vocabulary size for the tiny models. Trained on the instructions alone, BPE runs out of pairs
+/// to merge at about 420 tokens, every word whole; the rest is room for the pre-training corpus.
 pub const DEFAULT_VOCAB_SIZE: usize = 512;
+/// Smallest vocabulary accepted: the four special tokens, an alphabet of some 30 characters and a
+/// few merges.
+pub const MIN_VOCAB_SIZE: usize = 64;
 /// Extension that replaces `.json` for the corpus word list beside a saved tokenizer.
 const CORPUS_WORDS_EXTENSION: &str = "words.txt";
 
@@ -48,7 +51,7 @@ const CORPUS_WORDS_EXTENSION: &str = "words.txt";
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// The vocabulary cannot even hold the special tokens and an alphabet.
-    #[error("vocabulary size {0} is too small: the four special tokens and the alphabet need at least 64")]
+    #[error("vocabulary size {0} is too small: at least {MIN_VOCAB_SIZE} (special tokens, alphabet and some merges)")]
     VocabTooSmall(usize),
     /// `max_len` leaves no room for `<s>` and `</s>`.
     #[error("max_len {0} is too small: <s> and </s> alone take 2")]
@@ -103,7 +106,7 @@ pub fn train<'a>(
     extra_corpus: impl IntoIterator<Item = &'a str>,
     vocab_size: usize,
 ) -> Result<Tokenizer, TokenizerError> {
-    if vocab_size < 64 {
+    if vocab_size < MIN_VOCAB_SIZE {
         return Err(TokenizerError::VocabTooSmall(vocab_size));
     }
     let corpus: Vec<&str> =
@@ -266,6 +269,7 @@ mod tests {
         assert_eq!(encoding.attention_mask, [1; 5]);
         assert_eq!(tokenizer.decode(&encoding.ids).unwrap(), "pull the handle");
         assert!(matches!(tokenizer.encode("x", 1), Err(TokenizerError::MaxLenTooSmall(1))));
+        assert!(matches!(train([], MIN_VOCAB_SIZE - 1), Err(TokenizerError::VocabTooSmall(_))));
     }
 
     #[test]
