@@ -12,6 +12,7 @@
 //!   in every task and weighs nothing, so how often a task's phrasings happen to say "the" cannot
 //!   decide anything; "red" (8 of 34 tasks), "left", "off", "drawer" weigh more, "twist" or "button"
 //!   most. No hand-made list of important words is needed, and an edited `train.txt` reweighs itself.
+//!   Against a task that never uses the feature, the weight is at least 1 ([`MIN_ABSENCE_WEIGHT`]).
 //! - A task's score is its posterior under a uniform prior: the softmax over tasks of
 //!   `Σ weight(feature) · ln P(feature | task)` across the instruction's known features.
 //!
@@ -32,6 +33,10 @@ use crate::sim::tasks::Task;
 /// Add-α smoothing of the feature counts (1 would be Laplace's rule). Below 1, so a word that one
 /// phrasing of a task uses already counts clearly for that task.
 const SMOOTHING: f32 = 0.5;
+/// Least weight of a feature a task never uses: as much as in unweighted naive Bayes. A word most
+/// tasks use ("block", weight 0.2) says little about which of them is meant, but clearly speaks
+/// against the few that never use it ("push the block in the drawer" is not close_drawer).
+const MIN_ABSENCE_WEIGHT: f32 = 1.0;
 /// Endings a stem drops (one of them, the first that leaves at least [`MIN_STEM_CHARS`]), so
 /// inflected and derived forms share a feature. Crude on purpose: it needs to be consistent, not
 /// linguistically right, since training phrasings and input go through the same function.
@@ -117,7 +122,10 @@ impl Matcher {
             model.weighted_log_likelihood = counts
                 .iter()
                 .zip(&weights)
-                .map(|(count, weight)| weight * ((count + SMOOTHING) / total).ln())
+                .map(|(&count, &weight)| {
+                    let weight = if count == 0.0 { weight.max(MIN_ABSENCE_WEIGHT) } else { weight };
+                    weight * ((count + SMOOTHING) / total).ln()
+                })
                 .collect();
         }
         Matcher { feature_ids, known_words, tasks }
@@ -245,6 +253,12 @@ mod tests {
         ] {
             assert_eq!(stem(word), expected, "{word}");
         }
+    }
+
+    #[test]
+    fn a_common_word_still_counts_against_the_tasks_that_never_use_it() {
+        let ranked = rank("push the block in the drawer");
+        assert_eq!(ranked[0].task, Task::PushIntoDrawer, "{ranked:?}");
     }
 
     #[test]
