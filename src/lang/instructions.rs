@@ -16,7 +16,8 @@ use crate::sim::tasks::Task;
 pub const TRAIN_FILE: &str = "lang/train.txt";
 /// Path of the evaluation phrasings, relative to the crate root.
 pub const EVAL_FILE: &str = "lang/eval.txt";
-/// Longest phrasing, in characters: longer ones would be cut when typed (see `understand`).
+/// Longest phrasing, in characters: well under what a typed instruction may hold
+/// ([`super::understand::MAX_INPUT_CHARS`]), so every phrasing can be typed whole.
 pub const MAX_PHRASING_CHARS: usize = 160;
 
 /// `lang/train.txt` as compiled in.
@@ -279,6 +280,7 @@ mod tests {
         for (task, phrasings) in instructions.train.by_task() {
             assert!(phrasings.len() >= 12, "{task} has {} training phrasings", phrasings.len());
             assert_eq!(instructions.eval.of(task).len(), 1, "{task}");
+            assert_eq!(instructions.eval_phrasing(task), instructions.eval.of(task)[0].text);
         }
         assert!(instructions.train.len() >= 12 * 34);
         assert_eq!(instructions.eval.len(), 34);

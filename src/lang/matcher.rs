@@ -12,7 +12,7 @@
 //!   in every task and weighs nothing, so how often a task's phrasings happen to say "the" cannot
 //!   decide anything; "red" (8 of 34 tasks), "left", "off", "drawer" weigh more, "twist" or "button"
 //!   most. No hand-made list of important words is needed, and an edited `train.txt` reweighs itself.
-//!   Against a task that never uses the feature, the weight is at least 1 ([`MIN_ABSENCE_WEIGHT`]).
+//!   Against a task that never uses the feature, the weight is at least 1 (`MIN_ABSENCE_WEIGHT`).
 //! - A task's score is its posterior under a uniform prior: the softmax over tasks of
 //!   `Σ weight(feature) · ln P(feature | task)` across the instruction's known features.
 //!
