@@ -1,6 +1,7 @@
 //! The `vlasim` command line: a thin layer that parses arguments, calls the library and reports errors.
 
 mod bench;
+mod lang_command;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -142,6 +143,8 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 /// The task called `name`, or an error pointing at the list.
 fn task_named(name: &str) -> Result<Task> {
     Task::from_name(name).with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))
+    /// Understand a typed instruction, check the instruction files, or train a tokenizer.
+    Lang(lang_command::LangArgs),
 }
 
 #[derive(Args)]
@@ -222,6 +225,7 @@ fn main() -> ExitCode {
             BenchTarget::Record => bench::record(&args.scene),
         },
         Command::Record(args) => record(args),
+        Command::Lang(args) => lang_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
