@@ -235,6 +235,9 @@ impl World {
     fn substep(&mut self) {
         let dt = PHYSICS_DT_S as f64;
         self.arm.advance(dt);
+        // NOTE: only fingers still closing can grasp: fully closed fingertips pushing a block touch
+        // it with both pads at once, and used to pick it up as if it lay between them.
+        let fingers_closing = self.gripper_closing && !self.gripper_blocked && self.gripper_width_m > 0.0;
         if self.gripper_closing {
             if !self.gripper_blocked {
                 self.gripper_width_m = (self.gripper_width_m - GRIPPER_SPEED_M_S * dt).max(0.0);
@@ -244,7 +247,7 @@ impl World {
         }
         self.place_arm();
         self.physics.step();
-        if self.gripper_closing && !self.gripper_blocked {
+        if fingers_closing {
             self.check_grip();
         }
         self.update_led();
