@@ -41,7 +41,7 @@ const DRAWER_ALIGNMENT_M: f64 = 0.04;
 const PUSH_OVER_EDGE_M: f64 = 0.045;
 /// Height pushes hop at between segments: above any block, even a stacked one.
 const PUSH_HOP_Z_M: f64 = 0.13;
-/// A block in the drawer this close under the desk's edge is pulled out with the drawer before grasping.
+/// Clearance kept between the desk's edge and the fingers or a block lifted out of the drawer.
 const DESK_EDGE_CLEARANCE_M: f64 = 0.005;
 /// Height of the tool centre point above the cabinet floor when leaving the cabinet.
 const CABINET_EXIT_CLEARANCE_M: f64 = 0.1;
@@ -338,9 +338,13 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
     }
     match task {
         Task::LiftBlock(color, _) if held == Some(color) => {
-            // Held but not yet counted as lifted (still touching its support): raise it further.
-            let up = Vector3::new(ee.position_m.x, ee.position_m.y, ee.position_m.z.max(TRANSIT_Z_M) + 0.08);
-            out.push(Waypoint::new(up, ee.euler_rad.z, Grip::Closed));
+            // Held high yet not counted as lifted (held by a corner, off the fingers' pads): set it
+            // down and let go; the next stage grasps it afresh.
+            let raised =
+                state.blocks[color.index()].pose.translation.z - start.blocks[color.index()].pose.translation.z;
+            let down = ee.position_m - Vector3::z() * (raised - 0.01).max(0.0);
+            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Closed).slow());
+            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Open).dwell());
         }
         Task::LiftBlock(color, Surface::Drawer) if !clear_of_desk(scene, &state, color) => {
             open_drawer(&mut out, scene, &state);
@@ -359,7 +363,15 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             } else {
                 approach(&mut out, grasp, yaw, Grip::Open);
                 out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
-                out.push(Waypoint::new(grasp + Vector3::z() * 0.12, yaw, Grip::Closed).slow());
+                // A block reaching in under the desk is drawn out from under it before rising.
+                let under_desk =
+                    c.x + extent_along(scene, color, &pose, Vector3::x()) + DESK_EDGE_CLEARANCE_M - scene.desk.near_x_m;
+                let mut lifted = grasp;
+                if surface == Surface::Drawer && under_desk > 0.0 {
+                    lifted -= Vector3::x() * (under_desk + 0.005);
+                    out.push(Waypoint::new(lifted + Vector3::z() * 0.003, yaw, Grip::Closed).slow());
+                }
+                out.push(Waypoint::new(lifted + Vector3::z() * 0.12, yaw, Grip::Closed).slow());
             }
         }
         Task::RotateBlock(color, side) => {
@@ -541,10 +553,11 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
     out
 }
 
-/// Whether a block in the drawer lies clear of the desk above, where the gripper can reach round it.
+/// Whether the fingers can close round a block in the drawer without reaching in under the desk.
 fn clear_of_desk(scene: &Scene, state: &SceneState, color: BlockColor) -> bool {
-    let pose = state.blocks[color.index()].pose;
-    pose.translation.x + extent_along(scene, color, &pose, Vector3::x()) < scene.desk.near_x_m - DESK_EDGE_CLEARANCE_M
+    let finger_half_x = build::FINGER_HALF_EXTENTS_M.x as f64;
+    let center_x = state.blocks[color.index()].pose.translation.x;
+    center_x + finger_half_x < scene.desk.near_x_m - DESK_EDGE_CLEARANCE_M
 }
 
 /// Hooks closed fingertips in between the drawer's handle bar and its front, and pulls it fully open.
