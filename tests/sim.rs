@@ -76,35 +76,59 @@ fn static_camera_shows_the_blocks_and_the_lit_led() {
     assert!(count(&|p| p == scene.lighting.background_rgb) > 0, "background");
 }
 
-/// Tasks whose expert succeeds on at least 94 % of 100 start states in `vlasim bench expert`;
-/// their first seeds must keep succeeding. The other tasks are still being tuned towards the
-/// 98 % goal (every task's rate is in BENCHMARKS.md).
-const TUNED_TASKS: [&str; 10] = [
-    "push_red_block_right",
-    "push_pink_block_left",
-    "open_drawer",
-    "close_drawer",
-    "lift_pink_block_table",
-    "rotate_pink_block_left",
-    "turn_on_lightbulb",
-    "turn_off_lightbulb",
-    "turn_on_led",
-    "turn_off_led",
-];
+/// Start states per task in [`expert_solves_every_task_through_the_action_interface`].
+const SEEDS_PER_TASK: u64 = 8;
+
+/// `vlasim bench expert --episodes 100` (BENCHMARKS.md) measures every task at ≥ 98 % on scene d
+/// except `lift_red_block_drawer` (97 %), `place_in_drawer` (96 %) and `lift_pink_block_drawer`
+/// (95 %); among the seeds below [`SEEDS_PER_TASK`] it fails only these, which may fail here too.
+/// Every other task must succeed on all its seeds.
+const KNOWN_FAILURES: [(&str, u64); 2] = [("lift_pink_block_drawer", 1), ("push_into_drawer", 1)];
 
 #[test]
-fn expert_solves_tasks_through_the_action_interface() {
+fn expert_solves_every_task_through_the_action_interface() {
     let scene = Scene::resolve("d").unwrap();
-    for name in TUNED_TASKS {
-        let task = Task::from_name(name).unwrap();
-        for seed in 0..4 {
-            let mut world = episode::task_world(&scene, task, seed).unwrap();
-            let mut expert = Expert::new(ExpertSettings::default());
-            let outcome =
-                episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer);
-            assert!(outcome.success, "{task} failed on seed {seed}");
+    let mut shortfalls = Vec::new();
+    for task in Task::all() {
+        let failed: Vec<u64> = (0..SEEDS_PER_TASK)
+            .filter(|seed| {
+                !episode::task_world(&scene, task, *seed).is_ok_and(|mut world| {
+                    let mut expert = Expert::new(ExpertSettings::default());
+                    episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer).success
+                })
+            })
+            .collect();
+        let unexpected: Vec<u64> =
+            failed.iter().copied().filter(|seed| !KNOWN_FAILURES.contains(&(task.name().as_str(), *seed))).collect();
+        if !unexpected.is_empty() {
+            shortfalls.push(format!("{task} failed seeds {failed:?}"));
         }
     }
+    assert!(shortfalls.is_empty(), "{shortfalls:?}");
+}
+
+/// Evaluation chains in [`expert_completes_evaluation_chains`].
+const CHAINS: u64 = 100;
+/// Of those, how many the expert must complete (all 5 subtasks). Measured: 88 of these 100, and
+/// 858 of all 1000 (BENCHMARKS.md); the goal of 95 is not reached yet.
+const MIN_COMPLETED_CHAINS: usize = 85;
+
+#[test]
+fn expert_completes_evaluation_chains() {
+    let scene = Scene::resolve("d").unwrap();
+    let mut incomplete = Vec::new();
+    for index in 0..CHAINS {
+        let chain = chains::chain(EVAL_SEED, index);
+        let mut world = episode::chain_world(&scene, &chain, index).unwrap();
+        let mut expert = Expert::new(ExpertSettings::default());
+        let outcomes = episode::run_chain(&mut world, &chain, &mut expert, &mut episode::no_observer);
+        let completed = outcomes.iter().filter(|o| o.success).count();
+        if completed < chains::CHAIN_LENGTH {
+            incomplete.push(format!("chain {index} stopped at {}", chain.tasks[completed]));
+        }
+    }
+    let completed = CHAINS as usize - incomplete.len();
+    assert!(completed >= MIN_COMPLETED_CHAINS, "{completed}/{CHAINS} chains completed: {incomplete:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The arm controller: turns CALVIN's 7-D end-effector actions into a target pose, tracks it with
-//! inverse kinematics, and moves the joints towards the IK solution at the Panda's joint
-//! velocity limits, one physics substep at a time (a stiff position controller, as in CALVIN).
+//! inverse kinematics, and moves the joints towards the IK solution evenly over the control
+//! period, within the Panda's joint velocity limits, one physics substep at a time (a stiff
+//! position controller, as in CALVIN).
 //!
 //! End-effector frame: the tool centre point between the fingertips, turned upside down (rotated
 //! by π about its x axis) so that a gripper pointing straight down has Euler angles (0, 0, yaw).
@@ -10,6 +11,7 @@
 use nalgebra::{Isometry3, Rotation3, Translation3, UnitQuaternion, Vector3};
 
 use super::kinematics::{self, DOF, IkSettings, Joints};
+use super::world::CONTROL_HZ;
 
 /// CALVIN's scale of a relative position action: metres per unit.
 pub const POSITION_STEP_M: f64 = 0.02;
@@ -105,6 +107,7 @@ pub struct Arm {
     /// Current joint angles.
     pub joints: Joints,
     joint_goal: Joints,
+    joint_rate_rad_s: Joints,
     world_from_base: Isometry3<f64>,
     target: EePose,
     workspace: Workspace,
@@ -117,6 +120,7 @@ impl Arm {
         let mut arm = Self {
             joints,
             joint_goal: joints,
+            joint_rate_rad_s: [0.0; DOF],
             world_from_base,
             target: EePose { position_m: Vector3::zeros(), euler_rad: Vector3::zeros() },
             workspace,
@@ -182,13 +186,31 @@ impl Arm {
         self.ik.rest[0] = libm::atan2(target_in_base.y, target_in_base.x);
         let base_from_tool = self.world_from_base.inverse() * self.target.isometry() * tool_from_ee().inverse();
         self.joint_goal = kinematics::inverse(&self.ik, &self.joints, &base_from_tool).joints;
+        self.plan_joint_rates();
     }
 
     /// Moves the joints towards the goal for one physics substep, at most at the velocity limits.
     pub fn advance(&mut self, dt_s: f64) {
         for i in 0..DOF {
-            let max_step = kinematics::JOINT_VELOCITY_LIMIT_RAD_S[i] * dt_s;
-            self.joints[i] += (self.joint_goal[i] - self.joints[i]).clamp(-max_step, max_step);
+            let step = self.joint_rate_rad_s[i] * dt_s;
+            let left = self.joint_goal[i] - self.joints[i];
+            self.joints[i] = if left.abs() <= step.abs() { self.joint_goal[i] } else { self.joints[i] + step };
+        }
+    }
+
+    /// Joint speeds that bring the joints to the goal in one control period along the straight
+    /// joint-space path, all slowed by the same factor where a velocity limit would be exceeded.
+    // NOTE: moving each joint at its limit until it arrives (as before) made the tool jump there in
+    // the first substeps at up to ~2 m/s, and bent its path sideways: blocks it touched were flung.
+    fn plan_joint_rates(&mut self) {
+        let period_s = 1.0 / CONTROL_HZ;
+        let slowdown = (0..DOF)
+            .map(|i| {
+                (self.joint_goal[i] - self.joints[i]).abs() / (kinematics::JOINT_VELOCITY_LIMIT_RAD_S[i] * period_s)
+            })
+            .fold(1.0, f64::max);
+        for i in 0..DOF {
+            self.joint_rate_rad_s[i] = (self.joint_goal[i] - self.joints[i]) / period_s / slowdown;
         }
     }
 }

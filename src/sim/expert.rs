@@ -2,7 +2,8 @@
 //! privileged scene state, but acts only through the same 7-D relative action a VLA outputs.
 //!
 //! A plan is a list of stages; each stage is planned from the state when it begins (so a push
-//! that turned the block is followed by a push planned from where the block really is). Optional
+//! that turned the block is followed by a push planned from where the block really is, and a
+//! grasp that missed is tried again), aiming at the task's goal relative to the subtask's start. Optional
 //! seeded Gaussian noise on the translation actions produces the off-nominal states behaviour
 //! cloning needs to learn recoveries (DART, Laskey et al. 2017); the waypoint controller corrects it.
 
@@ -32,12 +33,29 @@ const CLOSED_TIPS_HALF_Y_M: f64 = 2.0 * build::FINGER_HALF_EXTENTS_M.y as f64;
 const PUSH_APPROACH_GAP_M: f64 = 0.025;
 /// How far pushes and slides overshoot their threshold, so they pass it despite slip.
 const PUSH_DISTANCE_M: f64 = 0.135;
+/// Longest single push towards the drawer; the next stage re-aims at where the block went.
+const PUSH_SEGMENT_M: f64 = 0.2;
+/// A block pushed towards the drawer is lined up with it within this, sideways.
+const DRAWER_ALIGNMENT_M: f64 = 0.04;
+/// How far past the desk's edge a block's centre is pushed, so it tips into the drawer.
+const PUSH_OVER_EDGE_M: f64 = 0.045;
+/// Height pushes hop at between segments: above any block, even a stacked one.
+const PUSH_HOP_Z_M: f64 = 0.13;
+/// Clearance kept between the desk's edge and the fingers or a block lifted out of the drawer.
+const DESK_EDGE_CLEARANCE_M: f64 = 0.005;
+/// Height of the tool centre point above the cabinet floor when leaving the cabinet.
+const CABINET_EXIT_CLEARANCE_M: f64 = 0.1;
+/// Turn a rotate task aims for (the oracle needs 60°).
+const ROTATE_TURN_RAD: f64 = 1.45;
 /// Control steps the gripper is given to close or open at a grasp or release.
 const GRIPPER_DWELL_STEPS: usize = 9;
 /// A waypoint not reached in this many steps is skipped (the oracle judges the outcome).
 const WAYPOINT_TIMEOUT_STEPS: usize = 90;
-/// Stage 0 leaves the cabinet or drawer and rises; the task's own stages follow.
-const MAX_STAGES: usize = 3;
+/// Stage 0 leaves the cabinet or drawer and rises; every later stage plans one attempt from the
+/// state it begins in, so a failed grasp, a short push or a half-open drawer is dealt with by the next.
+const MAX_STAGES: usize = 8;
+/// Steps held after an attempt, so the oracle can see a released block come to rest before a retry.
+const SETTLE_STEPS: usize = 6;
 
 /// Gripper command held while moving to a waypoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +114,8 @@ pub struct Expert {
     settings: ExpertSettings,
     rng: Rng,
     task: Option<Task>,
+    /// The scene when the subtask began: retries aim at the task's goal relative to it, as the oracle does.
+    start: Option<SceneState>,
     stage: usize,
     waypoints: Vec<Waypoint>,
     current: usize,
@@ -110,12 +130,18 @@ impl Expert {
             settings,
             rng: Rng::new(settings.seed),
             task: None,
+            start: None,
             stage: 0,
             waypoints: Vec::new(),
             current: 0,
             steps_at_waypoint: 0,
             dwelled: 0,
         }
+    }
+
+    /// Where the expert is in its plan: (stage, waypoint index, waypoints in the stage), for diagnostics.
+    pub fn progress(&self) -> (usize, usize, usize) {
+        (self.stage, self.current, self.waypoints.len())
     }
 
     /// Whether the current plan has run out.
@@ -125,7 +151,13 @@ impl Expert {
 
     fn replan(&mut self, world: &World) {
         let task = self.task.expect("replan is only called after begin");
-        self.waypoints = plan(task, self.stage, world);
+        let start = self.start.as_ref().expect("replan is only called after begin");
+        self.waypoints = plan(task, self.stage, world, start);
+        if self.stage > 0
+            && let Some(last) = self.waypoints.last().copied()
+        {
+            self.waypoints.push(Waypoint { dwell_steps: SETTLE_STEPS, tolerance_m: 0.05, ..last });
+        }
         self.current = 0;
         self.steps_at_waypoint = 0;
         self.dwelled = 0;
@@ -135,6 +167,7 @@ impl Expert {
 impl Policy for Expert {
     fn begin(&mut self, task: Task, world: &World) {
         self.task = Some(task);
+        self.start = Some(world.state());
         self.stage = 0;
         self.replan(world);
     }
@@ -246,7 +279,7 @@ fn grasp_z(scene: &Scene, color: BlockColor, center_z: f64) -> f64 {
 }
 
 /// Waypoints that leave the cabinet or the drawer before anything else, then rise to transit height.
-fn exit_and_rise(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
+fn exit_and_rise(scene: &Scene, world: &World, grip: Grip, rise_z: f64) -> Vec<Waypoint> {
     let ee = world.ee_pose();
     let yaw = ee.euler_rad.z;
     let mut p = ee.position_m;
@@ -261,11 +294,17 @@ fn exit_and_rise(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
         && p.z < roof_z
         && (p.y - cabinet.center_y_m).abs() < cabinet.width_m / 2.0 + 0.05;
     if inside_cabinet {
+        // Up clear of the blocks first: sliding out low, the fingers drag what they just let go.
+        let clear_z = cabinet.wall_m + CABINET_EXIT_CLEARANCE_M;
+        if p.z < clear_z {
+            p.z = clear_z;
+            out.push(Waypoint::new(p, yaw, grip));
+        }
         p.x = cabinet.front_x_m - 0.12;
         out.push(Waypoint::new(p, yaw, grip));
     }
-    if p.z < TRANSIT_Z_M {
-        p.z = TRANSIT_Z_M;
+    if p.z < rise_z {
+        p.z = rise_z;
         out.push(Waypoint::new(p, yaw, grip));
     }
     out
@@ -278,20 +317,38 @@ fn approach(out: &mut Vec<Waypoint>, target: Vector3<f64>, yaw: f64, grip: Grip)
     out.push(Waypoint::new(target, yaw, grip).slow());
 }
 
-fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
+/// The waypoints of `stage`: stage 0 leaves the cabinet or drawer; each later stage first does
+/// the same (a no-op after stage 0), then plans one attempt at `task` from the current state.
+fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Waypoint> {
     let scene = world.scene();
     let state = world.state();
     let ee = world.ee_pose();
     let held = world.grasped();
     let grip_now = if held.is_some() { Grip::Closed } else { Grip::Open };
+    let pushing = matches!(task, Task::PushBlock(..) | Task::PushIntoDrawer);
+    let (exit_grip, rise_z) = if stage > 0 && pushing {
+        // Between push segments the fingertips stay closed and hop low.
+        (Grip::Closed, PUSH_HOP_Z_M)
+    } else {
+        (grip_now, TRANSIT_Z_M)
+    };
+    let mut out = exit_and_rise(scene, world, exit_grip, rise_z);
     if stage == 0 {
-        return exit_and_rise(scene, world, grip_now);
+        return out;
     }
-    if stage > 1 && !matches!(task, Task::PushIntoDrawer) {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
     match task {
+        Task::LiftBlock(color, _) if held == Some(color) => {
+            // Held high yet not counted as lifted (held by a corner, off the fingers' pads): set it
+            // down and let go; the next stage grasps it afresh.
+            let raised =
+                state.blocks[color.index()].pose.translation.z - start.blocks[color.index()].pose.translation.z;
+            let down = ee.position_m - Vector3::z() * (raised - 0.01).max(0.0);
+            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Closed).slow());
+            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Open).dwell());
+        }
+        Task::LiftBlock(color, Surface::Drawer) if !clear_of_desk(scene, &state, color) => {
+            open_drawer(&mut out, scene, &state);
+        }
         Task::LiftBlock(color, surface) => {
             let pose = state.blocks[color.index()].pose;
             let c = pose.translation.vector;
@@ -306,13 +363,23 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             } else {
                 approach(&mut out, grasp, yaw, Grip::Open);
                 out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
-                out.push(Waypoint::new(grasp + Vector3::z() * 0.12, yaw, Grip::Closed).slow());
+                // A block reaching in under the desk is drawn out from under it before rising.
+                let under_desk =
+                    c.x + extent_along(scene, color, &pose, Vector3::x()) + DESK_EDGE_CLEARANCE_M - scene.desk.near_x_m;
+                let mut lifted = grasp;
+                if surface == Surface::Drawer && under_desk > 0.0 {
+                    lifted -= Vector3::x() * (under_desk + 0.005);
+                    out.push(Waypoint::new(lifted + Vector3::z() * 0.003, yaw, Grip::Closed).slow());
+                }
+                out.push(Waypoint::new(lifted + Vector3::z() * 0.12, yaw, Grip::Closed).slow());
             }
         }
         Task::RotateBlock(color, side) => {
             let pose = state.blocks[color.index()].pose;
             let c = pose.translation.vector;
-            let turn = side.sign() * 1.45;
+            // Aim past the oracle's 60° from the block's yaw at the subtask's start, not from now.
+            let turned = wrap_angle(yaw_of(&pose) - yaw_of(&start.blocks[color.index()].pose));
+            let turn = side.sign() * ROTATE_TURN_RAD - turned;
             // Start turned the other way, so the end stays within the wrist's range.
             let yaw = grasp_yaw(scene, color, &pose, -turn / 2.0);
             let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
@@ -327,7 +394,9 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
         }
         Task::PushBlock(color, side) => {
             let pose = state.blocks[color.index()].pose;
-            push(&mut out, scene, color, &pose, Vector3::y() * side.sign(), PUSH_DISTANCE_M);
+            let pushed = (pose.translation.y - start.blocks[color.index()].pose.translation.y) * side.sign();
+            let distance = (PUSH_DISTANCE_M - pushed).max(0.03);
+            push(&mut out, scene, color, &pose, Vector3::y() * side.sign(), distance);
         }
         Task::MoveSlider(side) => {
             let grip = door_grip(scene, &state);
@@ -343,24 +412,12 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
                 grip.z,
             );
             approach(&mut out, start, 0.0, Grip::Closed);
-            let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.01);
+            // Press on into the end stop: the door trails the fingertips by a few millimetres.
+            let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.03);
             out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
             out.push(Waypoint::new(end - Vector3::x() * 0.06, 0.0, Grip::Closed));
         }
-        Task::OpenDrawer => {
-            let handle = drawer_handle(scene, &state);
-            let bar_half_x = 0.008;
-            // Closed fingertips hook in between the handle bar and the drawer front, then pull.
-            let hook = Vector3::new(
-                handle.x + bar_half_x + (build::DRAWER_HANDLE_STANDOFF_M as f64 - bar_half_x) / 2.0,
-                handle.y,
-                handle.z,
-            );
-            approach(&mut out, hook, 0.0, Grip::Closed);
-            let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
-            out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
-            out.push(Waypoint::new(pulled + Vector3::z() * 0.15, 0.0, Grip::Closed));
-        }
+        Task::OpenDrawer => open_drawer(&mut out, scene, &state),
         Task::CloseDrawer => {
             let handle = drawer_handle(scene, &state);
             let front_of_bar = Vector3::new(handle.x - 0.008 - 0.01 - PUSH_APPROACH_GAP_M, handle.y, handle.z);
@@ -411,12 +468,21 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
                         c.center_y_m + open_half.sign() * c.width_m / 4.0,
                         c.wall_m + half_z + 0.01,
                     );
+                    // Turn the hand so the block lands square to the cabinet front (its yaw a multiple
+                    // of π): a block left askew there cannot be grasped through the front again.
+                    let block_yaw = yaw_of(&block);
+                    let turn = -block_yaw - std::f64::consts::PI * libm::round(-block_yaw / std::f64::consts::PI);
+                    let yaw = yaw + turn;
+                    let tcp_from_block =
+                        nalgebra::Rotation3::from_axis_angle(&Vector3::z_axis(), turn) * tcp_from_block;
                     let target = center + tcp_from_block;
                     let entry = Vector3::new(c.front_x_m - 0.12, target.y, target.z + 0.01);
                     approach(&mut out, entry, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Closed).slow());
                     out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
-                    out.push(Waypoint::new(entry, yaw, Grip::Open));
+                    let above = Vector3::new(target.x, target.y, c.wall_m + CABINET_EXIT_CLEARANCE_M);
+                    out.push(Waypoint::new(above, yaw, Grip::Open));
+                    out.push(Waypoint::new(Vector3::new(entry.x, entry.y, above.z), yaw, Grip::Open));
                 }
                 Task::PlaceInDrawer => {
                     let g = build::drawer_geometry(scene);
@@ -465,24 +531,51 @@ fn plan(task: Task, stage: usize, world: &World) -> Vec<Waypoint> {
             out.push(Waypoint::new(down + Vector3::z() * 0.1, yaw, Grip::Open));
         }
         Task::PushIntoDrawer => {
-            let Some(color) = BlockColor::ALL.into_iter().find(|c| state.blocks[c.index()].contacts.table) else {
-                return Vec::new();
+            // Sideways in front of the drawer first, then towards the robot over the desk's edge, in
+            // segments short enough that a block turned by the push is met square by the next one.
+            let Some(color) = BlockColor::ALL.into_iter().find(|c| {
+                let contacts = &state.blocks[c.index()].contacts;
+                contacts.table && !contacts.drawer
+            }) else {
+                return out;
             };
             let pose = state.blocks[color.index()].pose;
             let misalignment = scene.drawer.center_y_m - pose.translation.y;
-            match stage {
-                1 if misalignment.abs() > 0.05 => {
-                    push(&mut out, scene, color, &pose, Vector3::y() * misalignment.signum(), misalignment.abs());
-                }
-                1 | 2 => {
-                    let distance = pose.translation.x - (scene.desk.near_x_m - 0.03);
-                    push(&mut out, scene, color, &pose, -Vector3::x(), distance);
-                }
-                _ => return Vec::new(),
+            if misalignment.abs() > DRAWER_ALIGNMENT_M {
+                let distance = misalignment.abs().min(PUSH_SEGMENT_M);
+                push(&mut out, scene, color, &pose, Vector3::y() * misalignment.signum(), distance);
+            } else {
+                let distance = pose.translation.x - (scene.desk.near_x_m - PUSH_OVER_EDGE_M);
+                push(&mut out, scene, color, &pose, -Vector3::x(), distance.min(PUSH_SEGMENT_M));
             }
         }
     }
     out
+}
+
+/// Whether the fingers can close round a block in the drawer without reaching in under the desk.
+fn clear_of_desk(scene: &Scene, state: &SceneState, color: BlockColor) -> bool {
+    let finger_half_x = build::FINGER_HALF_EXTENTS_M.x as f64;
+    let center_x = state.blocks[color.index()].pose.translation.x;
+    center_x + finger_half_x < scene.desk.near_x_m - DESK_EDGE_CLEARANCE_M
+}
+
+/// Hooks closed fingertips in between the drawer's handle bar and its front, and pulls it fully open.
+fn open_drawer(out: &mut Vec<Waypoint>, scene: &Scene, state: &SceneState) {
+    let handle = drawer_handle(scene, state);
+    let bar_half_x = 0.008;
+    let hook = Vector3::new(
+        handle.x + bar_half_x + (build::DRAWER_HANDLE_STANDOFF_M as f64 - bar_half_x) / 2.0,
+        handle.y,
+        handle.z,
+    );
+    // Down slowly from well above: fingertips knocking the bar drive the drawer into its end stop.
+    out.push(Waypoint::new(Vector3::new(hook.x, hook.y, TRANSIT_Z_M), 0.0, Grip::Closed));
+    out.push(Waypoint::new(hook + Vector3::z() * 0.1, 0.0, Grip::Closed));
+    out.push(Waypoint::new(hook, 0.0, Grip::Closed).slow());
+    let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
+    out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
+    out.push(Waypoint::new(pulled + Vector3::z() * 0.15, 0.0, Grip::Closed));
 }
 
 /// Pushes `color` by `distance_m` along `direction` with closed fingertips, then backs off and rises.
@@ -500,7 +593,9 @@ fn push(
     let push_z = (c.z - scene.block(color).half_extents_m[2] + 0.018).max(0.02);
     let contact = c - direction * (extent + tip_half);
     let start = Vector3::new(contact.x, contact.y, push_z) - direction * PUSH_APPROACH_GAP_M;
-    approach(out, start, 0.0, Grip::Closed);
+    out.push(Waypoint::new(Vector3::new(start.x, start.y, PUSH_HOP_Z_M), 0.0, Grip::Closed));
+    out.push(Waypoint::new(start + Vector3::z() * 0.04, 0.0, Grip::Closed));
+    out.push(Waypoint::new(start, 0.0, Grip::Closed).slow());
     let end = Vector3::new(contact.x, contact.y, push_z) + direction * distance_m;
     out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
     let back = end - direction * 0.03;

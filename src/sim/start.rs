@@ -41,6 +41,8 @@ pub enum StartError {
 const ARM_JOINT_NOISE_RAD: f64 = 0.05;
 /// Clearance kept between blocks placed on the table.
 const BLOCK_CLEARANCE_M: f64 = 0.03;
+/// Gap between a block sampled in the drawer and the drawer's front wall.
+const DRAWER_WALL_CLEARANCE_M: f64 = 0.01;
 /// Blocks are dropped from this high above their support, so they settle instead of starting in contact.
 const DROP_HEIGHT_M: f64 = 0.002;
 
@@ -99,14 +101,17 @@ impl StartState {
                     at(p, rng.uniform(-0.3, 0.3))
                 }
                 Place::Drawer => {
+                    // Near the drawer's front wall: the part that comes out from under the desk
+                    // even when the drawer is opened only past the oracle's threshold.
                     let g = build::drawer_geometry(scene);
-                    let open_front_x = scene.desk.near_x_m - drawer_m;
-                    let p = Vector3::new(
-                        open_front_x + 0.1 + rng.uniform(-0.02, 0.02),
-                        scene.drawer.center_y_m + rng.uniform(-0.05, 0.05),
-                        g.floor_top_z_m as f64 + half[2] + DROP_HEIGHT_M,
-                    );
-                    at(p, rng.uniform(-0.3, 0.3))
+                    let inner_front_x = scene.desk.near_x_m - drawer_m + g.wall_m as f64;
+                    let x = inner_front_x + DRAWER_WALL_CLEARANCE_M + rng.uniform(0.0, 0.015);
+                    let y = scene.drawer.center_y_m + rng.uniform(-0.05, 0.05);
+                    let yaw = rng.uniform(-0.3, 0.3);
+                    // Half the block's extent along x at this yaw.
+                    let extent_x = half[0] * yaw.cos().abs() + half[1] * yaw.sin().abs();
+                    let p = Vector3::new(x + extent_x, y, g.floor_top_z_m as f64 + half[2] + DROP_HEIGHT_M);
+                    at(p, yaw)
                 }
                 Place::StackedOn(base) => {
                     let base_pose = block_poses[base.index()];

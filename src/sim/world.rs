@@ -32,6 +32,9 @@ const BUTTON_TOGGLE_SHARE: f32 = 0.6;
 const BUTTON_REARM_SHARE: f32 = 0.4;
 /// Two colliders closer than this touch (for grasping and for the oracle's contacts).
 const TOUCH_DISTANCE_M: f32 = 0.002;
+/// Closing fingers stop this close to an object: well inside [`TOUCH_DISTANCE_M`], so a held block
+/// that settles a little in the grasp still counts as touching the robot.
+const GRIP_DISTANCE_M: f32 = 0.0005;
 
 /// A block's pose, motion and contacts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -235,6 +238,9 @@ impl World {
     fn substep(&mut self) {
         let dt = PHYSICS_DT_S as f64;
         self.arm.advance(dt);
+        // NOTE: only fingers still closing can grasp: fully closed fingertips pushing a block touch
+        // it with both pads at once, and used to pick it up as if it lay between them.
+        let fingers_closing = self.gripper_closing && !self.gripper_blocked && self.gripper_width_m > 0.0;
         if self.gripper_closing {
             if !self.gripper_blocked {
                 self.gripper_width_m = (self.gripper_width_m - GRIPPER_SPEED_M_S * dt).max(0.0);
@@ -244,7 +250,7 @@ impl World {
         }
         self.place_arm();
         self.physics.step();
-        if self.gripper_closing && !self.gripper_blocked {
+        if fingers_closing {
             self.check_grip();
         }
         self.update_led();
@@ -284,9 +290,12 @@ impl World {
         };
         let hand_pose = *self.physics.bodies[self.handles.hand].position();
         let block_pose = *self.physics.bodies[body].position();
+        // The joint frame is the block's pose: identity in the block, the block's pose seen from the hand.
+        // NOTE: this was `block⁻¹ · hand`, which equals `hand⁻¹ · block` only for a block centred on the
+        // hand's axis and square to it; off-centre or tilted blocks jumped when grasped.
         let joint = FixedJointBuilder::new()
             .local_frame1(Pose::IDENTITY)
-            .local_frame2(block_pose.inverse() * hand_pose)
+            .local_frame2(hand_pose.inverse() * block_pose)
             .contacts_enabled(false);
         let joint = self.physics.impulse_joints.insert(body, self.handles.hand, joint, true);
         self.grasp = Some(Grasp { block, joint });
@@ -298,9 +307,9 @@ impl World {
         }
     }
 
-    /// Movable, non-robot bodies that `collider` touches.
+    /// Movable, non-robot bodies that `collider` touches, within the grip distance.
     fn touched_bodies(&self, collider: ColliderHandle) -> Vec<(RigidBodyHandle, Part)> {
-        self.touching(collider)
+        self.touching_within(collider, GRIP_DISTANCE_M)
             .filter_map(|other| {
                 let other = &self.physics.colliders[other];
                 let part = Part::from_user_data(other.user_data)?;
@@ -314,12 +323,21 @@ impl World {
     /// speculative contacts up to its 2 cm prediction distance, so each candidate's true distance
     /// is measured.
     fn touching(&self, collider: ColliderHandle) -> impl Iterator<Item = ColliderHandle> + '_ {
+        self.touching_within(collider, TOUCH_DISTANCE_M)
+    }
+
+    /// Colliders within `max_distance_m` of `collider`.
+    fn touching_within(
+        &self,
+        collider: ColliderHandle,
+        max_distance_m: f32,
+    ) -> impl Iterator<Item = ColliderHandle> + '_ {
         let this = &self.physics.colliders[collider];
         self.physics.narrow_phase.contact_pairs_with(collider).filter_map(move |pair| {
             let other_handle = if pair.collider1 == collider { pair.collider2 } else { pair.collider1 };
             let other = self.physics.colliders.get(other_handle)?;
             let distance = query::distance(this.position(), this.shape(), other.position(), other.shape()).ok()?;
-            (distance.distance <= TOUCH_DISTANCE_M).then_some(other_handle)
+            (distance.distance <= max_distance_m).then_some(other_handle)
         })
     }
 
