@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use vlasim::app::GuiOptions;
+use vlasim::app::session::Driver;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
@@ -23,13 +25,19 @@ use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
 
 #[derive(Parser)]
 #[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Without a subcommand, the GUI opens with these options.
+    #[command(flatten)]
+    gui: GuiArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the GUI (the default): type instructions, drive the arm, watch the oracle.
+    Gui(GuiArgs),
     /// Run the scripted expert on one task or on an evaluation chain, printing the oracle each step.
     Expert(ExpertArgs),
     /// Save the policy cameras' images of a start state as PNGs.
@@ -38,6 +46,8 @@ enum Command {
     Bench(BenchArgs),
     /// Record the scripted expert on a task or an evaluation chain as MP4 (H.264) or GIF.
     Record(RecordArgs),
+    /// Understand a typed instruction, check the instruction files, or train a tokenizer.
+    Lang(lang_command::LangArgs),
 }
 
 #[derive(Args)]
@@ -143,8 +153,43 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 /// The task called `name`, or an error pointing at the list.
 fn task_named(name: &str) -> Result<Task> {
     Task::from_name(name).with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))
-    /// Understand a typed instruction, check the instruction files, or train a tokenizer.
-    Lang(lang_command::LangArgs),
+}
+
+#[derive(Args)]
+struct GuiArgs {
+    /// Scene: a, b, c, d or a path to a scene file.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Start state: evaluation chain SEED's.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Window size in logical pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Start with keyboard teleop instead of the scripted expert.
+    #[arg(long)]
+    teleop: bool,
+    /// Submit this instruction at start, as if typed.
+    #[arg(long)]
+    instruction: Option<String>,
+    /// Run this evaluation chain at start.
+    #[arg(long, conflicts_with = "instruction")]
+    chain: Option<u64>,
+    /// Save a screenshot here after --after-steps control steps, then exit.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// Record from launch into this file (.mp4 or .gif); the Record button in the panel does the same.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Close the window after --after-steps control steps, as a person would.
+    #[arg(long, conflicts_with = "screenshot")]
+    close: bool,
+    /// Simulation speed: simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f32,
+    /// Control steps before --screenshot or --close.
+    #[arg(long, default_value_t = 60)]
+    after_steps: u64,
 }
 
 #[derive(Args)]
@@ -216,7 +261,8 @@ struct ExpertArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli.command.unwrap_or(Command::Gui(cli.gui)) {
+        Command::Gui(args) => gui(args),
         Command::Expert(args) => expert(args),
         Command::Render(args) => render(args),
         Command::Bench(args) => match args.target {
@@ -234,6 +280,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn gui(args: GuiArgs) -> Result<()> {
+    vlasim::app::run(GuiOptions {
+        scene: args.scene,
+        seed: args.seed,
+        size: args.size,
+        driver: if args.teleop { Driver::Teleop } else { Driver::Expert },
+        instruction: args.instruction,
+        chain: args.chain,
+        screenshot: args.screenshot,
+        speed: args.speed,
+        record: args.record,
+        after_steps: args.after_steps,
+        close: args.close,
+    })
 }
 
 fn expert(args: ExpertArgs) -> Result<()> {

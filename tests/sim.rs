@@ -94,7 +94,14 @@ fn expert_solves_every_task_through_the_action_interface() {
             .filter(|seed| {
                 !episode::task_world(&scene, task, *seed).is_ok_and(|mut world| {
                     let mut expert = Expert::new(ExpertSettings::default());
-                    episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer).success
+                    episode::run_subtask(
+                        &mut world,
+                        &mut expert,
+                        task,
+                        MAX_STEPS_PER_SUBTASK,
+                        &mut episode::no_observer,
+                    )
+                    .success
                 })
             })
             .collect();
@@ -146,4 +153,17 @@ fn a_random_policy_rarely_achieves_anything() {
     let outcomes =
         episode::run_chain(&mut world, &chain, &mut Random(vlasim::sim::rng::Rng::new(1)), &mut episode::no_observer);
     assert!(outcomes.iter().filter(|o| o.success).count() <= 1, "{outcomes:?}");
+}
+
+#[test]
+fn perceiving_a_sampled_start_gives_back_its_symbolic_state() {
+    for name in ["a", "d"] {
+        let scene = Scene::resolve(name).unwrap();
+        for index in 0..60 {
+            let chain = chains::chain(EVAL_SEED, index);
+            let world = episode::chain_world(&scene, &chain, index).unwrap();
+            let seen = vlasim::sim::oracle::perceive(&scene, &world.state());
+            assert_eq!(seen, chain.initial, "scene {name}, chain {index}");
+        }
+    }
 }

@@ -47,6 +47,20 @@ pub enum Problem {
     Ambiguous,
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Empty => f.write_str("the instruction is empty"),
+            Problem::TooLong { max_chars } => {
+                write!(f, "the instruction is longer than {max_chars} characters; only its beginning was read")
+            }
+            Problem::NoKnownWords => f.write_str("none of its words is known"),
+            Problem::WeakMatch => f.write_str("it names no task in particular"),
+            Problem::Ambiguous => f.write_str("it fits several tasks nearly equally"),
+        }
+    }
+}
+
 /// What a typed instruction was understood to mean.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understanding {

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 
+use super::arm::Action;
 use super::chains::{Chain, TaskStart};
 use super::expert::{Expert, ExpertSettings, Policy};
 use super::oracle;
@@ -52,6 +53,69 @@ pub struct SubtaskOutcome {
     pub stopped: bool,
 }
 
+/// One subtask in progress, advanced a control step at a time, so a caller that owns the loop (the
+/// GUI, once per fixed tick) runs exactly what [`run_subtask`] runs.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    task: Task,
+    start: SceneState,
+    budget: usize,
+    steps: usize,
+    success: bool,
+}
+
+impl Attempt {
+    /// Starts `task` from the current state: the oracle compares later states with this one.
+    pub fn begin(world: &World, policy: &mut dyn Policy, task: Task, budget: usize) -> Self {
+        policy.begin(task, world);
+        Self { task, start: world.state(), budget, steps: 0, success: false }
+    }
+
+    /// Starts watching `task` without a policy (a person drives the arm).
+    pub fn watch(world: &World, task: Task, budget: usize) -> Self {
+        Self { task, start: world.state(), budget, steps: 0, success: false }
+    }
+
+    /// The subtask.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The step budget.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Achieved, or out of steps.
+    pub fn is_over(&self) -> bool {
+        self.success || self.steps >= self.budget
+    }
+
+    /// Whether the oracle saw the subtask achieved.
+    pub fn succeeded(&self) -> bool {
+        self.success
+    }
+
+    /// Steps the world with `action` and asks the oracle.
+    pub fn step_with(&mut self, world: &mut World, action: &Action) -> StepReport {
+        world.step(action);
+        self.steps += 1;
+        self.success = oracle::succeeded(self.task, &self.start, &world.state());
+        StepReport { task: self.task, step: self.steps, success: self.success }
+    }
+
+    /// One control step driven by `policy`.
+    pub fn step(&mut self, world: &mut World, policy: &mut dyn Policy) -> StepReport {
+        let action = policy.act(world);
+        self.step_with(world, &action)
+    }
+}
+
 /// Runs `policy` on `task` from the current state until the oracle fires, the budget is spent or
 /// `observe` stops it.
 pub fn run_subtask(
@@ -61,18 +125,14 @@ pub fn run_subtask(
     max_steps: usize,
     observe: &mut Observer,
 ) -> SubtaskOutcome {
-    let start: SceneState = world.state();
-    policy.begin(task, world);
-    for step in 1..=max_steps {
-        let action = policy.act(world);
-        world.step(&action);
-        let success = oracle::succeeded(task, &start, &world.state());
-        let flow = observe(world, StepReport { task, step, success });
-        if success || flow.is_break() {
-            return SubtaskOutcome { task, success, steps: step, stopped: !success };
+    let mut attempt = Attempt::begin(world, policy, task, max_steps);
+    while !attempt.is_over() {
+        let report = attempt.step(world, policy);
+        if observe(world, report).is_break() {
+            return SubtaskOutcome { task, success: attempt.success, steps: attempt.steps, stopped: !attempt.success };
         }
     }
-    SubtaskOutcome { task, success: false, steps: max_steps, stopped: false }
+    SubtaskOutcome { task, success: attempt.success, steps: attempt.steps, stopped: false }
 }
 
 /// Builds the world for a chain's symbolic start state (start sampled with `seed`).

@@ -4,8 +4,8 @@
 
 use nalgebra::UnitQuaternion;
 
-use super::scene::BlockColor;
-use super::tasks::{Side, Surface, Task};
+use super::scene::{BlockColor, Scene};
+use super::tasks::{Place, Side, Surface, Symbolic, Task};
 use super::world::{BlockState, SceneState};
 
 /// Rotation about z a rotate task needs.
@@ -90,6 +90,33 @@ fn rotated(before: &BlockState, after: &BlockState, side: Side) -> bool {
         && y.abs() < ROTATE_MAX_TILT_RAD
         && displacement < ROTATE_MAX_DISPLACEMENT_M
         && after.contacts.any_support()
+}
+
+/// The symbolic state a scene is in now, so a typed task's precondition can be checked against it.
+pub fn perceive(scene: &Scene, state: &SceneState) -> Symbolic {
+    let door_travel_m = scene.cabinet.width_m / 2.0;
+    let place = |color: BlockColor| {
+        let block = &state.blocks[color.index()];
+        if state.grasped == Some(color) {
+            Place::Grasped
+        } else if let Some(base) = rests_on_block(state, color) {
+            Place::StackedOn(base)
+        } else if block.contacts.slider {
+            let left = block.pose.translation.y > scene.cabinet.center_y_m;
+            Place::Slider(if left { Side::Left } else { Side::Right })
+        } else if block.contacts.drawer {
+            Place::Drawer
+        } else {
+            Place::Table
+        }
+    };
+    Symbolic {
+        slider: if state.door_m > door_travel_m / 2.0 { Side::Left } else { Side::Right },
+        drawer_open: state.drawer_m > scene.drawer.travel_m / 2.0,
+        lightbulb: state.bulb_on,
+        led: state.led_on,
+        blocks: BlockColor::ALL.map(place),
+    }
 }
 
 /// Some block was held only by the robot at the start, and now is released and touches the target.

@@ -35,7 +35,8 @@ impl Side {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// "left" or "right".
+    pub fn name(self) -> &'static str {
         match self {
             Side::Left => "left",
             Side::Right => "right",
@@ -305,6 +306,18 @@ pub enum Place {
     Grasped,
     /// On top of another block.
     StackedOn(BlockColor),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Table => f.write_str("on the table"),
+            Place::Slider(side) => write!(f, "in the {} half of the cabinet", side.name()),
+            Place::Drawer => f.write_str("in the drawer"),
+            Place::Grasped => f.write_str("in the gripper"),
+            Place::StackedOn(base) => write!(f, "on the {} block", base.name()),
+        }
+    }
 }
 
 /// The symbolic scene state tasks are defined on (CALVIN's "conditions").

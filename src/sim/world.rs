@@ -193,6 +193,12 @@ impl World {
         self.gripper_width_m
     }
 
+    /// The action that keeps the arm where it is aiming and the gripper as last commanded, so a
+    /// pause between commands neither drops a held block nor moves the arm.
+    pub fn hold_action(&self) -> Action {
+        Action::Relative([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, self.last_gripper_action])
+    }
+
     /// The visible parts, for renderers.
     pub fn visuals(&self) -> &[VisualPart] {
         &self.visuals

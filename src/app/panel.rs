@@ -1,0 +1,425 @@
+//! The side panel (egui): instruction box and command history, driver selector, the policy
+//! cameras' images, the oracle's per-step timeline with chain results, and the simulation controls.
+
+use bevy::asset::RenderAssetUsages;
+use bevy::camera::CameraOutputMode;
+use bevy::camera::visibility::RenderLayers;
+use bevy::image::ImageSampler;
+use bevy::prelude::*;
+use bevy::render::render_resource::BlendState;
+use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
+use bevy_egui::egui::{self, Color32, RichText};
+use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, EguiTextureHandle, PrimaryEguiContext};
+
+use super::orbit_camera::ViewportInset;
+use super::recording::Recording;
+use super::session::{Command, Driver, Outcome, Session};
+use super::{SimControl, StepRequest};
+use crate::sim::camera::Image;
+use crate::sim::chains::CHAIN_LENGTH;
+use crate::sim::scene::Scene;
+
+/// The side panel.
+pub struct PanelPlugin;
+
+impl Plugin for PanelPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<PanelState>()
+            .add_systems(Startup, (spawn_ui_camera, create_policy_images))
+            .add_systems(Update, update_policy_images)
+            .add_systems(EguiPrimaryContextPass, draw_panel);
+    }
+}
+
+/// The panel's own state between frames.
+#[derive(Resource)]
+pub struct PanelState {
+    /// The instruction being typed.
+    pub input: String,
+    scene_choice: String,
+    seed_choice: u64,
+    chain_choice: u64,
+    error: Option<String>,
+}
+
+impl Default for PanelState {
+    fn default() -> Self {
+        Self { input: String::new(), scene_choice: String::new(), seed_choice: 0, chain_choice: 0, error: None }
+    }
+}
+
+/// Width of the panel in logical pixels.
+pub const PANEL_WIDTH: f32 = 440.0;
+const SCENES: [&str; 4] = ["a", "b", "c", "d"];
+const SUCCESS: Color32 = Color32::from_rgb(60, 170, 80);
+const FAILURE: Color32 = Color32::from_rgb(200, 60, 50);
+const PENDING: Color32 = Color32::from_rgb(90, 90, 96);
+const STEPPED: Color32 = Color32::from_rgb(150, 150, 160);
+
+/// egui draws through its own camera, so the 3D camera's viewport can leave the panel's area out.
+fn spawn_ui_camera(mut commands: Commands, mut egui_settings: ResMut<EguiGlobalSettings>) {
+    egui_settings.auto_create_primary_context = false;
+    commands.spawn((
+        PrimaryEguiContext,
+        Camera2d,
+        RenderLayers::none(),
+        Camera {
+            order: 1,
+            output_mode: CameraOutputMode::Write {
+                blend_state: Some(BlendState::ALPHA_BLENDING),
+                clear_color: ClearColorConfig::None,
+            },
+            clear_color: ClearColorConfig::Custom(Color::NONE),
+            ..default()
+        },
+    ));
+}
+
+fn draw_panel(
+    mut contexts: EguiContexts,
+    mut session: ResMut<Session>,
+    mut state: ResMut<PanelState>,
+    mut control: ResMut<SimControl>,
+    mut step_request: ResMut<StepRequest>,
+    mut inset: ResMut<ViewportInset>,
+    mut recording: ResMut<Recording>,
+    policy_images: Res<PolicyImages>,
+    images: Res<Assets<bevy::image::Image>>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?.clone();
+    if state.scene_choice.is_empty() {
+        state.scene_choice = session.scene().name.clone();
+        state.seed_choice = session.seed();
+        state.chain_choice = session.seed();
+    }
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "root".into(),
+        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+    );
+    let panel = egui::Panel::right("vlasim_panel").exact_size(PANEL_WIDTH).show(&mut root, |ui| {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            instruction_section(ui, &mut session, &mut state);
+            ui.separator();
+            driver_section(ui, &mut session);
+            ui.separator();
+            camera_section(ui, &policy_images, &images);
+            ui.separator();
+            timeline_section(ui, &session);
+            ui.separator();
+            simulation_section(ui, &mut session, &mut state, &mut control, &mut step_request);
+            ui.separator();
+            recording_section(ui, &session, &mut recording);
+            ui.separator();
+            history_section(ui, session.history());
+        });
+    });
+    inset.right = panel.response.rect.width();
+    if session.driver() == Driver::Teleop {
+        teleop_help(&ctx);
+    }
+    Ok(())
+}
+
+fn instruction_section(ui: &mut egui::Ui, session: &mut Session, state: &mut PanelState) {
+    ui.heading("Instruction");
+    let response = ui.add(
+        egui::TextEdit::singleline(&mut state.input)
+            .hint_text("e.g. pull the handle to open the drawer")
+            .desired_width(f32::INFINITY),
+    );
+    if response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+        session.submit(&state.input);
+        state.input.clear();
+        response.request_focus();
+    }
+    let mut suggestion_clicked = None;
+    if let Some(warning) = session.warning() {
+        egui::Frame::new().fill(Color32::from_rgb(80, 60, 20)).inner_margin(6.0).show(ui, |ui| {
+            if let Some(problem) = &warning.problem {
+                ui.label(RichText::new(format!("Not understood: {problem}")).color(Color32::YELLOW));
+            }
+            if !warning.unknown_words.is_empty() {
+                ui.label(format!("Unknown words: {}", warning.unknown_words.join(", ")));
+            }
+            if !warning.suggestions.is_empty() {
+                ui.label("Closest known instructions:");
+                for (_, phrasing) in &warning.suggestions {
+                    if ui.link(phrasing).clicked() {
+                        suggestion_clicked = Some(phrasing.clone());
+                    }
+                }
+            }
+        });
+    }
+    if let Some(phrasing) = suggestion_clicked {
+        session.submit(&phrasing);
+    }
+}
+
+fn driver_section(ui: &mut egui::Ui, session: &mut Session) {
+    ui.horizontal(|ui| {
+        ui.label("Driver:");
+        for driver in [Driver::Expert, Driver::Teleop] {
+            if ui.selectable_label(session.driver() == driver, driver.label()).clicked() {
+                session.set_driver(driver);
+            }
+        }
+        ui.add_enabled(false, egui::Button::selectable(false, "VLA"))
+            .on_disabled_hover_text("No trained VLA is shipped yet.");
+    });
+}
+
+fn camera_section(ui: &mut egui::Ui, policy_images: &PolicyImages, images: &Assets<bevy::image::Image>) {
+    ui.label(RichText::new("What the policy sees").strong());
+    ui.horizontal(|ui| {
+        for (view, scale, caption) in
+            [(&policy_images.static_view, 2.0, "static"), (&policy_images.gripper_view, 2.5, "gripper")]
+        {
+            let Some(image) = images.get(&view.handle) else { continue };
+            let size = egui::vec2(image.width() as f32, image.height() as f32);
+            ui.vertical(|ui| {
+                ui.image((view.texture, size * scale));
+                ui.label(format!("{caption} {}×{}", image.width(), image.height()));
+            });
+        }
+    });
+}
+
+fn timeline_section(ui: &mut egui::Ui, session: &Session) {
+    let timeline = session.timeline();
+    let Some(task) = timeline.task else {
+        ui.label("No task yet: type an instruction, or run an evaluation chain below.");
+        return;
+    };
+    let steps = timeline.oracle.len();
+    let success = timeline.oracle.last().copied().unwrap_or(false);
+    let status = if success {
+        RichText::new("SUCCESS").color(SUCCESS).strong()
+    } else if session.is_busy() {
+        RichText::new("running").color(STEPPED)
+    } else {
+        RichText::new("FAILED").color(FAILURE).strong()
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(task.name()).monospace().strong());
+        ui.label(format!("step {steps} / {}", timeline.budget));
+        ui.label(status);
+    });
+    // One thin cell per step of the budget: grey until stepped, green where the oracle says done.
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(ui.available_width(), 14.0), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 0.0, PENDING);
+    let cell = rect.width() / timeline.budget.max(1) as f32;
+    for (i, done) in timeline.oracle.iter().enumerate() {
+        let x = rect.left() + i as f32 * cell;
+        let cell_rect =
+            egui::Rect::from_min_max(egui::pos2(x, rect.top()), egui::pos2(x + cell.max(1.0), rect.bottom()));
+        painter.rect_filled(cell_rect, 0.0, if *done { SUCCESS } else { STEPPED });
+    }
+    if !timeline.chain.is_empty() {
+        ui.horizontal(|ui| {
+            ui.label("Chain:");
+            for (i, result) in timeline.chain.iter().enumerate() {
+                let colour = match result {
+                    Some(true) => SUCCESS,
+                    Some(false) => FAILURE,
+                    None => PENDING,
+                };
+                let chip = egui::Button::new(RichText::new(format!("{}", i + 1)).color(Color32::WHITE)).fill(colour);
+                ui.add_enabled(false, chip);
+            }
+            let completed = timeline.chain.iter().take_while(|r| **r == Some(true)).count();
+            ui.label(format!("SR@{}: {completed}/{CHAIN_LENGTH}", CHAIN_LENGTH));
+        });
+    }
+}
+
+fn simulation_section(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    state: &mut PanelState,
+    control: &mut SimControl,
+    step_request: &mut StepRequest,
+) {
+    ui.heading("Simulation");
+    ui.horizontal(|ui| {
+        ui.label("Scene");
+        egui::ComboBox::from_id_salt("scene").selected_text(&state.scene_choice).show_ui(ui, |ui| {
+            for name in SCENES {
+                ui.selectable_value(&mut state.scene_choice, name.to_string(), name);
+            }
+        });
+        ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut state.seed_choice).range(0..=999_999));
+        if ui.button("Reset").clicked() {
+            state.error = Scene::resolve(&state.scene_choice)
+                .map_err(anyhow::Error::from)
+                .and_then(|scene| session.reset(scene, state.seed_choice))
+                .err()
+                .map(|e| format!("{e:#}"));
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("Evaluation chain");
+        ui.add(egui::DragValue::new(&mut state.chain_choice).range(0..=999));
+        if ui.button("Run chain").on_hover_text("Reset to the chain's start state and attempt its 5 subtasks").clicked()
+        {
+            state.seed_choice = state.chain_choice;
+            state.error = session.run_chain(state.chain_choice).err().map(|e| format!("{e:#}"));
+        }
+        if session.is_busy() && ui.button("Stop").clicked() {
+            session.interrupt();
+        }
+    });
+    ui.horizontal(|ui| {
+        let label = if control.paused { "Resume" } else { "Pause" };
+        if ui.button(label).clicked() {
+            control.paused = !control.paused;
+        }
+        if ui.add_enabled(control.paused, egui::Button::new("Step")).clicked() {
+            step_request.0 += 1;
+        }
+        ui.label("Speed");
+        ui.add(egui::Slider::new(&mut control.speed, 0.25..=4.0).logarithmic(true).suffix("×"));
+    });
+    ui.label(format!("control step {} · 30 Hz", session.world().steps()));
+    if let Some(error) = &state.error {
+        ui.colored_label(FAILURE, error);
+    }
+}
+
+fn recording_section(ui: &mut egui::Ui, session: &Session, recording: &mut Recording) {
+    ui.horizontal(|ui| match recording.active() {
+        Some((path, frames)) => {
+            let label = format!("Stop recording ({frames} frames)");
+            ui.label(RichText::new("● REC").color(FAILURE).strong()).on_hover_text(path.display().to_string());
+            if ui.button(label).clicked() {
+                recording.stop();
+            }
+        }
+        None => {
+            if ui.button("Record").on_hover_text("One frame per control step, into recordings/").clicked() {
+                if let Err(error) = recording.start_numbered(session) {
+                    recording.last = Some(Err(format!("{error:#}")));
+                }
+            }
+            ui.checkbox(&mut recording.inset, "policy cameras inset");
+        }
+    });
+    match &recording.last {
+        Some(Ok(summary)) => {
+            ui.label(format!(
+                "saved {} ({} frames, {:.1} s)",
+                summary.path.display(),
+                summary.frames,
+                summary.duration_s
+            ));
+        }
+        Some(Err(error)) => {
+            ui.colored_label(FAILURE, error);
+        }
+        None => {}
+    }
+}
+
+fn history_section(ui: &mut egui::Ui, history: &[Command]) {
+    ui.heading("History");
+    if history.is_empty() {
+        ui.label("Typed commands and their outcomes appear here.");
+    }
+    for command in history.iter().rev() {
+        let colour = match &command.outcome {
+            Outcome::Running => STEPPED,
+            Outcome::Succeeded(_) => SUCCESS,
+            Outcome::Failed(_) => FAILURE,
+            Outcome::Rejected(_) => Color32::YELLOW,
+        };
+        ui.label(RichText::new(format!("“{}”", command.instruction)).italics());
+        ui.horizontal_wrapped(|ui| {
+            if let Some(task) = command.task {
+                ui.label(RichText::new(task.name()).monospace());
+            }
+            ui.colored_label(colour, command.outcome.to_string());
+        });
+    }
+}
+
+fn teleop_help(ctx: &egui::Context) {
+    egui::Window::new("Teleop keys").anchor(egui::Align2::LEFT_TOP, [10.0, 10.0]).resizable(false).show(ctx, |ui| {
+        egui::Grid::new("keys").show(ui, |ui| {
+            for (keys, what) in super::teleop::KEY_HELP {
+                ui.label(RichText::new(*keys).monospace().strong());
+                ui.label(*what);
+                ui.end_row();
+            }
+        });
+    });
+}
+
+/// A policy camera's image as a Bevy asset egui draws, rewritten in place after every control step
+/// (replacing an egui-managed texture instead leaves it blank for a frame on every update).
+struct PolicyView {
+    handle: Handle<bevy::image::Image>,
+    texture: egui::TextureId,
+}
+
+/// The two policy cameras' images.
+#[derive(Resource)]
+struct PolicyImages {
+    static_view: PolicyView,
+    gripper_view: PolicyView,
+    shown: (u64, u64),
+}
+
+fn create_policy_images(
+    mut commands: Commands,
+    mut contexts: EguiContexts,
+    mut images: ResMut<Assets<bevy::image::Image>>,
+    session: Res<Session>,
+) {
+    let mut view = |image: &Image| {
+        let handle = images.add(bevy_image(image));
+        PolicyView { texture: contexts.add_image(EguiTextureHandle::Strong(handle.clone())), handle }
+    };
+    let static_view = view(session.static_image());
+    let gripper_view = view(session.gripper_image());
+    commands.insert_resource(PolicyImages { static_view, gripper_view, shown: stamp(&session) });
+}
+
+fn update_policy_images(
+    session: Res<Session>,
+    mut policy_images: ResMut<PolicyImages>,
+    mut images: ResMut<Assets<bevy::image::Image>>,
+) {
+    if policy_images.shown == stamp(&session) {
+        return;
+    }
+    policy_images.shown = stamp(&session);
+    for (view, image) in
+        [(&policy_images.static_view, session.static_image()), (&policy_images.gripper_view, session.gripper_image())]
+    {
+        if let Some(mut asset) = images.get_mut(&view.handle) {
+            *asset = bevy_image(image);
+        }
+    }
+}
+
+/// Identifies the session's latest step.
+fn stamp(session: &Session) -> (u64, u64) {
+    (session.generation(), session.world().steps())
+}
+
+fn bevy_image(image: &Image) -> bevy::image::Image {
+    let rgba: Vec<u8> = image.rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let size = Extent3d { width: image.width, height: image.height, depth_or_array_layers: 1 };
+    let mut bevy_image = bevy::image::Image::new(
+        size,
+        TextureDimension::D2,
+        rgba,
+        TextureFormat::Rgba8UnormSrgb,
+        RenderAssetUsages::RENDER_WORLD,
+    );
+    bevy_image.sampler = ImageSampler::nearest();
+    bevy_image
+}

@@ -1,0 +1,177 @@
+//! Scripted GUI runs, for tests, demos and screenshots: type an instruction or start a chain at
+//! launch, then after N control steps save a screenshot (with a probe of where things are on
+//! screen) or close the window the way a person would.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::window::{PrimaryWindow, WindowCloseRequested};
+use serde::Serialize;
+
+use super::orbit_camera::{Orbit, ViewportInset};
+use super::session::Session;
+use super::{GuiOptions, SimControl};
+use crate::sim::scene::BlockColor;
+use crate::sim::world::from_pose;
+
+/// Runs the script in [`GuiOptions`].
+pub struct ScriptPlugin(pub GuiOptions);
+
+impl Plugin for ScriptPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Script { options: self.0.clone(), steps: 0, done: false })
+            .add_systems(Startup, start_script)
+            .add_systems(FixedPostUpdate, count_steps)
+            .add_systems(Update, finish_script);
+    }
+}
+
+#[derive(Resource)]
+struct Script {
+    options: GuiOptions,
+    steps: u64,
+    done: bool,
+}
+
+/// Where things are in a screenshot, so a test can check the pixels there.
+#[derive(Debug, Serialize)]
+pub struct ScreenshotProbe {
+    /// Window size in physical pixels.
+    pub window_px: [u32; 2],
+    /// x where the side panel begins.
+    pub panel_left_px: u32,
+    /// Block name → pixel of its centre in the 3D view, for the blocks in front of the camera.
+    pub blocks_px: Vec<(String, [f32; 2])>,
+    /// The control step the screenshot shows.
+    pub step: u64,
+    /// The command history: instruction, task name, outcome.
+    pub commands: Vec<CommandProbe>,
+}
+
+/// One entry of the command history, as a test reads it.
+#[derive(Debug, Serialize)]
+pub struct CommandProbe {
+    /// What was typed.
+    pub instruction: String,
+    /// The task it was understood as.
+    pub task: Option<String>,
+    /// How it ended, in words.
+    pub outcome: String,
+}
+
+fn start_script(script: Res<Script>, mut session: ResMut<Session>) {
+    if let Some(index) = script.options.chain {
+        if let Err(error) = session.run_chain(index) {
+            error!("cannot run chain {index}: {error:#}");
+        }
+    }
+    if let Some(instruction) = &script.options.instruction {
+        session.submit(instruction);
+    }
+}
+
+fn count_steps(mut script: ResMut<Script>) {
+    script.steps += 1;
+}
+
+fn finish_script(
+    mut commands: Commands,
+    mut script: ResMut<Script>,
+    mut control: ResMut<SimControl>,
+    session: Res<Session>,
+    inset: Res<ViewportInset>,
+    window: Single<(Entity, &Window), With<PrimaryWindow>>,
+    camera: Single<(&Camera, &GlobalTransform), With<Orbit>>,
+    mut close_requests: MessageWriter<WindowCloseRequested>,
+) {
+    if script.done || script.steps < script.options.after_steps {
+        return;
+    }
+    let (window_entity, window) = *window;
+    if script.options.close {
+        script.done = true;
+        close_requests.write(WindowCloseRequested { window: window_entity });
+        return;
+    }
+    let Some(path) = script.options.screenshot.clone() else { return };
+    script.done = true;
+    // Freeze the sim so the probe and the captured frame show the same step.
+    control.paused = true;
+    let (camera, camera_transform) = *camera;
+    let scale = window.scale_factor();
+    let blocks_px = BlockColor::ALL
+        .iter()
+        .filter_map(|color| {
+            let pose = from_pose(&session.world().body_pose(session.world().handles().blocks[color.index()]));
+            let t = pose.translation.vector;
+            let centre = Vec3::new(t.x as f32, t.y as f32, t.z as f32);
+            let px = camera.world_to_viewport(camera_transform, centre).ok()?;
+            Some((color.name().to_string(), [px.x * scale, px.y * scale]))
+        })
+        .collect();
+    let probe = ScreenshotProbe {
+        window_px: [window.physical_width(), window.physical_height()],
+        panel_left_px: window.physical_width().saturating_sub((inset.right * scale) as u32),
+        blocks_px,
+        step: session.world().steps(),
+        commands: session
+            .history()
+            .iter()
+            .map(|c| CommandProbe {
+                instruction: c.instruction.clone(),
+                task: c.task.map(|t| t.name()),
+                outcome: c.outcome.to_string(),
+            })
+            .collect(),
+    };
+    commands.spawn(Screenshot::primary_window()).observe(
+        move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>, mut script: ResMut<Script>| {
+            // Pipelines compile in the background (seconds with software Vulkan); until they are
+            // ready the window shows only the clear colour. Try again on a later frame.
+            if !is_drawn(&captured.image, probe.panel_left_px) {
+                script.done = false;
+                return;
+            }
+            match save_screenshot(&captured.image, &path, &probe) {
+                Ok(()) => {
+                    info!("screenshot saved to {}", path.display());
+                    exit.write(AppExit::Success);
+                }
+                Err(error) => {
+                    error!("{error:#}");
+                    exit.write(AppExit::error());
+                }
+            }
+        },
+    );
+}
+
+/// Whether both the 3D view (left of `panel_left`) and the panel show more than a flat colour.
+fn is_drawn(image: &bevy::image::Image, panel_left: u32) -> bool {
+    const PIXEL_BYTES: usize = 4;
+    let Some(bytes) = image.data.as_deref() else { return false };
+    let width = image.width() as usize;
+    let distinct = |columns: std::ops::Range<usize>| {
+        let mut colours: Vec<&[u8]> = bytes
+            .chunks_exact(PIXEL_BYTES)
+            .enumerate()
+            .filter(|(i, _)| i % 7 == 0 && columns.contains(&(i % width)))
+            .map(|(_, pixel)| pixel)
+            .collect();
+        colours.sort_unstable();
+        colours.dedup();
+        colours.len()
+    };
+    let panel_left = panel_left as usize;
+    distinct(0..panel_left) > 16 && distinct(panel_left..width) > 4
+}
+
+fn save_screenshot(image: &bevy::image::Image, path: &Path, probe: &ScreenshotProbe) -> anyhow::Result<()> {
+    let rgb = image.clone().try_into_dynamic().context("screenshot has an unexpected pixel format")?.to_rgb8();
+    rgb.save(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let probe_path: PathBuf = path.with_extension("json");
+    let json = serde_json::to_string_pretty(probe)?;
+    std::fs::write(&probe_path, json).with_context(|| format!("cannot write {}", probe_path.display()))
+}
