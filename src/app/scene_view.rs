@@ -63,7 +63,7 @@ fn spawn_environment(
 ) {
     // Sun from behind the robot's left shoulder, so shadows fall onto the desk in front of it.
     commands.spawn((
-        DirectionalLight { illuminance: 9000.0, shadow_maps_enabled: true, ..default() },
+        DirectionalLight { illuminance: 9000.0, shadow_maps_enabled: false, ..default() },
         Transform::from_xyz(-0.6, 0.8, 1.6).looking_at(Vec3::new(0.5, 0.0, 0.0), Vec3::Z),
     ));
     // The floor the desk stands on.

@@ -21,7 +21,7 @@ pub struct ScriptPlugin(pub GuiOptions);
 
 impl Plugin for ScriptPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(Script { options: self.0.clone(), steps: 0, done: false })
+        app.insert_resource(Script { options: self.0.clone(), steps: 0, done: false, frames: 0, first_step_at: None })
             .add_systems(Startup, start_script)
             .add_systems(FixedPostUpdate, count_steps)
             .add_systems(Update, finish_script);
@@ -33,6 +33,9 @@ struct Script {
     options: GuiOptions,
     steps: u64,
     done: bool,
+    /// Frames drawn since the first control step, and when that step ran, for the frame-time report.
+    frames: u64,
+    first_step_at: Option<std::time::Instant>,
 }
 
 /// Where things are in a screenshot, so a test can check the pixels there.
@@ -48,6 +51,8 @@ pub struct ScreenshotProbe {
     pub step: u64,
     /// The command history: instruction, task name, outcome.
     pub commands: Vec<CommandProbe>,
+    /// Mean wall time per drawn frame since the first control step.
+    pub mean_frame_ms: f64,
 }
 
 /// One entry of the command history, as a test reads it.
@@ -74,6 +79,7 @@ fn start_script(script: Res<Script>, mut session: ResMut<Session>) {
 
 fn count_steps(mut script: ResMut<Script>) {
     script.steps += 1;
+    script.first_step_at.get_or_insert_with(std::time::Instant::now);
 }
 
 fn finish_script(
@@ -86,6 +92,9 @@ fn finish_script(
     camera: Single<(&Camera, &GlobalTransform), With<Orbit>>,
     mut close_requests: MessageWriter<WindowCloseRequested>,
 ) {
+    if script.first_step_at.is_some() {
+        script.frames += 1;
+    }
     if script.done || script.steps < script.options.after_steps {
         return;
     }
@@ -125,6 +134,9 @@ fn finish_script(
                 outcome: c.outcome.to_string(),
             })
             .collect(),
+        mean_frame_ms: script
+            .first_step_at
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3 / script.frames.max(1) as f64),
     };
     commands.spawn(Screenshot::primary_window()).observe(
         move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>, mut script: ResMut<Script>| {
