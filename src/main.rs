@@ -50,8 +50,9 @@ enum Command {
     Lang(lang_command::LangArgs),
 }
 
+/// Which episode: one task from a seeded start state, or an evaluation chain.
 #[derive(Args)]
-struct RecordArgs {
+struct EpisodeArgs {
     /// Task name (e.g. open_drawer); `vlasim expert --list` shows all 34.
     #[arg(long, conflicts_with = "chain")]
     task: Option<String>,
@@ -64,6 +65,12 @@ struct RecordArgs {
     /// Seed of the start state (with --task).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    episode: EpisodeArgs,
     /// Output file; the extension picks the format: .mp4 (H.264) or .gif.
     #[arg(long, default_value = "rollout.mp4")]
     out: PathBuf,
@@ -91,9 +98,9 @@ struct RecordArgs {
 static STOP_RECORDING: AtomicBool = AtomicBool::new(false);
 
 fn record(args: RecordArgs) -> Result<()> {
-    let scene = Scene::resolve(&args.scene)?;
-    let rollout = match (args.task, args.chain) {
-        (Some(name), None) => Rollout::Task { task: task_named(&name)?, seed: args.seed },
+    let scene = Scene::resolve(&args.episode.scene)?;
+    let rollout = match (args.episode.task, args.episode.chain) {
+        (Some(name), None) => Rollout::Task { task: task_named(&name)?, seed: args.episode.seed },
         (None, Some(index)) => Rollout::Chain { index },
         _ => bail!("give either --task NAME or --chain INDEX"),
     };
@@ -236,18 +243,8 @@ enum BenchTarget {
 
 #[derive(Args)]
 struct ExpertArgs {
-    /// Task name (e.g. open_drawer); `vlasim expert --list` shows all 34.
-    #[arg(long, conflicts_with = "chain")]
-    task: Option<String>,
-    /// Index of an evaluation chain (seed 1000, as `vlasim eval` uses).
-    #[arg(long)]
-    chain: Option<u64>,
-    /// Scene: a, b, c, d or a path to a scene file.
-    #[arg(long, default_value = "d")]
-    scene: String,
-    /// Seed of the start state.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    episode: EpisodeArgs,
     /// Standard deviation of the expert's action noise.
     #[arg(long, default_value_t = 0.0)]
     noise: f64,
@@ -305,8 +302,8 @@ fn expert(args: ExpertArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let scene = Scene::resolve(&args.scene)?;
-    let settings = ExpertSettings { noise_std: args.noise, seed: args.seed };
+    let scene = Scene::resolve(&args.episode.scene)?;
+    let settings = ExpertSettings { noise_std: args.noise, seed: args.episode.seed };
     let mut expert = Expert::new(settings);
     let quiet = args.quiet;
     let mut print_step = |world: &World, report: StepReport| {
@@ -325,10 +322,10 @@ fn expert(args: ExpertArgs) -> Result<()> {
         }
         ControlFlow::Continue(())
     };
-    match (args.task, args.chain) {
+    match (args.episode.task, args.episode.chain) {
         (Some(name), None) => {
             let task = task_named(&name)?;
-            let mut world = episode::task_world(&scene, task, args.seed)?;
+            let mut world = episode::task_world(&scene, task, args.episode.seed)?;
             let outcome = episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut print_step);
             println!(
                 "{}: {} in {} steps (scene {}, seed {})",
@@ -336,7 +333,7 @@ fn expert(args: ExpertArgs) -> Result<()> {
                 if outcome.success { "success" } else { "FAILED" },
                 outcome.steps,
                 scene.name,
-                args.seed
+                args.episode.seed
             );
             if !outcome.success {
                 bail!("the expert failed {task}");
