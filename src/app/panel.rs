@@ -49,7 +49,7 @@ impl Default for PanelState {
 }
 
 /// Width of the panel in logical pixels.
-pub const PANEL_WIDTH: f32 = 440.0;
+const PANEL_WIDTH: f32 = 440.0;
 const SCENES: [&str; 4] = ["a", "b", "c", "d"];
 const SUCCESS: Color32 = Color32::from_rgb(60, 170, 80);
 const FAILURE: Color32 = Color32::from_rgb(200, 60, 50);

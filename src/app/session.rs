@@ -13,8 +13,8 @@ use crate::sim::chains::{self, Chain, EVAL_SEED};
 use crate::sim::episode::{self, Attempt, MAX_STEPS_PER_SUBTASK, StepReport};
 use crate::sim::expert::{Expert, ExpertSettings};
 use crate::sim::oracle;
-use crate::sim::scene::Scene;
-use crate::sim::tasks::Task;
+use crate::sim::scene::{BlockColor, Scene};
+use crate::sim::tasks::{Category, Symbolic, Task};
 use crate::sim::world::World;
 
 /// Teleop's action with no key held: stay, gripper open.
@@ -393,18 +393,15 @@ fn describe_problem(understanding: &Understanding) -> String {
 }
 
 /// The part of the symbolic state that blocks `task`, in words.
-fn describe_state(state: &crate::sim::tasks::Symbolic, task: Task) -> String {
-    use crate::sim::tasks::Category;
+fn describe_state(state: &Symbolic, task: Task) -> String {
     match task.category() {
         Category::Drawer => format!("the drawer is {}", if state.drawer_open { "open" } else { "closed" }),
         Category::Slider => format!("the door is on the {}", state.slider.name()),
         Category::Lightbulb => format!("the bulb is {}", if state.lightbulb { "on" } else { "off" }),
         Category::Led => format!("the LED is {}", if state.led { "on" } else { "off" }),
         _ => {
-            let places: Vec<String> = crate::sim::scene::BlockColor::ALL
-                .iter()
-                .map(|c| format!("{} {}", c.name(), state.blocks[c.index()]))
-                .collect();
+            let places: Vec<String> =
+                BlockColor::ALL.iter().map(|c| format!("{} {}", c.name(), state.blocks[c.index()])).collect();
             format!("blocks: {}", places.join(", "))
         }
     }
@@ -494,7 +491,7 @@ mod tests {
     fn pausing_between_commands_keeps_a_lifted_block_in_the_gripper() {
         let mut session = session(0);
         let start = oracle::perceive(session.scene(), &session.world().state());
-        let color = crate::sim::scene::BlockColor::ALL.into_iter().find(|c| start.is_free_on_table(*c)).unwrap();
+        let color = BlockColor::ALL.into_iter().find(|c| start.is_free_on_table(*c)).unwrap();
         session.submit(&format!("lift the {} block from the table", color.name()));
         run_until_idle(&mut session);
         assert!(matches!(session.history()[0].outcome, Outcome::Succeeded(_)), "{:?}", session.history());
