@@ -65,7 +65,7 @@ const DISTANCE_RANGE_M: (f32, f32) = (0.3, 5.0);
 fn spawn_camera(mut commands: Commands) {
     let orbit = Orbit::default();
     // No multisampling: it multiplies the fragment work, which software Vulkan (lavapipe, the
-    // no-GPU case) pays at 1280×720 with 400 instead of 260 ms per frame.
+    // no-GPU case) pays at 1280×720 with 365–400 instead of 263 ms per frame (BENCHMARKS.md).
     commands.spawn((Camera3d::default(), Msaa::Off, orbit, orbit.transform()));
 }
 

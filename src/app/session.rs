@@ -234,7 +234,6 @@ impl Session {
     /// language layer made of it, so the panel can show unknown words.
     pub fn submit(&mut self, instruction: &str) -> Understanding {
         let mut understanding = lang::understand(instruction);
-        self.interrupt();
         let instruction = instruction.trim().to_string();
         let now = oracle::perceive(&self.scene, &self.world.state());
         if understanding.problem == Some(Problem::Ambiguous) {
@@ -259,6 +258,8 @@ impl Session {
             self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Rejected(reason) });
             return understanding;
         }
+        // Only a command that starts replaces the one in progress; a rejected one leaves it running.
+        self.interrupt();
         self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Running });
         self.activity = Activity::Subtask(self.begin(task));
         self.timeline =
@@ -361,7 +362,8 @@ impl Session {
     }
 
     fn finish_command(&mut self, outcome: Outcome) {
-        if let Some(command) = self.history.last_mut().filter(|c| c.outcome == Outcome::Running) {
+        // Rejected commands typed meanwhile may follow the running one in the history.
+        if let Some(command) = self.history.iter_mut().rev().find(|c| c.outcome == Outcome::Running) {
             command.outcome = outcome;
         }
     }
@@ -443,6 +445,19 @@ mod tests {
         assert!(matches!(command.outcome, Outcome::Succeeded(_)), "{command:?}");
         assert_eq!(session.world().state().led_on, !led_on);
         assert_eq!(session.timeline().oracle.last(), Some(&true));
+    }
+
+    #[test]
+    fn a_rejected_instruction_leaves_the_running_task_alone() {
+        let mut session = session(0);
+        let led_on = session.world().state().led_on;
+        session.submit(if led_on { "turn off the led" } else { "turn on the led" });
+        session.step();
+        session.submit("asdf qwer");
+        assert!(session.is_busy());
+        run_until_idle(&mut session);
+        assert!(matches!(session.history()[0].outcome, Outcome::Succeeded(_)), "{:?}", session.history());
+        assert!(matches!(session.history()[1].outcome, Outcome::Rejected(_)), "{:?}", session.history());
     }
 
     #[test]
