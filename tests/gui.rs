@@ -95,7 +95,7 @@ fn screenshot_shows_the_scene_and_the_panel() {
 fn a_typed_instruction_is_carried_out_by_the_expert() {
     let (_, probe) = screenshot(
         "typed",
-        &["--scene", "d", "--seed", "3", "--instruction", "close the drawer", "--speed", "4", "--after-steps", "240"],
+        &["--scene", "d", "--seed", "3", "--instruction", "close the drawer", "--speed", "4", "--after-steps", "361"],
     );
     let commands = probe["commands"].as_array().unwrap();
     assert_eq!(commands.len(), 1, "{probe}");
