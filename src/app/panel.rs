@@ -18,6 +18,7 @@ use super::{SimControl, StepRequest};
 use crate::sim::camera::Image;
 use crate::sim::chains::CHAIN_LENGTH;
 use crate::sim::scene::Scene;
+use crate::video::compose::SubtaskStatus;
 
 /// The side panel.
 pub struct PanelPlugin;
@@ -193,14 +194,8 @@ fn timeline_section(ui: &mut egui::Ui, session: &Session) {
         return;
     };
     let steps = timeline.oracle.len();
-    let success = timeline.oracle.last().copied().unwrap_or(false);
-    let status = if success {
-        RichText::new("SUCCESS").color(SUCCESS).strong()
-    } else if session.is_busy() {
-        RichText::new("running").color(STEPPED)
-    } else {
-        RichText::new("FAILED").color(FAILURE).strong()
-    };
+    let status = session.subtask_status();
+    let status = RichText::new(status.label().to_uppercase()).color(colour(status)).strong();
     ui.horizontal(|ui| {
         ui.label(RichText::new(task.name()).monospace().strong());
         ui.label(format!("step {steps} / {}", timeline.budget));
@@ -220,19 +215,21 @@ fn timeline_section(ui: &mut egui::Ui, session: &Session) {
     if !timeline.chain.is_empty() {
         ui.horizontal(|ui| {
             ui.label("Chain:");
-            for (i, result) in timeline.chain.iter().enumerate() {
-                let colour = match result {
-                    Some(true) => SUCCESS,
-                    Some(false) => FAILURE,
-                    None => PENDING,
-                };
-                let chip = egui::Button::new(RichText::new(format!("{}", i + 1)).color(Color32::WHITE)).fill(colour);
+            for (i, status) in session.chain_statuses().into_iter().enumerate() {
+                let chip =
+                    egui::Button::new(RichText::new(format!("{}", i + 1)).color(Color32::WHITE)).fill(colour(status));
                 ui.add_enabled(false, chip);
             }
             let completed = timeline.chain.iter().take_while(|r| **r == Some(true)).count();
             ui.label(format!("SR@{}: {completed}/{CHAIN_LENGTH}", CHAIN_LENGTH));
         });
     }
+}
+
+/// The same colours as the recorded videos' captions.
+fn colour(status: SubtaskStatus) -> Color32 {
+    let [r, g, b] = status.rgb();
+    Color32::from_rgb(r, g, b)
 }
 
 fn simulation_section(

@@ -10,7 +10,7 @@ use bevy::window::WindowCloseRequested;
 
 use super::session::{Outcome, Session};
 use crate::sim::world::CONTROL_HZ;
-use crate::video::compose::{Caption, ComposeOptions, Composer, SubtaskStatus};
+use crate::video::compose::{Caption, ComposeOptions, Composer};
 use crate::video::recorder::{Recorder, RecordingSummary};
 
 /// Records the session when asked.
@@ -90,26 +90,6 @@ impl Recording {
 
 /// The caption of the current step, from the session's timeline.
 fn caption(session: &Session) -> Caption {
-    let timeline = session.timeline();
-    let running = session.is_busy();
-    let status = match timeline.oracle.last() {
-        _ if timeline.task.is_none() => SubtaskStatus::Pending,
-        Some(true) => SubtaskStatus::Succeeded,
-        _ if running => SubtaskStatus::Running,
-        _ => SubtaskStatus::Failed,
-    };
-    let current = timeline.chain.iter().take_while(|r| r.is_some()).count();
-    let chain = timeline
-        .chain
-        .iter()
-        .enumerate()
-        .map(|(i, result)| match result {
-            Some(true) => SubtaskStatus::Succeeded,
-            Some(false) => SubtaskStatus::Failed,
-            None if i == current && running => SubtaskStatus::Running,
-            None => SubtaskStatus::Pending,
-        })
-        .collect();
     let instruction = session
         .history()
         .iter()
@@ -117,7 +97,14 @@ fn caption(session: &Session) -> Caption {
         .find(|c| !matches!(c.outcome, Outcome::Rejected(_)))
         .map(|c| c.instruction.clone())
         .unwrap_or_default();
-    Caption { instruction, step: timeline.oracle.len(), budget: timeline.budget, status, chain }
+    let timeline = session.timeline();
+    Caption {
+        instruction,
+        step: timeline.oracle.len(),
+        budget: timeline.budget,
+        status: session.subtask_status(),
+        chain: session.chain_statuses(),
+    }
 }
 
 fn start_at_launch(mut recording: ResMut<Recording>, session: Res<Session>) {

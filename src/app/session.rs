@@ -16,6 +16,7 @@ use crate::sim::oracle;
 use crate::sim::scene::{BlockColor, Scene};
 use crate::sim::tasks::{Category, Symbolic, Task};
 use crate::sim::world::World;
+use crate::video::compose::SubtaskStatus;
 
 /// Teleop's action with no key held: stay, gripper open.
 const OPEN_GRIPPER_STILL: [f64; 7] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
@@ -221,6 +222,29 @@ impl Session {
     /// The last instruction's unknown words or problem, with suggestions, until the next one.
     pub fn warning(&self) -> Option<&Understanding> {
         self.warning.as_ref()
+    }
+
+    /// The current or last subtask as the oracle sees it.
+    pub fn subtask_status(&self) -> SubtaskStatus {
+        match self.timeline.oracle.last() {
+            _ if self.timeline.task.is_none() => SubtaskStatus::Pending,
+            Some(true) => SubtaskStatus::Succeeded,
+            _ if self.is_busy() => SubtaskStatus::Running,
+            _ => SubtaskStatus::Failed,
+        }
+    }
+
+    /// Every subtask of the chain being run, in order; empty outside a chain.
+    pub fn chain_statuses(&self) -> Vec<SubtaskStatus> {
+        let current = self.timeline.chain.iter().take_while(|r| r.is_some()).count();
+        let running = self.is_busy();
+        let status = |(i, result): (usize, &Option<bool>)| match result {
+            Some(true) => SubtaskStatus::Succeeded,
+            Some(false) => SubtaskStatus::Failed,
+            None if i == current && running => SubtaskStatus::Running,
+            None => SubtaskStatus::Pending,
+        };
+        self.timeline.chain.iter().enumerate().map(status).collect()
     }
 
     /// Whether a subtask or chain is in progress.

@@ -76,29 +76,14 @@ impl Attempt {
         Self { task, start: world.state(), budget, steps: 0, success: false }
     }
 
-    /// The subtask.
-    pub fn task(&self) -> Task {
-        self.task
-    }
-
     /// Steps taken so far.
     pub fn steps(&self) -> usize {
         self.steps
     }
 
-    /// The step budget.
-    pub fn budget(&self) -> usize {
-        self.budget
-    }
-
     /// Achieved, or out of steps.
     pub fn is_over(&self) -> bool {
         self.success || self.steps >= self.budget
-    }
-
-    /// Whether the oracle saw the subtask achieved.
-    pub fn succeeded(&self) -> bool {
-        self.success
     }
 
     /// Steps the world with `action` and asks the oracle.
