@@ -4,6 +4,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use vlasim::eval::{self, EvalSettings, Shard};
+use vlasim::parallel;
 use vlasim::sim::arm::Action;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
@@ -67,7 +69,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
     let scene = Scene::resolve(scene_name)?;
     let begin = Instant::now();
     let tasks = Task::all();
-    let results = parallel_map(tasks.len(), |i| {
+    let results = parallel::map(tasks.len(), |i| {
         let task = tasks[i];
         let mut successes = 0;
         let mut steps = 0;
@@ -109,28 +111,17 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         begin.elapsed().as_secs_f64()
     );
 
-    let begin = Instant::now();
-    let completed = parallel_map(chain_count as usize, |i| {
-        let chain = chains::chain(EVAL_SEED, i as u64);
-        let Ok(mut world) = episode::chain_world(&scene, &chain, i as u64) else {
-            return 0;
-        };
-        let mut expert = Expert::new(ExpertSettings::default());
-        episode::run_chain(&mut world, &chain, &mut expert, &mut episode::no_observer)
-            .iter()
-            .filter(|o| o.success)
-            .count()
-    });
-    let full = completed.iter().filter(|c| **c == chains::CHAIN_LENGTH).count();
-    let average = completed.iter().sum::<usize>() as f64 / chain_count as f64;
-    let sr: Vec<String> = (1..=chains::CHAIN_LENGTH)
-        .map(|i| format!("{:.1} %", 100.0 * completed.iter().filter(|c| **c >= i).count() as f64 / chain_count as f64))
-        .collect();
-    println!(
-        "chains: {full}/{chain_count} completed all 5; SR@1..5 {}; Avg. Len. {average:.3}; wall time {:.1} s",
-        sr.join(", "),
-        begin.elapsed().as_secs_f64()
-    );
+    let settings = EvalSettings {
+        model: "expert".into(),
+        scene,
+        seed: EVAL_SEED,
+        total_chains: chain_count,
+        shard: Shard::WHOLE,
+        threads: parallel::available_threads(),
+    };
+    let results = eval::evaluate(&settings, &|| Ok(Box::new(Expert::new(ExpertSettings::default()))), &|_| {})?;
+    println!("wall time {:.1} s on {} threads", results.wall_time_s, results.threads);
+    print!("{}", results.metrics.summary());
     Ok(())
 }
 
@@ -189,29 +180,4 @@ pub fn record(scene_name: &str) -> Result<()> {
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
-}
-
-/// Runs `job(0..count)` on all cores, keeping results in order.
-fn parallel_map<T: Send>(count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(count.max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
-                            return done;
-                        }
-                        done.push((i, job(i)));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("bench worker panicked")).collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }

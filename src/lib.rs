@@ -6,6 +6,8 @@
 //! Bevy GUI.
 
 pub mod app;
+pub mod eval;
 pub mod lang;
+pub mod parallel;
 pub mod sim;
 pub mod video;

@@ -1,6 +1,7 @@
 //! The `vlasim` command line: a thin layer that parses arguments, calls the library and reports errors.
 
 mod bench;
+mod eval_command;
 mod lang_command;
 
 use std::ops::ControlFlow;
@@ -48,6 +49,8 @@ enum Command {
     Record(RecordArgs),
     /// Understand a typed instruction, check the instruction files, or train a tokenizer.
     Lang(lang_command::LangArgs),
+    /// Evaluate a policy on CALVIN-style 5-task chains (SR@1..5, Avg. Len.), or merge shards' results.
+    Eval(eval_command::EvalArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -269,6 +272,7 @@ fn main() -> ExitCode {
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),
+        Command::Eval(args) => eval_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,133 @@
+//! `vlasim eval`: CALVIN-style evaluation of a policy over many chains, and `vlasim eval merge`
+//! to combine the results of shards run on different machines.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use vlasim::eval::{self, EvalResults, EvalSettings, Shard, WorkerPolicy};
+use vlasim::parallel;
+use vlasim::sim::chains::EVAL_SEED;
+use vlasim::sim::expert::{Expert, ExpertSettings};
+use vlasim::sim::scene::Scene;
+
+/// Arguments of `vlasim eval`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Combine the results.json of the shards of one evaluation.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The policy: `expert` (the scripted expert, the privileged upper bound).
+    #[arg(long, default_value = "expert")]
+    model: String,
+    /// Chains in the whole evaluation.
+    #[arg(long, default_value_t = 1000)]
+    chains: u64,
+    /// Scene: a, b, c, d or a path to a scene file.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Seed the chains are drawn with.
+    #[arg(long, default_value_t = EVAL_SEED)]
+    seed: u64,
+    /// Evaluate only slice K of N equal slices of the chains (0-based), e.g. `--shard 3/8`.
+    #[arg(long, default_value = "0/1", value_name = "K/N")]
+    shard: Shard,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where to write the results.
+    #[arg(long, default_value = "results.json")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// results.json files of the shards.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Where to write the merged results.
+    #[arg(long, default_value = "results.json")]
+    out: PathBuf,
+    /// Merge even if some chains are missing (the metrics then cover only the chains present).
+    #[arg(long)]
+    allow_partial: bool,
+}
+
+/// Runs `vlasim eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    match args.command {
+        Some(EvalCommand::Merge(merge)) => run_merge(merge),
+        None => run_evaluation(args.run),
+    }
+}
+
+fn run_evaluation(args: RunArgs) -> Result<()> {
+    let make_policy: Box<dyn Fn() -> Result<WorkerPolicy>> = match args.model.as_str() {
+        "expert" => Box::new(|| Ok(Box::new(Expert::new(ExpertSettings::default())) as WorkerPolicy)),
+        other => bail!("unknown model `{other}`: give `expert`"),
+    };
+    let settings = EvalSettings {
+        model: args.model.clone(),
+        scene: Scene::resolve(&args.scene)?,
+        seed: args.seed,
+        total_chains: args.chains,
+        shard: args.shard,
+        threads: args.threads.unwrap_or_else(parallel::available_threads),
+    };
+    let range = settings.shard.range(settings.total_chains);
+    let progress = ProgressBar::new(range.end - range.start).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} chains  {msg}  [{elapsed_precise} < {eta_precise}]")
+            .expect("valid progress template"),
+    );
+    let completed = std::sync::Mutex::new((0usize, 0usize));
+    let results = eval::evaluate(&settings, make_policy.as_ref(), &|record| {
+        let mut completed = completed.lock().expect("progress lock");
+        completed.0 += 1;
+        completed.1 += record.completed();
+        progress.set_message(format!("Avg. Len. {:.2}", completed.1 as f64 / completed.0 as f64));
+        progress.inc(1);
+    })?;
+    progress.finish();
+    results.save(&args.out)?;
+    println!(
+        "{} on scene {}, chains {}..{} of {} (seed {}), {:.1} s on {} threads",
+        results.model,
+        results.scene,
+        range.start,
+        range.end,
+        results.total_chains,
+        results.seed,
+        results.wall_time_s,
+        results.threads
+    );
+    print!("{}", results.metrics.summary());
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn run_merge(args: MergeArgs) -> Result<()> {
+    let parts = args
+        .files
+        .iter()
+        .map(|path| Ok((path.display().to_string(), EvalResults::load(path)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let merged = EvalResults::merge(&parts, args.allow_partial)?;
+    merged.save(&args.out)?;
+    print!("{}", merged.metrics.summary());
+    println!("merged {} files into {}", parts.len(), args.out.display());
+    Ok(())
+}
