@@ -119,7 +119,9 @@ pub fn collect(
     let tasks = settings
         .tasks
         .iter()
-        .map(|name| Task::from_name(name).with_context(|| format!("unknown task `{name}`")))
+        .map(|name| {
+            Task::from_name(name).with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))
+        })
         .collect::<Result<Vec<_>>>()?;
     ensure!(settings.episodes_per_task > 0 || settings.play_sequences > 0, "nothing to collect");
     ensure!(settings.noise_std.is_finite() && settings.noise_std >= 0.0, "noise must be ≥ 0");

@@ -48,7 +48,7 @@ impl Column {
             Column::Float32(v) => v.len(),
             Column::Float64(v) => v.len(),
             Column::Text(v) => v.len(),
-            Column::Float32List { dim, values } => values.len() / dim.max(&1),
+            Column::Float32List { dim, values } => values.len() / (*dim).max(1),
             Column::TextList(v) => v.len(),
         }
     }
