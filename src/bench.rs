@@ -1,11 +1,15 @@
 //! `vlasim bench`: the measurements BENCHMARKS.md reports.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
 
 use vlasim::eval::{self, EvalSettings, Shard};
 use vlasim::parallel;
+use vlasim::data::batch::{BatchSettings, Sampler};
+use vlasim::data::collect::{self, CollectSettings, Collected};
+use vlasim::data::reader::Dataset;
 use vlasim::sim::arm::Action;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
@@ -176,6 +180,71 @@ pub fn record(scene_name: &str) -> Result<()> {
             bytes / 1e3,
             summary.duration_s,
             8.0 * bytes / 1e3 / summary.duration_s
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Data collection and loading: a dataset of `episodes` demonstrations per task on `scene_name`
+/// collected on all cores (demonstrations per minute, MB per 1000 frames), then read back
+/// (decoding time) and sampled into augmented batches of RoboVLMs' shape on one core (samples/s).
+pub fn data(scene_name: &str, episodes: u64) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("vlasim-bench-data-{}", std::process::id()));
+    let settings = CollectSettings {
+        scenes: vec![scene_name.to_owned()],
+        tasks: Task::all().iter().map(|t| t.name()).collect(),
+        episodes_per_task: episodes as usize,
+        play_sequences: 0,
+        play_tasks: 0,
+        window_steps: 64,
+        noise_std: 0.1,
+        seed: 0,
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let begin = Instant::now();
+    let collected = collect::collect(&settings, &dir, workers, &AtomicBool::new(false), &|_| {})?;
+    let collect_s = begin.elapsed().as_secs_f64();
+    let Collected::Finished(summary) = collected else {
+        anyhow::bail!("the benchmark collection did not finish");
+    };
+    println!(
+        "collect: {} demonstrations ({} frames, {} failed attempts discarded) in {collect_s:.1} s on {workers} threads: {:.1} demonstrations/min, {:.0} frames/s",
+        summary.episodes,
+        summary.frames,
+        summary.failed_attempts,
+        summary.episodes as f64 * 60.0 / collect_s,
+        summary.frames as f64 / collect_s
+    );
+    println!(
+        "size: {:.2} MB per 1000 frames ({:.1} MB in all)",
+        summary.bytes as f64 / 1e6 * 1000.0 / summary.frames as f64,
+        summary.bytes as f64 / 1e6
+    );
+
+    let begin = Instant::now();
+    let dataset = Dataset::open(&dir)?;
+    let open_s = begin.elapsed().as_secs_f64();
+    println!("open (parquet + decode both cameras): {open_s:.2} s, {:.0} frames/s", dataset.frames() as f64 / open_s);
+    let all: Vec<usize> = (0..dataset.episodes.len()).collect();
+    for (name, settings) in [
+        ("with random shift", BatchSettings::default()),
+        ("without augmentation", BatchSettings { static_shift_px: 0, gripper_shift_px: 0, ..BatchSettings::default() }),
+    ] {
+        let mut sampler = Sampler::new(&dataset, &all, settings, 0)?;
+        let mut batch = sampler.next_batch();
+        let batches = 200;
+        let begin = Instant::now();
+        for _ in 0..batches {
+            sampler.fill(&mut batch);
+        }
+        let elapsed = begin.elapsed().as_secs_f64();
+        println!(
+            "reader {name}: {:.0} samples/s (batch {}, history {}, chunk {}, one thread)",
+            (batches * settings.batch_size) as f64 / elapsed,
+            settings.batch_size,
+            settings.history,
+            settings.chunk
         );
     }
     std::fs::remove_dir_all(&dir)?;

@@ -1,6 +1,7 @@
 //! The `vlasim` command line: a thin layer that parses arguments, calls the library and reports errors.
 
 mod bench;
+mod collect_command;
 mod eval_command;
 mod lang_command;
 
@@ -51,6 +52,8 @@ enum Command {
     Lang(lang_command::LangArgs),
     /// Evaluate a policy on CALVIN-style 5-task chains (SR@1..5, Avg. Len.), or merge shards' results.
     Eval(eval_command::EvalArgs),
+    /// Collect expert demonstrations (and labelled play) into a LeRobot v3 dataset.
+    Collect(collect_command::CollectArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -226,7 +229,7 @@ struct BenchArgs {
     /// Scene to measure on.
     #[arg(long, default_value = "d")]
     scene: String,
-    /// Start states per task for the expert benchmark.
+    /// Start states per task for the expert benchmark (episodes per task for `data`).
     #[arg(long, default_value_t = 100)]
     episodes: u64,
     /// Chains for the expert chain benchmark.
@@ -242,6 +245,9 @@ enum BenchTarget {
     Expert,
     /// Recording speed at 640x480: frames/s composed and frames/s encoded (MP4 and GIF).
     Record,
+    /// Demonstrations collected per minute (all cores), dataset size per 1000 frames, and reader
+    /// samples/s into augmented training batches (one core); --episodes per task.
+    Data,
 }
 
 #[derive(Args)]
@@ -269,10 +275,12 @@ fn main() -> ExitCode {
             BenchTarget::Sim => bench::sim(&args.scene),
             BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
             BenchTarget::Record => bench::record(&args.scene),
+            BenchTarget::Data => bench::data(&args.scene, args.episodes),
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),
         Command::Eval(args) => eval_command::run(args),
+        Command::Collect(args) => collect_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod common;
-
 fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -125,8 +123,8 @@ fn closing_the_window_while_recording_leaves_a_playable_video() {
         "--after-steps",
         "45",
     ]);
-    let mp4 = common::read_mp4(&video);
-    let frames = common::decode(&mp4);
+    let mp4 = vlasim::video::mp4_read::read_mp4(&video).expect("a readable MP4");
+    let frames = vlasim::video::mp4_read::decode(&mp4).expect("every frame decodes");
     // The start frame, then one per control step until the close request is handled.
     assert!(frames.len() >= 46, "{} frames", frames.len());
     assert_eq!((mp4.width, mp4.height), (640, 480));

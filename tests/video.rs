@@ -1,19 +1,17 @@
-//! End-to-end checks of rollout recording: the MP4's boxes (read by a small box walker here, so
-//! no MP4 library is trusted to check itself), its H.264 samples decoded back by OpenH264 and
+//! End-to-end checks of rollout recording: the MP4's boxes (read by the library's own small box walker,
+//! so no MP4 library is trusted to check itself), its H.264 samples decoded back by OpenH264 and
 //! compared with the frames that went in, the GIF fallback, the frame layout, and a `vlasim
 //! record` process stopped with SIGINT still leaving a complete MP4.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-mod common;
-
-use common::{decode, read_mp4};
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
+use vlasim::video::mp4_read::{decode, read_mp4};
 use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
 use vlasim::video::{Caption, ComposeOptions, Composer, SubtaskStatus};
 
@@ -55,14 +53,14 @@ fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
     assert_eq!((recorded.summary.width, recorded.summary.height), (320, 240));
     assert!((recorded.summary.duration_s - frames as f64 / 30.0).abs() < 1e-9);
 
-    let video = read_mp4(&path);
+    let video = read_mp4(&path).expect("a readable MP4");
     assert_eq!(&video.major_brand, b"isom");
     assert_eq!((video.width, video.height), (320, 240));
     assert_eq!(video.samples.len(), frames);
     let duration_s = video.duration as f64 / f64::from(video.timescale);
     assert!((duration_s - frames as f64 / 30.0).abs() <= 1.0 / 30.0, "mdhd says {duration_s} s");
 
-    let decoded = decode(&video);
+    let decoded = decode(&video).expect("every frame decodes");
     assert_eq!(decoded.len(), frames);
     let last = decoded.last().expect("frames");
     // Lossy, but close to what went in; the flat caption bar keeps its colour.
@@ -176,12 +174,12 @@ fn sigint_mid_recording_leaves_a_complete_mp4() {
     assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
     assert!(rest.contains("stopped early"), "the chain must not finish within 0.4 s: {rest}");
 
-    let video = read_mp4(&path);
+    let video = read_mp4(&path).expect("a readable MP4");
     assert_eq!((video.width, video.height), (640, 480));
     assert!(!video.samples.is_empty());
     let reported = rest.split("wrote ").nth(1).and_then(|s| s.split(": ").nth(1)).and_then(|s| s.split(' ').next());
     assert_eq!(reported.and_then(|n| n.parse().ok()), Some(video.samples.len()), "{rest}");
-    assert_eq!(decode(&video).len(), video.samples.len());
+    assert_eq!(decode(&video).expect("every frame decodes").len(), video.samples.len());
 }
 
 #[test]

@@ -121,6 +121,9 @@ pub struct Expert {
     current: usize,
     steps_at_waypoint: usize,
     dwelled: usize,
+    /// The last action before noise: the label a demonstration records (DART executes the noisy
+    /// action but teaches the clean one).
+    clean_action: Action,
 }
 
 impl Expert {
@@ -136,7 +139,14 @@ impl Expert {
             current: 0,
             steps_at_waypoint: 0,
             dwelled: 0,
+            clean_action: Action::IDLE,
         }
+    }
+
+    /// The action the last [`Policy::act`] would have returned without noise (the same action when
+    /// `noise_std` is 0).
+    pub fn clean_action(&self) -> Action {
+        self.clean_action
     }
 
     /// Where the expert is in its plan: (stage, waypoint index, waypoints in the stage), for diagnostics.
@@ -194,7 +204,8 @@ impl Policy for Expert {
             self.replan(world);
         }
         let Some(waypoint) = self.waypoints.get(self.current).copied() else {
-            return hold(world);
+            self.clean_action = hold(world);
+            return self.clean_action;
         };
         self.steps_at_waypoint += 1;
         let mut translation = (waypoint.position_m - ee.position_m) / POSITION_STEP_M;
@@ -202,26 +213,34 @@ impl Policy for Expert {
         if largest > waypoint.speed {
             translation *= waypoint.speed / largest;
         }
-        if self.settings.noise_std > 0.0 {
-            translation += Vector3::from_fn(|_, _| self.rng.normal() * self.settings.noise_std);
-        }
         let rotation = Vector3::new(-ee.euler_rad.x, -ee.euler_rad.y, wrap_angle(waypoint.yaw_rad - ee.euler_rad.z))
             / ROTATION_STEP_RAD;
         let gripper = match waypoint.grip {
             Grip::Open => 1.0,
             Grip::Closed => -1.0,
         };
-        let clip = |v: f64| v.clamp(-1.0, 1.0);
-        Action::Relative([
-            clip(translation.x),
-            clip(translation.y),
-            clip(translation.z),
-            clip(rotation.x),
-            clip(rotation.y),
-            clip(rotation.z),
-            gripper,
-        ])
+        self.clean_action = relative_action(translation, rotation, gripper);
+        if self.settings.noise_std > 0.0 {
+            translation += Vector3::from_fn(|_, _| self.rng.normal() * self.settings.noise_std);
+            relative_action(translation, rotation, gripper)
+        } else {
+            self.clean_action
+        }
     }
+}
+
+/// The 7-D relative action, arm components clipped to [-1, 1].
+fn relative_action(translation: Vector3<f64>, rotation: Vector3<f64>, gripper: f64) -> Action {
+    let clip = |v: f64| v.clamp(-1.0, 1.0);
+    Action::Relative([
+        clip(translation.x),
+        clip(translation.y),
+        clip(translation.z),
+        clip(rotation.x),
+        clip(rotation.y),
+        clip(rotation.z),
+        gripper,
+    ])
 }
 
 /// Stays put with the gripper as it is.

@@ -8,7 +8,8 @@ pub mod compose;
 pub mod draw;
 mod font;
 mod gif;
-mod mp4;
+pub mod mp4;
+pub mod mp4_read;
 pub mod recorder;
 pub mod rollout;
 

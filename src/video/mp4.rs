@@ -20,25 +20,24 @@ use openh264::formats::{RgbSliceU8, YUVBuffer};
 /// A keyframe every this many seconds, so players can seek.
 const KEYFRAME_INTERVAL_S: f64 = 2.0;
 
-/// Encodes RGB frames into an MP4 file.
-pub struct Mp4Writer {
+/// Encodes RGB frames into H.264 access units (Annex B), one per frame. Each new encoder starts
+/// with an IDR frame carrying its SPS/PPS, so streams from several encoders with the same size and
+/// settings can be muxed one after another into one track (LeRobot concatenates episodes so).
+pub struct H264Encoder {
     encoder: Encoder,
-    muxer: Muxer<BufWriter<File>>,
     /// Size of the frames pushed.
     source_size: (u32, u32),
-    /// Size in the file: `source_size` rounded up to even.
+    /// Size in the stream: `source_size` rounded up to even.
     encoded_size: (u32, u32),
-    fps: f64,
     frames: usize,
-    /// Reused buffers: the padded RGB frame (odd sizes only), its YUV, the Annex B bitstream.
+    /// Reused buffers: the padded RGB frame (odd sizes only) and its YUV.
     padded_rgb: Vec<u8>,
     yuv: YUVBuffer,
-    bitstream: Vec<u8>,
 }
 
-impl Mp4Writer {
-    /// Prepares to write `width`×`height` frames at `fps` into `file`.
-    pub fn new(file: File, width: u32, height: u32, fps: f64) -> Result<Mp4Writer> {
+impl H264Encoder {
+    /// An encoder for `width`×`height` frames at `fps`.
+    pub fn new(width: u32, height: u32, fps: f64) -> Result<H264Encoder> {
         let encoded_size = (width.next_multiple_of(2), height.next_multiple_of(2));
         let (encoded_width, encoded_height) = encoded_size;
         let config = EncoderConfig::new()
@@ -57,30 +56,24 @@ impl Mp4Writer {
             .vui(VuiConfig::bt601());
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| anyhow::anyhow!("cannot start the H.264 encoder: {e}"))?;
-        let muxer = MuxerBuilder::new(BufWriter::new(file))
-            .video(VideoCodec::H264, encoded_width, encoded_height, fps)
-            .build()
-            .context("cannot start the MP4 muxer")?;
-        Ok(Mp4Writer {
+        Ok(H264Encoder {
             encoder,
-            muxer,
             source_size: (width, height),
             encoded_size,
-            fps,
             frames: 0,
             padded_rgb: Vec::new(),
             yuv: YUVBuffer::new(encoded_width as usize, encoded_height as usize),
-            bitstream: Vec::new(),
         })
     }
 
-    /// Width and height in the file (even).
+    /// Width and height in the stream (even).
     pub fn encoded_size(&self) -> (u32, u32) {
         self.encoded_size
     }
 
-    /// Encodes one `width * height * 3` RGB frame shown for 1/fps s.
-    pub fn push(&mut self, rgb: &[u8]) -> Result<()> {
+    /// Encodes one `width * height * 3` RGB frame into `bitstream` (cleared first, Annex B);
+    /// returns whether it is a keyframe.
+    pub fn encode(&mut self, rgb: &[u8], bitstream: &mut Vec<u8>) -> Result<bool> {
         let rgb = if self.source_size == self.encoded_size {
             rgb
         } else {
@@ -91,13 +84,37 @@ impl Mp4Writer {
         self.yuv.read_rgb8(RgbSliceU8::new(rgb, (width as usize, height as usize)));
         let encoded = self.encoder.encode(&self.yuv).map_err(|e| anyhow::anyhow!("H.264 encoding failed: {e}"))?;
         let keyframe = matches!(encoded.frame_type(), FrameType::IDR | FrameType::I);
-        self.bitstream.clear();
-        encoded.write_vec(&mut self.bitstream);
-        if self.bitstream.is_empty() {
+        bitstream.clear();
+        encoded.write_vec(bitstream);
+        if bitstream.is_empty() {
             bail!("the H.264 encoder produced no data for frame {}", self.frames);
         }
+        self.frames += 1;
+        Ok(keyframe)
+    }
+}
+
+/// Muxes H.264 access units into an MP4 file, one per 1/fps s.
+pub struct Mp4Muxer {
+    muxer: Muxer<BufWriter<File>>,
+    fps: f64,
+    frames: usize,
+}
+
+impl Mp4Muxer {
+    /// Prepares to write a `width`×`height` (even) H.264 track at `fps` into `file`.
+    pub fn new(file: File, width: u32, height: u32, fps: f64) -> Result<Mp4Muxer> {
+        let muxer = MuxerBuilder::new(BufWriter::new(file))
+            .video(VideoCodec::H264, width, height, fps)
+            .build()
+            .context("cannot start the MP4 muxer")?;
+        Ok(Mp4Muxer { muxer, fps, frames: 0 })
+    }
+
+    /// Appends one Annex B access unit.
+    pub fn push(&mut self, bitstream: &[u8], keyframe: bool) -> Result<()> {
         let pts_s = self.frames as f64 / self.fps;
-        self.muxer.write_video(pts_s, &self.bitstream, keyframe).context("cannot add a frame to the MP4")?;
+        self.muxer.write_video(pts_s, bitstream, keyframe).context("cannot add a frame to the MP4")?;
         self.frames += 1;
         Ok(())
     }
@@ -108,6 +125,40 @@ impl Mp4Writer {
         let writer = self.muxer.into_writer();
         writer.into_inner().map_err(|e| e.into_error()).context("cannot write the MP4")?;
         Ok(())
+    }
+}
+
+/// Encodes RGB frames into an MP4 file.
+pub struct Mp4Writer {
+    encoder: H264Encoder,
+    muxer: Mp4Muxer,
+    /// The reused Annex B bitstream.
+    bitstream: Vec<u8>,
+}
+
+impl Mp4Writer {
+    /// Prepares to write `width`×`height` frames at `fps` into `file`.
+    pub fn new(file: File, width: u32, height: u32, fps: f64) -> Result<Mp4Writer> {
+        let encoder = H264Encoder::new(width, height, fps)?;
+        let (encoded_width, encoded_height) = encoder.encoded_size();
+        let muxer = Mp4Muxer::new(file, encoded_width, encoded_height, fps)?;
+        Ok(Mp4Writer { encoder, muxer, bitstream: Vec::new() })
+    }
+
+    /// Width and height in the file (even).
+    pub fn encoded_size(&self) -> (u32, u32) {
+        self.encoder.encoded_size()
+    }
+
+    /// Encodes one `width * height * 3` RGB frame shown for 1/fps s.
+    pub fn push(&mut self, rgb: &[u8]) -> Result<()> {
+        let keyframe = self.encoder.encode(rgb, &mut self.bitstream)?;
+        self.muxer.push(&self.bitstream, keyframe)
+    }
+
+    /// Writes the file and closes it.
+    pub fn finish(self) -> Result<()> {
+        self.muxer.finish()
     }
 }
 

@@ -1,0 +1,106 @@
+//! `vlasim collect`: arguments, the progress bar and Ctrl-C for [`vlasim::data::collect`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use vlasim::data::collect::{self, CollectSettings, Collected, Progress};
+use vlasim::sim::tasks::Task;
+
+#[derive(Args)]
+pub struct CollectArgs {
+    /// Successful expert demonstrations per (scene, task).
+    #[arg(long, default_value_t = 10)]
+    episodes_per_task: usize,
+    /// Scenes, comma-separated: a, b, c, d or scene files.
+    #[arg(long, value_delimiter = ',', default_value = "d")]
+    scenes: Vec<String>,
+    /// Tasks, comma-separated (default: all 34; `vlasim expert --list`).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Play sequences per scene: long expert runs chaining tasks, cut into oracle-labelled windows.
+    #[arg(long, default_value_t = 0)]
+    play_sequences: usize,
+    /// Tasks the expert attempts in one play sequence.
+    #[arg(long, default_value_t = 6)]
+    play_tasks: usize,
+    /// Shortest play window, in steps (CALVIN's annotated windows are 64 long).
+    #[arg(long, default_value_t = 64)]
+    window_steps: usize,
+    /// DART noise: standard deviation added to the executed translation actions (action units,
+    /// 1 = 2 cm); the clean action is recorded.
+    #[arg(long, default_value_t = 0.1)]
+    noise: f64,
+    /// Global seed; every episode's seed derives from it, the scene, the task and the index.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Output folder; rerun the same command to resume an interrupted collection.
+    #[arg(long, default_value = "data/demos")]
+    out: PathBuf,
+}
+
+/// Set by Ctrl-C: workers finish no further unit, finished ones stay staged.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: CollectArgs) -> Result<()> {
+    let tasks = if args.tasks.is_empty() { Task::all().iter().map(|t| t.name()).collect() } else { args.tasks };
+    let settings = CollectSettings {
+        scenes: args.scenes,
+        tasks,
+        episodes_per_task: args.episodes_per_task,
+        play_sequences: args.play_sequences,
+        play_tasks: args.play_tasks,
+        window_steps: args.window_steps,
+        noise_std: args.noise,
+        seed: args.seed,
+    };
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "stopping: finished episodes are kept; run the same command again to resume (Ctrl-C again to quit at once)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} units, eta {eta} {msg}")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    let show = |progress: Progress| {
+        bar.set_length(progress.units as u64);
+        bar.set_position(progress.units_done as u64);
+        bar.set_message(format!("{} episodes, {} failed attempts", progress.episodes, progress.failed));
+    };
+    let collected = collect::collect(&settings, &args.out, workers, &STOP, &show)?;
+    bar.finish();
+    match collected {
+        Collected::Finished(summary) => println!(
+            "wrote {}: {} episodes, {} frames, {} instructions, {:.1} MB ({} failed expert attempts discarded)",
+            args.out.display(),
+            summary.episodes,
+            summary.frames,
+            summary.tasks,
+            summary.bytes as f64 / 1e6,
+            summary.failed_attempts
+        ),
+        Collected::Stopped(progress) => println!(
+            "stopped after {}/{} units ({} episodes staged in {}); run the same command to resume",
+            progress.units_done,
+            progress.units,
+            progress.episodes,
+            args.out.join(collect::STAGING_DIR).display()
+        ),
+        Collected::AlreadyComplete => println!("{} already holds this dataset", args.out.display()),
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Training batches from a [`Dataset`] in memory: windows of `history` frames with the next
+//! `chunk` actions of each frame (RoboVLMs' formulation), random-shift augmented, reproducible
+//! from a seed, as flat arrays ready to become tensors.
+
+use anyhow::{Result, ensure};
+
+use super::episode::{ACTION_DIM, ROBOT_OBS_DIM};
+use super::reader::{Dataset, Frames};
+use crate::sim::rng::Rng;
+
+/// How batches are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Frames per sample window (RoboVLMs: 8).
+    pub history: usize,
+    /// Future actions per frame (RoboVLMs: 10).
+    pub chunk: usize,
+    /// Random-shift padding of the static camera (px; RoboVLMs: 10; 0 = no augmentation).
+    pub static_shift_px: usize,
+    /// Random-shift padding of the gripper camera (px; RoboVLMs: 4; 0 = no augmentation).
+    pub gripper_shift_px: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self { batch_size: 32, history: 8, chunk: 10, static_shift_px: 10, gripper_shift_px: 4 }
+    }
+}
+
+/// A batch, as flat row-major arrays; `B` = samples, `H` = history, `C` = chunk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Samples in the batch (`B`).
+    pub size: usize,
+    /// Frames per sample (`H`).
+    pub history: usize,
+    /// Actions per frame (`C`).
+    pub chunk: usize,
+    /// Static camera `(width, height)`.
+    pub static_size: (usize, usize),
+    /// Gripper camera `(width, height)`.
+    pub gripper_size: (usize, usize),
+    /// `[B, H, height, width, 3]` RGB bytes.
+    pub static_images: Vec<u8>,
+    /// `[B, H, height, width, 3]` RGB bytes.
+    pub gripper_images: Vec<u8>,
+    /// `[B, H, 15]` robot_obs.
+    pub robot_obs: Vec<f32>,
+    /// `[B, H, C, 7]`: for frame `t`, actions `t .. t + C`, the episode's last action repeated past its end.
+    pub actions: Vec<f32>,
+    /// `[B, H, C]`: whether each action is real (false where it repeats the episode's last).
+    pub action_mask: Vec<bool>,
+    /// `[B]` instruction of each sample's episode.
+    pub instructions: Vec<String>,
+    /// `[B]` task id of each sample's episode.
+    pub tasks: Vec<String>,
+    /// `[B]` (episode index, frame index of the window's last frame).
+    pub origins: Vec<(usize, usize)>,
+}
+
+/// Draws batches from a set of episodes, in shuffled epochs.
+#[derive(Debug, Clone)]
+pub struct Sampler<'a> {
+    dataset: &'a Dataset,
+    settings: BatchSettings,
+    /// Every (episode, last frame) window.
+    windows: Vec<(usize, usize)>,
+    next: usize,
+    rng: Rng,
+}
+
+impl<'a> Sampler<'a> {
+    /// A sampler over `episodes` (indices into the dataset), reproducible from `seed`.
+    pub fn new(dataset: &'a Dataset, episodes: &[usize], settings: BatchSettings, seed: u64) -> Result<Sampler<'a>> {
+        ensure!(
+            settings.batch_size > 0 && settings.history > 0 && settings.chunk > 0,
+            "empty batch settings {settings:?}"
+        );
+        let mut windows = Vec::new();
+        for &e in episodes {
+            ensure!(e < dataset.episodes.len(), "episode {e} is not in the dataset");
+            let length = dataset.episodes[e].len();
+            windows.extend((settings.history.saturating_sub(1)..length).map(|t| (e, t)));
+        }
+        ensure!(!windows.is_empty(), "no episode has the {} frames a sample needs", settings.history);
+        let mut sampler = Sampler { dataset, settings, windows, next: 0, rng: Rng::new(seed) };
+        sampler.rng.shuffle(&mut sampler.windows);
+        Ok(sampler)
+    }
+
+    /// Sample windows per epoch.
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// The next batch.
+    pub fn next_batch(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        self.fill(&mut batch);
+        batch
+    }
+
+    /// Fills `batch` with the next samples, reusing its buffers.
+    pub fn fill(&mut self, batch: &mut Batch) {
+        let BatchSettings { batch_size, history, chunk, static_shift_px, gripper_shift_px } = self.settings;
+        let first = &self.dataset.episodes[self.windows[0].0];
+        let size = |f: &Frames| (f.width, f.height);
+        batch.size = batch_size;
+        batch.history = history;
+        batch.chunk = chunk;
+        batch.static_size = size(&first.static_frames);
+        batch.gripper_size = size(&first.gripper_frames);
+        let static_bytes = first.static_frames.frame_bytes();
+        let gripper_bytes = first.gripper_frames.frame_bytes();
+        batch.static_images.resize(batch_size * history * static_bytes, 0);
+        batch.gripper_images.resize(batch_size * history * gripper_bytes, 0);
+        batch.robot_obs.clear();
+        batch.actions.clear();
+        batch.action_mask.clear();
+        batch.instructions.clear();
+        batch.tasks.clear();
+        batch.origins.clear();
+        for sample in 0..batch_size {
+            if self.next == self.windows.len() {
+                self.rng.shuffle(&mut self.windows);
+                self.next = 0;
+            }
+            let (e, last) = self.windows[self.next];
+            self.next += 1;
+            let episode = &self.dataset.episodes[e];
+            let mut shift = |pad: usize| -> (isize, isize) {
+                let mut draw = || self.rng.below(2 * pad + 1) as isize - pad as isize;
+                (draw(), draw())
+            };
+            let static_shift = shift(static_shift_px);
+            let gripper_shift = shift(gripper_shift_px);
+            let length = episode.len();
+            for (h, t) in (last + 1 - history..=last).enumerate() {
+                let slot = sample * history + h;
+                shifted_copy(
+                    &episode.static_frames,
+                    t,
+                    static_shift,
+                    &mut batch.static_images[slot * static_bytes..][..static_bytes],
+                );
+                shifted_copy(
+                    &episode.gripper_frames,
+                    t,
+                    gripper_shift,
+                    &mut batch.gripper_images[slot * gripper_bytes..][..gripper_bytes],
+                );
+                batch.robot_obs.extend_from_slice(&episode.robot_obs[t * ROBOT_OBS_DIM..][..ROBOT_OBS_DIM]);
+                for k in t..t + chunk {
+                    let source = k.min(length - 1);
+                    batch.actions.extend_from_slice(&episode.actions[source * ACTION_DIM..][..ACTION_DIM]);
+                    batch.action_mask.push(k < length);
+                }
+            }
+            batch.instructions.push(episode.instruction.clone());
+            batch.tasks.push(episode.task.clone());
+            batch.origins.push((e, last));
+        }
+    }
+}
+
+/// Copies frame `index` of `frames` into `out` shifted by `(dx, dy)` pixels, replicating the edge
+/// where the shift uncovers it: the same as padding by the edge and cropping at `pad + (dx, dy)`.
+fn shifted_copy(frames: &Frames, index: usize, (dx, dy): (isize, isize), out: &mut [u8]) {
+    let (width, height) = (frames.width, frames.height);
+    let source = frames.frame(index);
+    if (dx, dy) == (0, 0) {
+        out.copy_from_slice(source);
+        return;
+    }
+    let row_bytes = width * 3;
+    // Output columns [left, right) read source columns shifted by dx; the rest repeat an edge pixel.
+    let left = (-dx).clamp(0, width as isize) as usize;
+    let right = (width as isize - dx).clamp(0, width as isize) as usize;
+    for y in 0..height {
+        let source_y = (y as isize + dy).clamp(0, height as isize - 1) as usize;
+        let source_row = &source[source_y * row_bytes..][..row_bytes];
+        let out_row = &mut out[y * row_bytes..][..row_bytes];
+        if left < right {
+            let from = (left as isize + dx) as usize;
+            out_row[left * 3..right * 3].copy_from_slice(&source_row[from * 3..(from + right - left) * 3]);
+        }
+        for x in (0..left).chain(right..width) {
+            let source_x = (x as isize + dx).clamp(0, width as isize - 1) as usize;
+            out_row[x * 3..x * 3 + 3].copy_from_slice(&source_row[source_x * 3..source_x * 3 + 3]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: pad by edge replication, then crop at `pad + shift`.
+    fn pad_and_crop(frames: &Frames, pad: usize, (dx, dy): (isize, isize)) -> Vec<u8> {
+        let (w, h) = (frames.width as isize, frames.height as isize);
+        let (pw, ph) = (w + 2 * pad as isize, h + 2 * pad as isize);
+        let mut padded = vec![0u8; (pw * ph * 3) as usize];
+        for y in 0..ph {
+            for x in 0..pw {
+                let sx = (x - pad as isize).clamp(0, w - 1);
+                let sy = (y - pad as isize).clamp(0, h - 1);
+                let s = ((sy * w + sx) * 3) as usize;
+                let d = ((y * pw + x) * 3) as usize;
+                padded[d..d + 3].copy_from_slice(&frames.rgb[s..s + 3]);
+            }
+        }
+        let mut out = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let d = (((y + pad as isize + dy) * pw + x + pad as isize + dx) * 3) as usize;
+                out.extend_from_slice(&padded[d..d + 3]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn shift_equals_pad_then_crop() {
+        let (width, height) = (7, 5);
+        let rgb: Vec<u8> = (0..width * height * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let frames = Frames { width, height, rgb };
+        let pad = 3;
+        for dy in -3..=3 {
+            for dx in -3..=3 {
+                let mut out = vec![0; width * height * 3];
+                shifted_copy(&frames, 0, (dx, dy), &mut out);
+                assert_eq!(out, pad_and_crop(&frames, pad, (dx, dy)), "shift ({dx}, {dy})");
+            }
+        }
+    }
+}

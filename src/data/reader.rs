@@ -1,0 +1,263 @@
+//! Loading a LeRobot v3 dataset back for training: [`Dataset::open`] reads the parquet tables and
+//! decodes every camera stream once into memory; a [`Sampler`] then draws reproducible training
+//! [`Batch`]es as plain Rust arrays (the training loop turns them into tensors).
+//!
+//! A sample is a window of `history` consecutive frames ending at frame `t`: for each frame its
+//! robot_obs, both camera images and the next `chunk` actions (past the episode's end the last
+//! action repeats and the mask says so), plus the episode's instruction and task id. Images get
+//! RoboVLMs' random-shift augmentation: pad by replicating the edge (10 px static, 4 px gripper)
+//! and crop back at a random offset, the same offset for every frame of a sample.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use super::episode::{ACTION_DIM, FPS, ROBOT_OBS_DIM, SCENE_OBS_DIM};
+use super::lerobot::{
+    ACTION_KEY, CAMERA_KEYS, CODEBASE_VERSION, ENVIRONMENT_STATE_KEY, EPISODES_PATH, INFO_PATH, STATE_KEY, data_path,
+    video_path,
+};
+use super::table;
+use crate::sim::rng::Rng;
+use crate::video::mp4_read;
+
+/// One camera's frames of one episode, row-major RGB, frame after frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frames {
+    /// Frame width (px).
+    pub width: usize,
+    /// Frame height (px).
+    pub height: usize,
+    /// `frames × height × width × 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+impl Frames {
+    /// Bytes per frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.width * self.height * 3
+    }
+
+    /// Frame `index`'s bytes.
+    pub fn frame(&self, index: usize) -> &[u8] {
+        &self.rgb[index * self.frame_bytes()..][..self.frame_bytes()]
+    }
+}
+
+/// One episode, fully in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeData {
+    /// `episode_index` in the dataset.
+    pub index: usize,
+    /// Task id, e.g. `open_drawer`.
+    pub task: String,
+    /// The instruction (the dataset's task string).
+    pub instruction: String,
+    /// Scene name.
+    pub scene: String,
+    /// `demo` or `play`.
+    pub source: String,
+    /// The seed it was simulated from ([`super::simulate`] reproduces it).
+    pub seed: u64,
+    /// `frames × 15` robot_obs.
+    pub robot_obs: Vec<f32>,
+    /// `frames × 24` scene_obs.
+    pub scene_obs: Vec<f32>,
+    /// `frames × 7` actions.
+    pub actions: Vec<f32>,
+    /// Static camera frames.
+    pub static_frames: Frames,
+    /// Gripper camera frames.
+    pub gripper_frames: Frames,
+}
+
+impl EpisodeData {
+    /// Frames in the episode.
+    pub fn len(&self) -> usize {
+        self.actions.len() / ACTION_DIM
+    }
+
+    /// Whether the episode has no frames.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+/// A dataset in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Where it was read from.
+    pub root: PathBuf,
+    /// Episodes by `episode_index`.
+    pub episodes: Vec<EpisodeData>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+impl Dataset {
+    /// Reads the dataset at `root`; every error names the file at fault.
+    pub fn open(root: &Path) -> Result<Dataset> {
+        let info_path = root.join(INFO_PATH);
+        let info = read_json(&info_path)?;
+        let version = info["codebase_version"].as_str().unwrap_or("none");
+        ensure!(
+            version == CODEBASE_VERSION,
+            "{}: codebase_version {version}, expected {CODEBASE_VERSION}",
+            info_path.display()
+        );
+        ensure!(info["fps"].as_u64() == Some(u64::from(FPS)), "{}: fps must be {FPS}", info_path.display());
+
+        let episodes_path = root.join(EPISODES_PATH);
+        let meta = table::read(&episodes_path)?;
+        let in_episodes = |e: anyhow::Error| e.context(format!("in {}", episodes_path.display()));
+        let indices = meta.int64("episode_index").map_err(in_episodes)?;
+        let lengths = meta.int64("length").map_err(in_episodes)?;
+        let tasks = meta.text_list("tasks").map_err(in_episodes)?;
+        let task_names = meta.text("task_name").map_err(in_episodes)?;
+        let scenes = meta.text("scene").map_err(in_episodes)?;
+        let sources = meta.text("source").map_err(in_episodes)?;
+        let seeds = meta.int64("seed").map_err(in_episodes)?;
+        let data_files = meta.int64("data/file_index").map_err(in_episodes)?;
+        let data_chunks = meta.int64("data/chunk_index").map_err(in_episodes)?;
+        let mut episodes = Vec::with_capacity(indices.len());
+        for (row, &index) in indices.iter().enumerate() {
+            ensure!(index == row as i64, "{}: episode_index {index} in row {row}", episodes_path.display());
+            let instruction = tasks[row]
+                .first()
+                .with_context(|| format!("{}: episode {row} has no task", episodes_path.display()))?;
+            let length = usize::try_from(lengths[row]).context("negative length")?;
+            episodes.push(EpisodeData {
+                index: row,
+                task: task_names[row].clone(),
+                instruction: instruction.clone(),
+                scene: scenes[row].clone(),
+                source: sources[row].clone(),
+                seed: seeds[row] as u64,
+                robot_obs: Vec::with_capacity(length * ROBOT_OBS_DIM),
+                scene_obs: Vec::with_capacity(length * SCENE_OBS_DIM),
+                actions: Vec::with_capacity(length * ACTION_DIM),
+                static_frames: Frames { width: 0, height: 0, rgb: Vec::new() },
+                gripper_frames: Frames { width: 0, height: 0, rgb: Vec::new() },
+            });
+        }
+        let mut files: Vec<(usize, usize)> =
+            data_chunks.iter().zip(data_files).map(|(c, f)| (*c as usize, *f as usize)).collect();
+        files.dedup();
+        for &(chunk, file) in &files {
+            let path = root.join(data_path(chunk, file));
+            read_data_file(&path, &mut episodes).with_context(|| format!("in {}", path.display()))?;
+        }
+        for (episode, &length) in episodes.iter().zip(lengths) {
+            ensure!(
+                episode.len() as i64 == length,
+                "{}: episode {} has {} frames in the data files, its length says {length}",
+                episodes_path.display(),
+                episode.index,
+                episode.len()
+            );
+        }
+        for (camera, key) in CAMERA_KEYS.iter().enumerate() {
+            let froms = meta.float64(&format!("videos/{key}/from_timestamp")).map_err(in_episodes)?;
+            for &(chunk, file) in &files {
+                let path = root.join(video_path(key, chunk, file));
+                let members: Vec<usize> = (0..episodes.len())
+                    .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
+                    .collect();
+                read_video_file(&path, &members, froms, camera, &mut episodes)?;
+            }
+        }
+        Ok(Dataset { root: root.to_path_buf(), episodes })
+    }
+
+    /// Frames over all episodes.
+    pub fn frames(&self) -> usize {
+        self.episodes.iter().map(EpisodeData::len).sum()
+    }
+
+    /// Splits the episodes into training and validation sets: a share `validation` of them
+    /// (at least one when there are two or more), picked with `seed`.
+    pub fn split(&self, validation: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+        let mut order: Vec<usize> = (0..self.episodes.len()).collect();
+        Rng::new(seed).shuffle(&mut order);
+        let wanted = (validation * order.len() as f64).round() as usize;
+        let count = if validation > 0.0 && order.len() >= 2 { wanted.clamp(1, order.len() - 1) } else { 0 };
+        let mut validation_set = order.split_off(order.len() - count);
+        order.sort_unstable();
+        validation_set.sort_unstable();
+        (order, validation_set)
+    }
+}
+
+fn read_data_file(path: &Path, episodes: &mut [EpisodeData]) -> Result<()> {
+    let data = table::read(path)?;
+    let state = data.float32_list(STATE_KEY, ROBOT_OBS_DIM)?;
+    let environment = data.float32_list(ENVIRONMENT_STATE_KEY, SCENE_OBS_DIM)?;
+    let action = data.float32_list(ACTION_KEY, ACTION_DIM)?;
+    let episode_index = data.int64("episode_index")?;
+    let frame_index = data.int64("frame_index")?;
+    let timestamp = data.float32("timestamp")?;
+    for row in 0..data.rows() {
+        let Some(episode) = usize::try_from(episode_index[row]).ok().and_then(|e| episodes.get_mut(e)) else {
+            bail!("row {row}: episode_index {} is not in the episode table", episode_index[row]);
+        };
+        let frame = episode.len();
+        ensure!(frame_index[row] == frame as i64, "row {row}: frame_index {} where {frame} was due", frame_index[row]);
+        ensure!(
+            timestamp[row] == frame as f32 / FPS as f32,
+            "row {row}: timestamp {} is not frame {frame} at {FPS} fps",
+            timestamp[row]
+        );
+        episode.robot_obs.extend_from_slice(&state[row * ROBOT_OBS_DIM..][..ROBOT_OBS_DIM]);
+        episode.scene_obs.extend_from_slice(&environment[row * SCENE_OBS_DIM..][..SCENE_OBS_DIM]);
+        episode.actions.extend_from_slice(&action[row * ACTION_DIM..][..ACTION_DIM]);
+    }
+    Ok(())
+}
+
+/// Decodes one video file and hands its frames to the episodes stored in it.
+fn read_video_file(
+    path: &Path,
+    members: &[usize],
+    from_timestamps: &[f64],
+    camera: usize,
+    episodes: &mut [EpisodeData],
+) -> Result<()> {
+    let video = mp4_read::read_mp4(path)?;
+    let expected: usize = members.iter().map(|&e| episodes[e].len()).sum();
+    ensure!(
+        video.samples.len() == expected,
+        "{} holds {} frames, its episodes {expected}",
+        path.display(),
+        video.samples.len()
+    );
+    let mut starts = Vec::with_capacity(members.len());
+    for &e in members {
+        let start = (from_timestamps[e] * f64::from(FPS)).round() as usize;
+        starts.push((start, start + episodes[e].len(), e));
+    }
+    let (width, height) = (usize::from(video.width), usize::from(video.height));
+    for &(_, _, e) in &starts {
+        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
+        *frames = Frames {
+            width,
+            height,
+            rgb: Vec::with_capacity(episodes[e].actions.len() / ACTION_DIM * width * height * 3),
+        };
+    }
+    let mut frame = 0;
+    mp4_read::decode_each(&video, |image| {
+        let Some(&(start, _, e)) = starts.iter().find(|(start, end, _)| (*start..*end).contains(&frame)) else {
+            bail!("frame {frame} belongs to no episode (check from_timestamp in {EPISODES_PATH})");
+        };
+        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
+        ensure!(frames.rgb.len() == (frame - start) * width * height * 3, "episodes overlap at frame {frame}");
+        frames.rgb.extend_from_slice(&image.rgb);
+        frame += 1;
+        Ok(())
+    })
+    .with_context(|| format!("cannot decode {}", path.display()))
+}

@@ -1,0 +1,170 @@
+//! Simulating what a dataset holds: expert demonstrations of single tasks (with DART noise: the
+//! noisy action is executed, the clean one recorded), and CALVIN-style play — a long expert
+//! sequence chaining feasible tasks from a random symbolic start, cut into windows, each
+//! labelled with the task the oracle says was completed in it.
+//!
+//! Every episode is a pure function of its seed, so collection can run in any order, on any
+//! number of threads, and resume without changing a byte.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+
+use super::episode::{ACTION_DIM, EpisodeInfo, RawEpisode, RawFrame, Source};
+use crate::lang::instructions::Instructions;
+use crate::sim::arm::Action;
+use crate::sim::camera::{PolicyCameras, View};
+use crate::sim::chains;
+use crate::sim::episode::{self, Attempt, MAX_STEPS_PER_SUBTASK};
+use crate::sim::expert::{Expert, ExpertSettings, Policy};
+use crate::sim::oracle;
+use crate::sim::rng::Rng;
+use crate::sim::scene::Scene;
+use crate::sim::start::StartState;
+use crate::sim::tasks::Task;
+use crate::sim::world::{SceneState, World};
+
+/// Expert noise and play layout, shared by every episode of a collection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulateSettings {
+    /// Standard deviation of the DART noise on the executed translation actions (action units).
+    pub noise_std: f64,
+    /// Tasks the expert attempts in one play sequence.
+    pub play_tasks: usize,
+    /// Shortest play window: a window ends where its task completes and reaches back at least
+    /// this many steps (further when the task itself took longer).
+    pub window_steps: usize,
+}
+
+/// Outcome of simulating one demonstration.
+#[derive(Debug)]
+pub enum DemoOutcome {
+    /// The expert succeeded.
+    Success(RawEpisode),
+    /// The expert failed (or could not set the task up) from this seed.
+    Failed,
+    /// Stopped from outside before the end.
+    Stopped,
+}
+
+/// A training phrasing of `task`, chosen by `rng`.
+fn instruction(task: Task, rng: &mut Rng) -> String {
+    let phrasings = Instructions::embedded().train.of(task);
+    rng.choose(phrasings).text.clone()
+}
+
+fn to_f32<const N: usize>(values: [f64; N]) -> [f32; N] {
+    values.map(|v| v as f32)
+}
+
+fn action_values(action: Action) -> [f32; ACTION_DIM] {
+    match action {
+        Action::Relative(a) | Action::Absolute(a) => to_f32(a),
+    }
+}
+
+/// Records the observation of `world` now, with the action taken from it.
+fn observe(world: &World, cameras: &mut PolicyCameras, action: Action) -> RawFrame {
+    RawFrame {
+        static_image: cameras.render(world, View::Static),
+        gripper_image: cameras.render(world, View::Gripper),
+        robot_obs: to_f32(world.robot_obs()),
+        scene_obs: to_f32(world.scene_obs()),
+        action: action_values(action),
+    }
+}
+
+/// The expert demonstrating `task` from the start state of `seed` (setup tasks done first,
+/// unrecorded), DART noise seeded from `seed` too.
+pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, stop: &AtomicBool) -> DemoOutcome {
+    let mut rng = Rng::stream(seed, 0);
+    let Ok(mut world) = episode::task_world(scene, task, rng.next_u64()) else {
+        return DemoOutcome::Failed;
+    };
+    let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
+    let info = EpisodeInfo {
+        scene: scene.name.clone(),
+        task: task.name(),
+        instruction: instruction(task, &mut rng),
+        source: Source::Demo,
+        seed,
+    };
+    let mut cameras = PolicyCameras::new(&world);
+    let mut frames = Vec::new();
+    let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
+    while !attempt.is_over() {
+        if stop.load(Ordering::Relaxed) {
+            return DemoOutcome::Stopped;
+        }
+        let executed = expert.act(&world);
+        frames.push(observe(&world, &mut cameras, expert.clean_action()));
+        if attempt.step_with(&mut world, &executed).success {
+            return DemoOutcome::Success(RawEpisode { info, frames });
+        }
+    }
+    DemoOutcome::Failed
+}
+
+/// One play sequence: from a random symbolic start, the expert attempts `settings.play_tasks`
+/// tasks, each chosen at random among those whose precondition holds in the state the oracle
+/// perceives. Returns the labelled windows (`None` when stopped) and the number of failed tasks.
+pub fn play(
+    scene: &Scene,
+    seed: u64,
+    settings: &SimulateSettings,
+    stop: &AtomicBool,
+) -> Result<Option<(Vec<RawEpisode>, usize)>> {
+    let mut rng = Rng::stream(seed, 0);
+    let initial = chains::sample_initial(&mut rng);
+    let start = StartState::sample(scene, &initial, &mut rng)?;
+    let mut world = World::new(scene.clone(), &start);
+    let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
+    let mut cameras = PolicyCameras::new(&world);
+    let mut frames: Vec<RawFrame> = Vec::new();
+    // states[k] is the scene before frame k's action; one more after the last.
+    let mut states: Vec<SceneState> = vec![world.state()];
+    let mut completed: Vec<(Task, usize, usize)> = Vec::new();
+    let mut failed = 0;
+    for _ in 0..settings.play_tasks {
+        let symbolic = oracle::perceive(scene, &world.state());
+        let feasible: Vec<Task> = Task::all().into_iter().filter(|task| task.apply(&symbolic).is_some()).collect();
+        if feasible.is_empty() {
+            break;
+        }
+        let task = *rng.choose(&feasible);
+        let first_frame = frames.len();
+        let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
+        let mut success = false;
+        while !attempt.is_over() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let executed = expert.act(&world);
+            frames.push(observe(&world, &mut cameras, expert.clean_action()));
+            success = attempt.step_with(&mut world, &executed).success;
+            states.push(world.state());
+        }
+        if success {
+            completed.push((task, first_frame, frames.len()));
+        } else {
+            failed += 1;
+        }
+    }
+    let mut windows = Vec::new();
+    for (task, first_frame, end) in completed {
+        let begin = first_frame.min(end.saturating_sub(settings.window_steps));
+        // CALVIN labels a window with what the oracle sees achieved between its first and last state.
+        if !oracle::achieved(&states[begin], &states[end]).contains(&task) {
+            continue;
+        }
+        let info = EpisodeInfo {
+            scene: scene.name.clone(),
+            task: task.name(),
+            instruction: instruction(task, &mut rng),
+            source: Source::Play,
+            seed,
+        };
+        windows.push(RawEpisode { info, frames: frames[begin..end].to_vec() });
+    }
+    Ok(Some((windows, failed)))
+}

@@ -1,0 +1,241 @@
+//! Demonstration datasets end to end: collect a small LeRobot dataset, read it back and compare
+//! with what the simulation produced (numbers bit for bit, images within the H.264 tolerance the
+//! README states), resume an interrupted collection to the same bytes, and name the file at fault
+//! when one is broken or missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vlasim::data::batch::{BatchSettings, Sampler};
+use vlasim::data::collect::{self, CollectSettings, Collected};
+use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM};
+use vlasim::data::lerobot;
+use vlasim::data::reader::{Dataset, Frames};
+use vlasim::data::simulate::{self, DemoOutcome, SimulateSettings};
+use vlasim::sim::camera::Image;
+use vlasim::sim::scene::Scene;
+use vlasim::sim::tasks::Task;
+
+/// The codec tolerance the README states: every decoded frame within this PSNR of the rendered one…
+const MIN_FRAME_PSNR_DB: f64 = 28.0;
+/// …and the mean absolute error over all pixels of an episode below this (8-bit levels).
+const MAX_MEAN_ABS_ERROR: f64 = 4.5;
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn small_settings() -> CollectSettings {
+    CollectSettings {
+        scenes: vec!["d".into()],
+        tasks: vec!["turn_on_led".into(), "push_red_block_left".into()],
+        episodes_per_task: 1,
+        play_sequences: 1,
+        play_tasks: 2,
+        window_steps: 48,
+        noise_std: 0.1,
+        seed: 7,
+    }
+}
+
+fn collect_into(dir: &Path, settings: &CollectSettings, workers: usize) -> lerobot::DatasetSummary {
+    match collect::collect(settings, dir, workers, &AtomicBool::new(false), &|_| {}).expect("collect") {
+        Collected::Finished(summary) => summary,
+        other => panic!("collection did not finish: {other:?}"),
+    }
+}
+
+fn psnr_and_abs_error(decoded: &[u8], rendered: &Image) -> (f64, f64) {
+    assert_eq!(decoded.len(), rendered.rgb.len());
+    let (mut squared, mut absolute) = (0.0, 0.0);
+    for (a, b) in decoded.iter().zip(&rendered.rgb) {
+        let d = f64::from(*a) - f64::from(*b);
+        squared += d * d;
+        absolute += d.abs();
+    }
+    let n = decoded.len() as f64;
+    let mse = squared / n;
+    (if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0 * 255.0 / mse).log10() }, absolute / n)
+}
+
+fn check_images(frames: &Frames, rendered: impl Iterator<Item = Image>, what: &str) {
+    let (mut worst_psnr, mut total_abs, mut count) = (f64::INFINITY, 0.0, 0);
+    for (t, image) in rendered.enumerate() {
+        assert_eq!((frames.width, frames.height), (image.width as usize, image.height as usize));
+        let (psnr, abs) = psnr_and_abs_error(frames.frame(t), &image);
+        worst_psnr = worst_psnr.min(psnr);
+        total_abs += abs;
+        count += 1;
+    }
+    let mean_abs = total_abs / count as f64;
+    eprintln!("{what}: worst frame PSNR {worst_psnr:.1} dB, mean abs error {mean_abs:.2}");
+    assert!(worst_psnr >= MIN_FRAME_PSNR_DB, "{what}: a frame at {worst_psnr:.1} dB");
+    assert!(mean_abs <= MAX_MEAN_ABS_ERROR, "{what}: mean abs error {mean_abs:.2}");
+}
+
+#[test]
+fn a_collected_dataset_reads_back_as_simulated() {
+    let dir = out_dir("data-round-trip");
+    let settings = small_settings();
+    let summary = collect_into(&dir, &settings, 2);
+    let dataset = Dataset::open(&dir).expect("open");
+    assert_eq!(dataset.episodes.len(), summary.episodes);
+    assert_eq!(dataset.frames(), summary.frames);
+    let demos: Vec<_> = dataset.episodes.iter().filter(|e| e.source == "demo").collect();
+    assert_eq!(demos.iter().map(|e| e.task.as_str()).collect::<Vec<_>>(), ["turn_on_led", "push_red_block_left"]);
+    assert!(dataset.episodes.iter().any(|e| e.source == "play"), "the play sequence yields a labelled window");
+
+    let scene = Scene::resolve("d").expect("scene");
+    let simulate_settings = SimulateSettings { noise_std: 0.1, play_tasks: 2, window_steps: 48 };
+    let never = AtomicBool::new(false);
+    let mut play_windows: BTreeMap<u64, Vec<RawEpisode>> = BTreeMap::new();
+    for episode in &dataset.episodes {
+        let raw = if episode.source == "demo" {
+            let task = Task::from_name(&episode.task).expect("task id");
+            match simulate::demo(&scene, task, episode.seed, &simulate_settings, &never) {
+                DemoOutcome::Success(raw) => raw,
+                other => panic!("episode {} does not replay: {other:?}", episode.index),
+            }
+        } else {
+            let windows = play_windows.entry(episode.seed).or_insert_with(|| {
+                simulate::play(&scene, episode.seed, &simulate_settings, &never).expect("play").expect("not stopped").0
+            });
+            windows.remove(0)
+        };
+        assert_eq!(raw.info.task, episode.task);
+        assert_eq!(raw.info.instruction, episode.instruction);
+        assert_eq!(raw.frames.len(), episode.len(), "episode {}", episode.index);
+        let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let flat = |f: &dyn Fn(usize) -> Vec<f32>| (0..raw.frames.len()).flat_map(f).collect::<Vec<_>>();
+        assert_eq!(bits(&episode.robot_obs), bits(&flat(&|t| raw.frames[t].robot_obs.to_vec())));
+        assert_eq!(bits(&episode.scene_obs), bits(&flat(&|t| raw.frames[t].scene_obs.to_vec())));
+        assert_eq!(bits(&episode.actions), bits(&flat(&|t| raw.frames[t].action.to_vec())));
+        assert_eq!(episode.robot_obs.len(), episode.len() * ROBOT_OBS_DIM);
+        assert_eq!(episode.scene_obs.len(), episode.len() * SCENE_OBS_DIM);
+        let what = format!("episode {} ({})", episode.index, episode.task);
+        check_images(
+            &episode.static_frames,
+            raw.frames.iter().map(|f| f.static_image.clone()),
+            &format!("{what} static"),
+        );
+        check_images(
+            &episode.gripper_frames,
+            raw.frames.iter().map(|f| f.gripper_image.clone()),
+            &format!("{what} gripper"),
+        );
+    }
+
+    // Batches: shapes, the action chunk padded past the episode's end, reproducible from the seed.
+    let all: Vec<usize> = (0..dataset.episodes.len()).collect();
+    let settings = BatchSettings { batch_size: 4, ..BatchSettings::default() };
+    let batch = Sampler::new(&dataset, &all, settings, 3).expect("sampler").next_batch();
+    assert_eq!(batch, Sampler::new(&dataset, &all, settings, 3).expect("sampler").next_batch());
+    let (b, h, c) = (4, settings.history, settings.chunk);
+    assert_eq!(batch.static_images.len(), b * h * 128 * 128 * 3);
+    assert_eq!(batch.gripper_images.len(), b * h * 64 * 64 * 3);
+    assert_eq!(batch.robot_obs.len(), b * h * ROBOT_OBS_DIM);
+    assert_eq!(batch.actions.len(), b * h * c * ACTION_DIM);
+    for (sample, &(e, last)) in batch.origins.iter().enumerate() {
+        let episode = &dataset.episodes[e];
+        assert_eq!(batch.instructions[sample], episode.instruction);
+        for (slot, t) in (last + 1 - h..=last).enumerate() {
+            for k in 0..c {
+                let i = (sample * h + slot) * c + k;
+                assert_eq!(batch.action_mask[i], t + k < episode.len());
+                let source = (t + k).min(episode.len() - 1);
+                assert_eq!(
+                    batch.actions[i * ACTION_DIM..][..ACTION_DIM],
+                    episode.actions[source * ACTION_DIM..][..ACTION_DIM]
+                );
+            }
+        }
+    }
+    let (train, validation) = dataset.split(0.25, 1);
+    assert_eq!(train.len() + validation.len(), dataset.episodes.len());
+    assert!(!validation.is_empty() && validation.iter().all(|v| !train.contains(v)));
+}
+
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                found.insert(path.strip_prefix(dir).expect("inside").to_path_buf(), bytes);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_collection_resumes_to_the_same_bytes() {
+    let settings = small_settings();
+    let whole = out_dir("data-whole");
+    collect_into(&whole, &settings, 1);
+
+    let resumed = out_dir("data-resumed");
+    let stop = AtomicBool::new(false);
+    let stop_after_first = |progress: collect::Progress| {
+        if progress.units_done >= 1 {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let first = collect::collect(&settings, &resumed, 2, &stop, &stop_after_first).expect("first run");
+    let Collected::Stopped(progress) = first else {
+        panic!("the first run should stop early, got {first:?}");
+    };
+    assert!(progress.units_done < progress.units);
+    // A unit cut off mid-write leaves a partial file, which the resumed run ignores.
+    let staging = resumed.join(collect::STAGING_DIR);
+    std::fs::write(staging.join("play-d-00000-000.partial"), b"cut off").expect("partial");
+    let mut different = settings.clone();
+    different.noise_std = 0.2;
+    let refused = collect::collect(&different, &resumed, 2, &AtomicBool::new(false), &|_| {}).expect_err("other args");
+    assert!(refused.to_string().contains("other arguments"), "{refused}");
+    collect_into(&resumed, &settings, 2);
+    assert!(!staging.exists(), "the staging folder is removed once the dataset is written");
+
+    let (whole_files, resumed_files) = (files(&whole), files(&resumed));
+    assert_eq!(whole_files.keys().collect::<Vec<_>>(), resumed_files.keys().collect::<Vec<_>>());
+    for (path, bytes) in &whole_files {
+        assert!(bytes == &resumed_files[path], "{} differs", path.display());
+    }
+    let again = collect::collect(&settings, &resumed, 2, &AtomicBool::new(false), &|_| {}).expect("rerun");
+    assert_eq!(again, Collected::AlreadyComplete);
+}
+
+#[test]
+fn a_broken_or_missing_file_is_named() {
+    let dir = out_dir("data-broken");
+    let settings = CollectSettings { play_sequences: 0, tasks: vec!["turn_on_led".into()], ..small_settings() };
+    collect_into(&dir, &settings, 1);
+    let error_of = |dir: &Path| format!("{:#}", Dataset::open(dir).expect_err("broken dataset"));
+
+    let video = dir.join(lerobot::video_path(lerobot::GRIPPER_CAMERA_KEY, 0, 0));
+    let saved = std::fs::read(&video).expect("video");
+    std::fs::write(&video, &saved[..saved.len() / 2]).expect("truncate");
+    let error = error_of(&dir);
+    assert!(error.contains(&video.display().to_string()), "{error}");
+    std::fs::remove_file(&video).expect("remove");
+    let error = error_of(&dir);
+    assert!(error.contains(&video.display().to_string()), "{error}");
+    std::fs::write(&video, &saved).expect("restore");
+
+    let data = dir.join(lerobot::data_path(0, 0));
+    std::fs::write(&data, b"PAR1 not really").expect("corrupt");
+    let error = error_of(&dir);
+    assert!(error.contains(&data.display().to_string()), "{error}");
+
+    let info = dir.join(lerobot::INFO_PATH);
+    std::fs::remove_file(&info).expect("remove info");
+    let error = error_of(&dir);
+    assert!(error.contains(&info.display().to_string()), "{error}");
+}
