@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use vlasim::pretrain;
 use vlasim::sim::arm::Action;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
@@ -187,6 +188,51 @@ pub fn record(scene_name: &str) -> Result<()> {
             8.0 * bytes / 1e3 / summary.duration_s
         );
     }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Pre-training corpus speed: samples drawn and described per second on one thread, samples
+/// rendered (world built, both cameras) per second on one thread, and a 100k-sample manifest
+/// written on all cores, with its size per 1000 samples.
+pub fn pretrain_data() -> Result<()> {
+    let seed = 0;
+    let described = 20_000;
+    let begin = Instant::now();
+    let mut pairs = 0;
+    for index in 0..described {
+        pairs += pretrain::describe(&pretrain::sample_state(seed, index)).len();
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    println!(
+        "sample + describe, 1 thread: {:.0} samples/s ({:.1} text pairs per sample)",
+        described as f64 / elapsed,
+        pairs as f64 / described as f64
+    );
+
+    let rendered = 2_000;
+    let mut renderer = pretrain::SampleRenderer::default();
+    let begin = Instant::now();
+    for index in 0..rendered {
+        renderer.render(&pretrain::sample_state(seed, index));
+    }
+    println!(
+        "sample + world + static and gripper images, 1 thread: {:.0} samples/s",
+        rendered as f64 / begin.elapsed().as_secs_f64()
+    );
+
+    let written = 100_000;
+    let dir = std::env::temp_dir().join(format!("vlasim-bench-pretrain-{}", std::process::id()));
+    let begin = Instant::now();
+    let info = pretrain::write_corpus(&dir, seed, written)?;
+    let elapsed = begin.elapsed().as_secs_f64();
+    println!(
+        "manifest of {written} samples on {} threads: {:.1} s ({:.0} samples/s), {:.0} kB per 1000 samples",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        elapsed,
+        written as f64 / elapsed,
+        info.manifest_bytes as f64 / written as f64
+    );
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -2,10 +2,11 @@
 //!
 //! [`sim`] is the headless simulation core every other part (data collection, training,
 //! evaluation, the GUI) is a client of; [`lang`] holds the instructions, understands typed ones
-//! and tokenizes them for the models; [`video`] records rollouts as MP4 or GIF; [`app`] is the
-//! Bevy GUI.
+//! and tokenizes them for the models; [`pretrain`] generates the vision-language pre-training
+//! corpus; [`video`] records rollouts as MP4 or GIF; [`app`] is the Bevy GUI.
 
 pub mod app;
 pub mod lang;
+pub mod pretrain;
 pub mod sim;
 pub mod video;

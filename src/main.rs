@@ -2,6 +2,7 @@
 
 mod bench;
 mod lang_command;
+mod pretrain_command;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     Record(RecordArgs),
     /// Understand a typed instruction, check the instruction files, or train a tokenizer.
     Lang(lang_command::LangArgs),
+    /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
+    PretrainData(pretrain_command::PretrainDataArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -239,6 +242,8 @@ enum BenchTarget {
     Expert,
     /// Recording speed at 640x480: frames/s composed and frames/s encoded (MP4 and GIF).
     Record,
+    /// Pre-training corpus: samples/s generated (one thread and all), rendered, and bytes per 1000 samples.
+    PretrainData,
 }
 
 #[derive(Args)]
@@ -266,9 +271,11 @@ fn main() -> ExitCode {
             BenchTarget::Sim => bench::sim(&args.scene),
             BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
             BenchTarget::Record => bench::record(&args.scene),
+            BenchTarget::PretrainData => bench::pretrain_data(),
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),
+        Command::PretrainData(args) => pretrain_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -384,8 +391,5 @@ fn render(args: RenderArgs) -> Result<()> {
 }
 
 fn save_png(image: &Image, zoom: u32, path: &std::path::Path) -> Result<()> {
-    let big = image::RgbImage::from_fn(image.width * zoom, image.height * zoom, |x, y| {
-        image::Rgb(image.pixel(x / zoom, y / zoom))
-    });
-    big.save(path).with_context(|| format!("cannot write {}", path.display()))
+    image.save_png(zoom, path).with_context(|| format!("cannot write {}", path.display()))
 }
