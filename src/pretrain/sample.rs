@@ -113,6 +113,11 @@ pub fn sample_state(seed: u64, index: u64) -> SceneSample {
         let Ok(mut start) = StartState::sample(scene, &resting, &mut rng) else {
             continue;
         };
+        if !seen_past_the_robot_base(scene, &start) {
+            // NOTE: in scenes a and c the open drawer lies behind the robot's pedestal as the
+            // static camera sees it, so those scenes show no block in the drawer.
+            continue;
+        }
         match sample_arm(scene, &start, held, &mut rng) {
             Some(joints) => {
                 start.arm_joints = joints;
@@ -262,10 +267,12 @@ fn block_radius(scene: &Scene, color: BlockColor) -> f64 {
 }
 
 /// What the arm must keep clear of: the desk top, the cabinet with its door and roof fixtures, the
-/// button, and the blocks it does not hold (as bounding spheres).
+/// button, the blocks it does not hold (as bounding spheres), and the static camera's lines of
+/// sight to their centres, so a caption never names a block the arm hides.
 struct Obstacles {
     boxes: Vec<[Vector3<f64>; 2]>,
     blocks: Vec<Sphere>,
+    eye: Point3<f64>,
 }
 
 impl Obstacles {
@@ -292,7 +299,8 @@ impl Obstacles {
                 (Point3::from(start.block_poses[color.index()].translation.vector), block_radius(scene, color))
             })
             .collect();
-        Self { boxes: vec![cabinet, button], blocks }
+        let eye = Point3::from(scene.cameras.static_view.eye_m);
+        Self { boxes: vec![cabinet, button], blocks, eye }
     }
 
     fn clear_of(&self, spheres: &[Sphere]) -> bool {
@@ -305,9 +313,38 @@ impl Obstacles {
             });
             let clear_of_blocks =
                 self.blocks.iter().all(|(block, block_radius)| (center - block).norm() > reach + block_radius);
-            above_desk && clear_of_boxes && clear_of_blocks
+            let blocks_in_sight =
+                self.blocks.iter().all(|(block, _)| distance_to_segment(center, &self.eye, block) > *radius);
+            above_desk && clear_of_boxes && clear_of_blocks && blocks_in_sight
         })
     }
+}
+
+/// Radius of the robot's pedestal and base housing, with a margin, as an occluder.
+const ROBOT_BASE_RADIUS_M: f64 = 0.11;
+/// The pedestal reaches down to the floor, well below anything on or under the desk.
+const ROBOT_BASE_DEPTH_M: f64 = 0.8;
+
+/// Whether the static camera sees every block's centre past the robot's fixed base (the arm's
+/// moving links are kept out of sight lines when its pose is sampled).
+fn seen_past_the_robot_base(scene: &Scene, start: &StartState) -> bool {
+    let eye = Point3::from(scene.cameras.static_view.eye_m);
+    let base = Point3::from(scene.robot.base_m);
+    let joint_1_height_m = kinematics::forward(&kinematics::HOME_JOINTS_RAD).base_from_link[0].translation.z;
+    let steps = ((joint_1_height_m + ROBOT_BASE_DEPTH_M) / LINK_SPHERE_SPACING_M).ceil() as usize;
+    (0..=steps).all(|step| {
+        let z = joint_1_height_m - (joint_1_height_m + ROBOT_BASE_DEPTH_M) * step as f64 / steps as f64;
+        let column_point = base + Vector3::z() * z;
+        start.block_poses.iter().all(|pose| {
+            distance_to_segment(&column_point, &eye, &Point3::from(pose.translation.vector)) > ROBOT_BASE_RADIUS_M
+        })
+    })
+}
+
+fn distance_to_segment(point: &Point3<f64>, from: &Point3<f64>, to: &Point3<f64>) -> f64 {
+    let along = to - from;
+    let share = ((point - from).dot(&along) / along.norm_squared()).clamp(0.0, 1.0);
+    (point - (from + along * share)).norm()
 }
 
 #[cfg(test)]
