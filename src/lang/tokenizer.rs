@@ -40,8 +40,8 @@ pub const UNK: &str = "<unk>";
 pub const BOS: &str = "<s>";
 /// End of sequence (id 3).
 pub const EOS: &str = "</s>";
-/// A vocabulary size for the tiny models. Trained on the instructions alone, BPE runs out of pairs
-/// to merge at about 420 tokens, every word whole; the rest is room for the pre-training corpus.
+/// A vocabulary size for the tiny models. Trained on the instructions and the pre-training phrases,
+/// BPE runs out of pairs to merge at 452 tokens (instructions alone: about 420), every word whole.
 pub const DEFAULT_VOCAB_SIZE: usize = 512;
 /// Smallest vocabulary accepted: the four special tokens, an alphabet of some 30 characters and a
 /// few merges.
