@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::data::collect::{self, CollectSettings, Collected, Progress};
+use vlasim::parallel;
 use vlasim::sim::tasks::Task;
 
 #[derive(Args)]
@@ -60,7 +61,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
         noise_std: args.noise,
         seed: args.seed,
     };
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = args.workers.unwrap_or_else(|| parallel::available_threads());
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::Relaxed) {
             std::process::exit(130);

@@ -4,6 +4,7 @@ mod bench;
 mod collect_command;
 mod eval_command;
 mod lang_command;
+mod pretrain_command;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ enum Command {
     Eval(eval_command::EvalArgs),
     /// Collect expert demonstrations (and labelled play) into a LeRobot v3 dataset.
     Collect(collect_command::CollectArgs),
+    /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
+    PretrainData(pretrain_command::PretrainDataArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -248,6 +251,8 @@ enum BenchTarget {
     /// Demonstrations collected per minute (all cores), dataset size per 1000 frames, and reader
     /// samples/s into augmented training batches (one core); --episodes per task.
     Data,
+    /// Pre-training corpus: samples/s generated (one thread and all), rendered, and bytes per 1000 samples.
+    PretrainData,
 }
 
 #[derive(Args)]
@@ -276,11 +281,13 @@ fn main() -> ExitCode {
             BenchTarget::Expert => bench::expert(&args.scene, args.episodes, args.chains),
             BenchTarget::Record => bench::record(&args.scene),
             BenchTarget::Data => bench::data(&args.scene, args.episodes),
+            BenchTarget::PretrainData => bench::pretrain_data(),
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),
         Command::Eval(args) => eval_command::run(args),
         Command::Collect(args) => collect_command::run(args),
+        Command::PretrainData(args) => pretrain_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -396,8 +403,5 @@ fn render(args: RenderArgs) -> Result<()> {
 }
 
 fn save_png(image: &Image, zoom: u32, path: &std::path::Path) -> Result<()> {
-    let big = image::RgbImage::from_fn(image.width * zoom, image.height * zoom, |x, y| {
-        image::Rgb(image.pixel(x / zoom, y / zoom))
-    });
-    big.save(path).with_context(|| format!("cannot write {}", path.display()))
+    image.save_png(zoom, path).with_context(|| format!("cannot write {}", path.display()))
 }

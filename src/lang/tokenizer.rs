@@ -1,5 +1,6 @@
 //! The sub-word tokenizer of the VLAs' language models, a Hugging Face `tokenizers` BPE trained on
-//! the training phrasings plus any extra text (captions and question–answer pairs for pre-training).
+//! the training phrasings, the phrases of the pre-training captions and question–answer pairs
+//! ([`crate::pretrain::describe::corpus_texts`]), and any extra text.
 //!
 //! Why BPE: the language models in the zoo are decoders trained with next-token loss (Gemma-, Llama-,
 //! Phi-style), and those families use BPE with `<s>`/`</s>`; WordPiece's `[CLS]`/`[SEP]` belongs to
@@ -29,6 +30,7 @@ use tokenizers::{AddedToken, PaddingDirection, PaddingParams, TruncationDirectio
 
 use super::instructions::Instructions;
 use super::normalize::{normalize, normalizer};
+use crate::pretrain::describe::corpus_texts;
 
 /// Padding token (id 0).
 pub const PAD: &str = "<pad>";
@@ -38,8 +40,8 @@ pub const UNK: &str = "<unk>";
 pub const BOS: &str = "<s>";
 /// End of sequence (id 3).
 pub const EOS: &str = "</s>";
-/// A vocabulary size for the tiny models. Trained on the instructions alone, BPE runs out of pairs
-/// to merge at about 420 tokens, every word whole; the rest is room for the pre-training corpus.
+/// A vocabulary size for the tiny models. Trained on the instructions and the pre-training phrases,
+/// BPE runs out of pairs to merge at 452 tokens (instructions alone: about 420), every word whole.
 pub const DEFAULT_VOCAB_SIZE: usize = 512;
 /// Smallest vocabulary accepted: the four special tokens, an alphabet of some 30 characters and a
 /// few merges.
@@ -100,8 +102,9 @@ pub struct Tokenizer {
     corpus_words: BTreeSet<String>,
 }
 
-/// Trains a tokenizer of at most `vocab_size` tokens on the training phrasings plus `extra_corpus`
-/// (evaluation phrasings stay unseen). Deterministic: the same corpus gives the same file.
+/// Trains a tokenizer of at most `vocab_size` tokens on the training phrasings, the pre-training
+/// corpus's phrases and `extra_corpus` (evaluation phrasings stay unseen). Deterministic: the same
+/// corpus gives the same file.
 pub fn train<'a>(
     extra_corpus: impl IntoIterator<Item = &'a str>,
     vocab_size: usize,
@@ -109,8 +112,15 @@ pub fn train<'a>(
     if vocab_size < MIN_VOCAB_SIZE {
         return Err(TokenizerError::VocabTooSmall(vocab_size));
     }
-    let corpus: Vec<&str> =
-        Instructions::embedded().train.iter().map(|(_, phrasing)| phrasing.text.as_str()).chain(extra_corpus).collect();
+    let pretraining = corpus_texts();
+    let corpus: Vec<&str> = Instructions::embedded()
+        .train
+        .iter()
+        .map(|(_, phrasing)| phrasing.text.as_str())
+        .chain(pretraining.iter().map(String::as_str))
+        // Shortens the texts' lifetime to this function's, which the pre-training texts live for.
+        .chain(extra_corpus.into_iter().map(|text| text))
+        .collect();
     let train_error = |e: tokenizers::Error| TokenizerError::Train(e.to_string());
     let specials = [PAD, UNK, BOS, EOS].map(|token| AddedToken::from(token, true));
     let mut trainer: TrainerWrapper = BpeTrainer::builder()
@@ -244,6 +254,16 @@ mod tests {
         assert_eq!([PAD, UNK, BOS, EOS].map(|t| tokenizer.token_id(t)), [Some(0), Some(1), Some(2), Some(3)]);
         for word in &tokenizer.corpus_words {
             assert!(tokenizer.token_id(&format!("▁{word}")).is_some(), "`{word}` is split");
+        }
+    }
+
+    #[test]
+    fn pretraining_texts_tokenize_without_unknown_words() {
+        let tokenizer = trained();
+        for text in corpus_texts() {
+            let encoding = tokenizer.encode(&text, 32).unwrap();
+            assert!(encoding.unknown_words.is_empty(), "`{text}`: {:?}", encoding.unknown_words);
+            assert!(!encoding.truncated, "`{text}`");
         }
     }
 

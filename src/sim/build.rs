@@ -609,6 +609,17 @@ pub fn fingertip_below_tcp_m() -> f64 {
     (FINGER_CENTER_Z_M + FINGER_HALF_EXTENTS_M.z) as f64 - super::kinematics::TCP_OFFSET_M
 }
 
+/// Pose of a held block's centre in the hand frame: between the finger pads, its axes along the
+/// hand's, so the fingers close across the block's y extent.
+pub fn hand_from_held_block() -> Pose {
+    Pose::from_translation(Vec3::new(0.0, 0.0, FINGER_CENTER_Z_M))
+}
+
+/// Gripper opening that holds `block` (the fingers close across its y extent).
+pub fn held_block_width_m(block: &super::scene::Block) -> f64 {
+    2.0 * block.half_extents_m[1]
+}
+
 /// Pose of finger `side` in the hand frame for a gripper opening `width_m`.
 pub fn hand_from_finger(side: usize, width_m: f64) -> Pose {
     let sign = if side == 0 { 1.0 } else { -1.0 };

@@ -40,6 +40,14 @@ impl Image {
         let i = ((y * self.width + x) * 3) as usize;
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
+
+    /// Writes a PNG enlarged `zoom` times with nearest-neighbour sampling (1 keeps the size).
+    pub fn save_png(&self, zoom: u32, path: &std::path::Path) -> Result<(), image::ImageError> {
+        let big = image::RgbImage::from_fn(self.width * zoom, self.height * zoom, |x, y| {
+            image::Rgb(self.pixel(x / zoom, y / zoom))
+        });
+        big.save(path)
+    }
 }
 
 /// Where the gripper camera sits on the Franka Hand, in the hand frame (z points along the

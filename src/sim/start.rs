@@ -24,6 +24,9 @@ pub struct StartState {
     pub block_poses: [Isometry3<f64>; 3],
     /// Arm joint angles.
     pub arm_joints: Joints,
+    /// A block held between the fingers from the start (its pose in `block_poses` must be the one
+    /// [`build::hand_from_held_block`] gives). Evaluation starts never hold one; pre-training scenes may.
+    pub held: Option<BlockColor>,
 }
 
 /// Why a symbolic state has no concrete start state.
@@ -124,7 +127,7 @@ impl StartState {
             };
             block_poses[color.index()] = pose;
         }
-        Ok(StartState { door_m, drawer_m, switch_m, led_on: symbolic.led, block_poses, arm_joints })
+        Ok(StartState { door_m, drawer_m, switch_m, led_on: symbolic.led, block_poses, arm_joints, held: None })
     }
 }
 

@@ -158,7 +158,17 @@ impl World {
         for (color, pose) in BlockColor::ALL.iter().zip(&start.block_poses) {
             bodies[h.blocks[color.index()]].set_position(to_pose(pose), true);
         }
+        if let Some(held) = start.held {
+            // Closed on the block and blocked there, as after a grasp, so the block is held from the first substep.
+            self.gripper_width_m = build::held_block_width_m(self.scene.block(held));
+            self.gripper_closing = true;
+            self.gripper_blocked = true;
+            self.last_gripper_action = -1.0;
+        }
         self.place_arm();
+        if let Some(held) = start.held {
+            self.attach(held);
+        }
         // Let the blocks settle (they start 2 mm above their support) and fill the contact graph,
         // so the first read-out already knows what rests where.
         // NOTE: `PhysicsWorld::detect_collisions` before the first step would do the latter, but
@@ -287,13 +297,18 @@ impl World {
     /// Stops the fingers once both touch the same movable body, and attaches it if it is a block.
     fn check_grip(&mut self) {
         let [touching_a, touching_b] = self.handles.finger_colliders.map(|finger| self.touched_bodies(finger));
-        let Some(&(body, part)) = touching_a.iter().find(|a| touching_b.iter().any(|b| b.0 == a.0)) else {
+        let Some(&(_, part)) = touching_a.iter().find(|a| touching_b.iter().any(|b| b.0 == a.0)) else {
             return;
         };
         self.gripper_blocked = true;
-        let Part::Block(block) = part else {
-            return;
-        };
+        if let Part::Block(block) = part {
+            self.attach(block);
+        }
+    }
+
+    /// Fixes `block` to the hand at their current relative pose.
+    fn attach(&mut self, block: BlockColor) {
+        let body = self.handles.blocks[block.index()];
         let hand_pose = *self.physics.bodies[self.handles.hand].position();
         let block_pose = *self.physics.bodies[body].position();
         // The joint frame is the block's pose: identity in the block, the block's pose seen from the hand.
