@@ -14,4 +14,5 @@ pub mod lang;
 pub mod parallel;
 pub mod pretrain;
 pub mod sim;
+pub mod train;
 pub mod video;

@@ -1,0 +1,68 @@
+//! Learning-rate schedules: linear warm-up, then constant (RoboVLMs' CALVIN recipe) or cosine
+//! decay to a floor.
+
+use serde::{Deserialize, Serialize};
+
+/// What follows the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Stay at the peak.
+    Constant,
+    /// Half a cosine from the peak down to `floor × peak` at the last step.
+    Cosine,
+}
+
+/// A learning rate for every step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Learning rate after warm-up.
+    pub peak_lr: f64,
+    /// Steps of linear warm-up from 0.
+    pub warmup_steps: u64,
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// What follows the warm-up.
+    pub decay: Decay,
+    /// Cosine decay ends at this fraction of the peak.
+    pub floor: f64,
+}
+
+impl Schedule {
+    /// Learning rate of step `step` (0-based).
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.peak_lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        match self.decay {
+            Decay::Constant => self.peak_lr,
+            Decay::Cosine => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                self.peak_lr * (self.floor + (1.0 - self.floor) * cosine)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_rises_linearly_then_decays_as_asked() {
+        let cosine = Schedule { peak_lr: 1e-3, warmup_steps: 10, total_steps: 110, decay: Decay::Cosine, floor: 0.1 };
+        assert!((cosine.lr(0) - 1e-4).abs() < 1e-12);
+        assert!((cosine.lr(9) - 1e-3).abs() < 1e-12);
+        assert!((cosine.lr(10) - 1e-3).abs() < 1e-12);
+        assert!((cosine.lr(60) - 0.55e-3).abs() < 1e-9, "half way: {}", cosine.lr(60));
+        assert!((cosine.lr(110) - 1e-4).abs() < 1e-12);
+        assert!((cosine.lr(500) - 1e-4).abs() < 1e-12, "stays at the floor past the end");
+        let rates: Vec<f64> = (10..=110).map(|s| cosine.lr(s)).collect();
+        assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+        let constant = Schedule { decay: Decay::Constant, ..cosine };
+        assert_eq!(constant.lr(5), cosine.lr(5));
+        assert_eq!(constant.lr(100), 1e-3);
+    }
+}
