@@ -335,17 +335,6 @@ fn require(condition: bool, reason: impl FnOnce() -> String) -> Result<(), Strin
 }
 
 impl VlaConfig {
-    /// Side of the square patch grid the vision tower makes of an `image_size` image (`None` for FiLM).
-    pub fn patch_grid(&self, image_size: usize) -> Option<usize> {
-        match &self.backbone {
-            BackboneConfig::Vlm(vlm) => match &vlm.vision {
-                VisionConfig::Vit(vit) => Some(image_size / vit.patch_size),
-                VisionConfig::ConvHybrid(_) => Some(image_size / 16),
-            },
-            BackboneConfig::Film(_) => None,
-        }
-    }
-
     /// Checks sizes and combinations; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         let formulation = &self.formulation;

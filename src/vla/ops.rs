@@ -40,12 +40,6 @@ impl AttentionMask {
     pub fn dims(&self) -> (usize, usize, usize) {
         (self.batch, self.queries, self.keys)
     }
-
-    /// Whether `query` of `sample` may see `key`.
-    pub fn allows(&self, sample: usize, query: usize, key: usize) -> bool {
-        let sample = if self.batch == 1 { 0 } else { sample };
-        self.offsets[(sample * self.queries + query) * self.keys + key] == 0.0
-    }
 }
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {

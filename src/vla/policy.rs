@@ -154,3 +154,47 @@ impl VlaPolicy {
         Ok((action, output.attention.expect("attention was asked for")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::IndexOp;
+
+    use super::*;
+    use crate::vla::attention_maps::action_to_patches;
+    use crate::vla::presets::preset_with;
+    use crate::vla::test_support::{batch, shrunk};
+
+    #[test]
+    fn camera_images_become_channel_first_unit_tensors() {
+        let image = Image { width: 2, height: 1, rgb: vec![255, 0, 51, 0, 255, 102] };
+        let tensor = image_tensor(&image).unwrap();
+        assert_eq!(tensor.dims(), &[3, 1, 2]);
+        let bytes = |x: usize| -> Vec<u8> {
+            tensor.i((.., 0, x)).unwrap().to_vec1::<f32>().unwrap().iter().map(|v| (v * 255.0).round() as u8).collect()
+        };
+        assert_eq!((bytes(0), bytes(1)), (vec![255, 0, 51], vec![0, 255, 102]), "pixel x's channels, scaled to [0, 1]");
+    }
+
+    #[test]
+    fn acting_with_attention_gives_the_same_action_and_a_patch_map() {
+        let config = shrunk(preset_with("paligemma", "policy_head").unwrap());
+        let model = Vla::new(config.clone()).unwrap();
+        let (input, _) = batch(&config, 1, 9);
+        let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let image = input.static_images.i((0, 0)).unwrap();
+        let obs = input.robot_obs.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
+        let mut plain = VlaPolicy::new(model.clone());
+        let mut watched = VlaPolicy::new(model);
+        plain.reset(&ids, &mask).unwrap();
+        watched.reset(&ids, &mask).unwrap();
+        let action = plain.act(&image, None, &obs).unwrap();
+        let (watched_action, capture) = watched.act_with_attention(&image, None, &obs).unwrap();
+        for (a, b) in action.iter().zip(watched_action) {
+            assert!((a - b).abs() < 1e-4);
+        }
+        let window = config.formulation.history_window;
+        let (map, grid) = action_to_patches(&capture, window - 1).unwrap().expect("a VLM has attention");
+        assert_eq!((map.dims(), grid), (&[4usize, 64][..], 8));
+    }
+}
