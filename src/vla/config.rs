@@ -355,7 +355,7 @@ impl VlaConfig {
             })?;
         }
         if formulation.head.kind == HeadKind::Gpt {
-            require(formulation.head.hidden_size % formulation.head.num_heads.max(1) == 0, || {
+            require(formulation.head.hidden_size.is_multiple_of(formulation.head.num_heads.max(1)), || {
                 "formulation.head.hidden_size must be a multiple of num_heads".into()
             })?;
         }
@@ -365,13 +365,13 @@ impl VlaConfig {
                 require(!interleaved, || "interleaved history needs a language model; `film` has none".into())?;
                 require(!film.stage_channels.is_empty(), || "backbone.stage_channels must not be empty".into())?;
                 let downsample = 8 << (film.stage_channels.len() - 1);
-                require(self.static_image_size % downsample == 0, || {
+                require(self.static_image_size.is_multiple_of(downsample), || {
                     format!(
                         "static_image_size must be a multiple of {downsample} for {} stages",
                         film.stage_channels.len()
                     )
                 })?;
-                require(!self.use_gripper_camera || self.gripper_image_size % downsample == 0, || {
+                require(!self.use_gripper_camera || self.gripper_image_size.is_multiple_of(downsample), || {
                     format!("gripper_image_size must be a multiple of {downsample}")
                 })?;
             }

@@ -96,10 +96,13 @@ fn resize_positions(table: &Tensor, src: usize, dst: usize) -> candle_core::Resu
             let x = source_coordinate(col);
             let (x0, fx) = (x.floor() as usize, x.fract());
             let x1 = (x0 + 1).min(src - 1);
-            for d in 0..width {
-                let at = |r: usize, c: usize| values[r * src + c][d];
-                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
-                let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+            let corner = |r: usize, c: usize| &values[r * src + c];
+            let corners = (corner(y0, x0), corner(y0, x1), corner(y1, x0), corner(y1, x1));
+            for (((top_left, top_right), bottom_left), bottom_right) in
+                corners.0.iter().zip(corners.1).zip(corners.2).zip(corners.3)
+            {
+                let top = top_left * (1.0 - fx) + top_right * fx;
+                let bottom = bottom_left * (1.0 - fx) + bottom_right * fx;
                 out.push(top * (1.0 - fy) + bottom * fy);
             }
         }

@@ -281,7 +281,7 @@ pub struct RotaryTables {
 impl RotaryTables {
     /// Tables for `max_positions` positions of heads of `head_dim` (even) features.
     pub fn new(head_dim: usize, max_positions: usize, theta: f64) -> Result<Self> {
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             bail!("rotary embeddings need an even head dimension, got {head_dim}");
         }
         let half_dim = head_dim / 2;
