@@ -3,12 +3,18 @@
 
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
+use super::config::VlaConfig;
 use super::model::{ForwardOptions, Vla};
 use super::presets::{FORMULATIONS, PRESETS, preset_with, supports};
 use super::test_support::{batch, shrunk};
 
 fn train_and_check(preset: &str, formulation: &str) {
-    let config = shrunk(preset_with(preset, formulation).expect("known preset and formulation"));
+    train_config_and_check(shrunk(preset_with(preset, formulation).expect("known preset and formulation")));
+}
+
+fn train_config_and_check(config: VlaConfig) {
+    let (preset, formulation) = (config.preset.clone(), config.formulation.clone());
+    let formulation = format!("{:?}/{}", formulation.history, formulation.history_window);
     let model = Vla::new(config.clone()).expect("presets build");
     let (input, targets) = batch(&config, 2, 3);
     let named = model.params().vars();
@@ -71,4 +77,13 @@ fn every_preset_and_formulation_is_covered() {
         assert!(supports(preset, "policy_head"), "{preset} supports the default formulation");
     }
     assert!(!supports("film", "interleaved") && !supports("film", "one_step_discrete"), "FiLM has no language model");
+}
+
+#[test]
+fn models_with_the_gripper_camera_train() {
+    for preset in ["paligemma", "qwen-vl", "uform", "film"] {
+        let mut config = shrunk(preset_with(preset, "policy_head").expect("known preset"));
+        config.use_gripper_camera = true;
+        train_config_and_check(config);
+    }
 }
