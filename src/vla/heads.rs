@@ -82,7 +82,7 @@ pub struct ContinuousActions {
     pub gripper_logits: Tensor,
 }
 
-/// The GPT head as a small Llama-like decoder over the window (LayerNorm, GELU MLP).
+/// The GPT head: a GPT-2-like causal transformer over the window (LayerNorm, GELU MLP), with RoPE.
 fn gpt_config(cfg: &HeadConfig) -> DecoderConfig {
     DecoderConfig {
         hidden_size: cfg.hidden_size,
