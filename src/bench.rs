@@ -296,3 +296,155 @@ pub fn pretrain_data() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// CPU time consumed by the calling thread, seconds. With `RAYON_NUM_THREADS=1` candle computes on
+/// the calling thread, so this is the model's cost even when other processes share the cores (wall
+/// time then also counts the time spent waiting for a core).
+fn thread_cpu_secs() -> f64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec it is given and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+}
+
+/// Wall and thread-CPU seconds of `job`.
+fn timed(mut job: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    let (wall, cpu) = (Instant::now(), thread_cpu_secs());
+    job()?;
+    Ok((wall.elapsed().as_secs_f64(), thread_cpu_secs() - cpu))
+}
+
+/// Per preset: parameters, image tokens per frame, batch-1 closed-loop ms/step (`VlaPolicy::act`,
+/// history cached) and training samples/s (forward, loss, backward, AdamW) at `batch`, each as
+/// thread CPU time and wall time; first, the fused kernels against candle's differentiable
+/// compositions. Run with `RAYON_NUM_THREADS=1` for single-threaded figures.
+pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
+    use candle_nn::Optimizer;
+    use vlasim::vla::{ForwardOptions, Vla, VlaPolicy, presets as zoo};
+
+    println!(
+        "threads: RAYON_NUM_THREADS={}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset: all cores)".into())
+    );
+    fused_kernels()?;
+    println!("formulation {formulation}, training batch {batch}");
+    println!("| preset | params | image tokens | inference ms/step (CPU / wall) | training samples/s (CPU / wall) |");
+    println!("|---|---|---|---|---|");
+    let names: Vec<String> =
+        if presets.is_empty() { zoo::PRESETS.iter().map(|s| s.to_string()).collect() } else { presets.to_vec() };
+    for name in &names {
+        if !zoo::supports(name, formulation) {
+            println!("| {name} | — | — | (no {formulation}) | — |");
+            continue;
+        }
+        let config = zoo::preset_with(name, formulation)?;
+        let model = Vla::new(config.clone())?;
+        let (input, targets) = bench_batch(&config, batch)?;
+
+        let mut policy = VlaPolicy::new(model.clone());
+        let ids = input.instruction_ids.get(0)?.to_vec1::<u32>()?;
+        let mask = input.instruction_mask.get(0)?.to_vec1::<u32>()?;
+        policy.reset(&ids, &mask)?;
+        let image = input.static_images.get(0)?.get(0)?;
+        let obs = input.robot_obs.get(0)?.get(0)?.to_vec1::<f32>()?;
+        for _ in 0..config.formulation.history_window {
+            policy.act(&image, None, &obs)?;
+        }
+        let steps = 100;
+        let (wall, cpu) = timed(|| {
+            for _ in 0..steps {
+                policy.act(&image, None, &obs)?;
+            }
+            Ok(())
+        })?;
+        let ms_per_step = |secs: f64| secs * 1000.0 / steps as f64;
+
+        let mut optimizer = candle_nn::AdamW::new_lr(model.vars(), 1e-4)?;
+        let options = ForwardOptions { capture_attention: false, teacher_actions: Some(&targets.actions) };
+        let mut train_step = || -> Result<()> {
+            let loss = model.loss(&model.forward(&input, options)?, &targets)?;
+            optimizer.backward_step(&loss)?;
+            Ok(())
+        };
+        train_step()?;
+        let train_steps = 5;
+        let (train_wall, train_cpu) = timed(|| (0..train_steps).try_for_each(|_| train_step()))?;
+        let samples_per_sec = |secs: f64| (train_steps * batch) as f64 / secs;
+        println!(
+            "| {name} | {:.2} M | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
+            model.params().parameter_count() as f64 / 1e6,
+            model.image_tokens(),
+            ms_per_step(cpu),
+            ms_per_step(wall),
+            samples_per_sec(train_cpu),
+            samples_per_sec(train_wall),
+        );
+    }
+    Ok(())
+}
+
+/// A random batch for `config`: images, `robot_obs`, an instruction and target actions.
+fn bench_batch(
+    config: &vlasim::vla::VlaConfig,
+    batch: usize,
+) -> Result<(vlasim::vla::VlaInput, vlasim::vla::ActionTargets)> {
+    use candle_core::{DType, Device, Tensor};
+    let window = config.formulation.history_window;
+    let size = config.static_image_size;
+    let length = config.max_text_len;
+    let chunk = config.formulation.chunk();
+    let cpu = &Device::Cpu;
+    let input = vlasim::vla::VlaInput {
+        static_images: Tensor::rand(0f32, 1.0, (batch, window, 3, size, size), cpu)?,
+        gripper_images: None,
+        robot_obs: Tensor::rand(-1f32, 1.0, (batch, window, config.robot_obs_dim), cpu)?,
+        instruction_ids: Tensor::arange(4u32, 4 + length as u32, cpu)?.unsqueeze(0)?.repeat((batch, 1))?,
+        instruction_mask: Tensor::ones((batch, length), DType::U32, cpu)?,
+    };
+    let targets = vlasim::vla::ActionTargets {
+        actions: Tensor::rand(-1f32, 1.0, (batch, chunk, 7), cpu)?,
+        mask: Tensor::ones((batch, chunk), DType::F32, cpu)?,
+    };
+    Ok((input, targets))
+}
+
+/// Forward + backward time of each fused kernel against candle's differentiable composition, on
+/// attention-sized scores and token-sized activations.
+fn fused_kernels() -> Result<()> {
+    use candle_core::{D, Device, Tensor, Var};
+    use vlasim::vla::ops;
+    let scores = Var::from_tensor(&Tensor::randn(0f32, 1.0, (8, 4, 81, 81), &Device::Cpu)?)?;
+    let tokens = Var::from_tensor(&Tensor::randn(0f32, 1.0, (8, 81, 64), &Device::Cpu)?)?;
+    let weight = Tensor::ones(64, candle_core::DType::F32, &Device::Cpu)?;
+    let bias = Tensor::zeros(64, candle_core::DType::F32, &Device::Cpu)?;
+    type Kernel<'a> = Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>;
+    let pairs: Vec<(&str, Kernel, Kernel)> = vec![
+        (
+            "softmax [8,4,81,81]",
+            Box::new(|| ops::scaled_masked_softmax(&scores, 1.0, None)),
+            Box::new(|| candle_nn::ops::softmax(scores.as_tensor(), D::Minus1)),
+        ),
+        (
+            "layer norm [8,81,64]",
+            Box::new(|| ops::layer_norm(&tokens, &weight, &bias, 1e-5)),
+            Box::new(|| candle_nn::ops::layer_norm_slow(&tokens, &weight, &bias, 1e-5)),
+        ),
+        (
+            "rms norm [8,81,64]",
+            Box::new(|| ops::rms_norm(&tokens, &weight, 1e-5)),
+            Box::new(|| candle_nn::ops::rms_norm_slow(&tokens, &weight, 1e-5)),
+        ),
+        ("gelu [8,81,64]", Box::new(|| ops::gelu(&tokens)), Box::new(|| tokens.gelu())),
+    ];
+    let time = |kernel: &Kernel| -> Result<f64> {
+        let repeats = 50;
+        let (_, cpu) = timed(|| (0..repeats).try_for_each(|_| Ok(kernel()?.sum_all()?.backward().map(drop)?)))?;
+        Ok(cpu * 1e6 / repeats as f64)
+    };
+    println!("| kernel (forward + backward, thread CPU time) | fused µs | candle differentiable µs |");
+    println!("|---|---|---|");
+    for (name, fused, slow) in &pairs {
+        println!("| {name} | {:.0} | {:.0} |", time(fused)?, time(slow)?);
+    }
+    Ok(())
+}

@@ -5,7 +5,8 @@
 //! reads them back as training batches; [`eval`] runs CALVIN's chain evaluation and computes its
 //! metrics; [`lang`] holds the instructions, understands typed ones and tokenizes them for the
 //! models; [`pretrain`] generates the vision-language pre-training corpus; [`video`] records
-//! rollouts as MP4 or GIF; [`app`] is the Bevy GUI.
+//! rollouts as MP4 or GIF; [`vla`] holds the candle models and [`train`] their optimiser; [`app`]
+//! is the Bevy GUI.
 
 pub mod app;
 pub mod data;
@@ -16,3 +17,4 @@ pub mod pretrain;
 pub mod sim;
 pub mod train;
 pub mod video;
+pub mod vla;

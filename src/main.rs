@@ -238,6 +238,16 @@ struct BenchArgs {
     /// Chains for the expert chain benchmark.
     #[arg(long, default_value_t = 1000)]
     chains: u64,
+    /// VLA benchmark: presets to measure (all when none is given).
+    #[arg(long)]
+    preset: Vec<String>,
+    /// VLA benchmark: the formulation (policy_head, policy_head_gpt, one_step, interleaved,
+    /// one_step_discrete, interleaved_discrete).
+    #[arg(long, default_value = "policy_head")]
+    formulation: String,
+    /// VLA benchmark: training batch size.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -253,6 +263,8 @@ enum BenchTarget {
     Data,
     /// Pre-training corpus: samples/s generated (one thread and all), rendered, and bytes per 1000 samples.
     PretrainData,
+    /// VLA presets: parameters, image tokens, inference ms/step, training samples/s.
+    Vla,
 }
 
 #[derive(Args)]
@@ -270,7 +282,22 @@ struct ExpertArgs {
     list: bool,
 }
 
+/// candle allocates a fresh buffer for every op; glibc hands large freed blocks back to the kernel
+/// and page-faults them in again on the next allocation, which took ~25 % of a VLA training step
+/// (perf). Keeping freed memory in the heap made training ~25 % faster (BENCHMARKS.md).
+fn keep_freed_memory() {
+    // 32 MiB is glibc's largest mmap threshold on 64-bit; tensors here are far smaller.
+    const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+    const TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
+    // SAFETY: mallopt only changes allocator tunables; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Gui(cli.gui)) {
         Command::Gui(args) => gui(args),
@@ -282,6 +309,7 @@ fn main() -> ExitCode {
             BenchTarget::Record => bench::record(&args.scene),
             BenchTarget::Data => bench::data(&args.scene, args.episodes),
             BenchTarget::PretrainData => bench::pretrain_data(),
+            BenchTarget::Vla => bench::vla(&args.preset, &args.formulation, args.batch),
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),

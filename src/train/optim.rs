@@ -223,7 +223,8 @@ mod tests {
         // After one step Adam moves every parameter by lr·sign(g) (m̂/√v̂ = g/|g|); decay scales
         // matrices by (1 - lr·wd) first and leaves vectors alone.
         let bias_grad = [2.0f32, -4.0];
-        let expected_bias: Vec<f32> = [1.0f32, -2.0].iter().zip(bias_grad).map(|(b, g)| b - 0.01 * g.signum()).collect();
+        let expected_bias: Vec<f32> =
+            [1.0f32, -2.0].iter().zip(bias_grad).map(|(b, g)| b - 0.01 * g.signum()).collect();
         let got = bias.as_tensor().to_vec1::<f32>().unwrap();
         for (g, e) in got.iter().zip(&expected_bias) {
             assert!((g - e).abs() < 1e-6, "{got:?} vs {expected_bias:?}");

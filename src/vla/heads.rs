@@ -1,0 +1,174 @@
+//! Policy heads (RoboVLMs §3.2): from per-frame features `[b, t, d]` to an action chunk — an MLP on
+//! the last frame, or an LSTM or a GPT (causal transformer) over the history window — each ending in
+//! a tanh arm output (6 per step) and a gripper logit (1 per step).
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
+
+use super::config::{BlockKind, DecoderConfig, HeadConfig, HeadKind, MaskKind, MlpKind, NormKind};
+use super::decoder::DecoderLayer;
+use super::norm::Norm;
+use super::ops::{self, AttentionMask, RotaryTables};
+
+/// Arm dimensions of an action (Δposition, ΔEuler).
+pub const ARM_DIMS: usize = 6;
+
+/// An LSTM layer with PyTorch's parameter names and gate order (input, forget, cell, output).
+#[derive(Debug, Clone)]
+struct LstmLayer {
+    weight_ih: Linear,
+    weight_hh: Linear,
+    hidden: usize,
+}
+
+/// `sigmoid(x) = (1 + tanh(x / 2)) / 2`: differentiable through candle's `tanh`.
+fn sigmoid(xs: &Tensor) -> Result<Tensor> {
+    (xs * 0.5)?.tanh()?.affine(0.5, 0.5)
+}
+
+impl LstmLayer {
+    fn new(input: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        let weight_ih = linear(input, 4 * hidden, vb.pp("ih"))?;
+        let weight_hh = candle_nn::linear_no_bias(hidden, 4 * hidden, vb.pp("hh"))?;
+        Ok(Self { weight_ih, weight_hh, hidden })
+    }
+
+    /// `[b, t, input]` → `[b, t, hidden]`, starting from zero state.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, steps, _) = xs.dims3()?;
+        let hidden = self.hidden;
+        // The input projections of all steps in one matmul; only the recurrent part is sequential.
+        let projected = xs.apply(&self.weight_ih)?;
+        let mut h = Tensor::zeros((batch, hidden), xs.dtype(), xs.device())?;
+        let mut c = h.clone();
+        let mut outputs = Vec::with_capacity(steps);
+        for step in 0..steps {
+            let gates = (projected.narrow(1, step, 1)?.squeeze(1)? + h.apply(&self.weight_hh)?)?;
+            let input_gate = sigmoid(&gates.narrow(1, 0, hidden)?)?;
+            let forget_gate = sigmoid(&gates.narrow(1, hidden, hidden)?)?;
+            let cell_input = gates.narrow(1, 2 * hidden, hidden)?.tanh()?;
+            let output_gate = sigmoid(&gates.narrow(1, 3 * hidden, hidden)?)?;
+            c = ((forget_gate * &c)? + (input_gate * cell_input)?)?;
+            h = (output_gate * c.tanh()?)?;
+            outputs.push(h.clone());
+        }
+        Tensor::stack(&outputs, 1)
+    }
+}
+
+/// How the head fuses the window.
+#[derive(Debug, Clone)]
+enum Trunk {
+    Mlp { fc1: Linear, fc2: Linear },
+    Lstm { layers: Vec<LstmLayer> },
+    Gpt { proj_in: Linear, position_embedding: Tensor, layers: Vec<DecoderLayer>, norm: Norm, rotary: RotaryTables },
+}
+
+/// A continuous-action head.
+#[derive(Debug, Clone)]
+pub struct ActionHead {
+    trunk: Trunk,
+    arm: Linear,
+    gripper: Linear,
+    chunk: usize,
+}
+
+/// A chunk of continuous actions.
+#[derive(Debug, Clone)]
+pub struct ContinuousActions {
+    /// `[b, chunk, 6]` in (-1, 1).
+    pub arm: Tensor,
+    /// `[b, chunk]`; > 0 means open.
+    pub gripper_logits: Tensor,
+}
+
+/// The GPT head: a GPT-2-like causal transformer over the window (LayerNorm, GELU MLP), with RoPE.
+fn gpt_config(cfg: &HeadConfig) -> DecoderConfig {
+    DecoderConfig {
+        hidden_size: cfg.hidden_size,
+        intermediate_size: 2 * cfg.hidden_size,
+        num_layers: cfg.num_layers,
+        num_heads: cfg.num_heads,
+        num_kv_heads: cfg.num_heads,
+        norm: NormKind::Layer,
+        norm_eps: 1e-5,
+        mlp: MlpKind::Gelu,
+        block: BlockKind::Sequential,
+        rope_theta: 10_000.0,
+        mask: MaskKind::Causal,
+        scale_embeddings: false,
+        cross_attention_every: None,
+    }
+}
+
+impl ActionHead {
+    /// A head over features of `input` for windows of up to `window` frames, predicting `chunk` steps.
+    pub fn new(cfg: &HeadConfig, input: usize, window: usize, chunk: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = cfg.hidden_size;
+        let trunk = match cfg.kind {
+            HeadKind::Mlp => {
+                Trunk::Mlp { fc1: linear(input, hidden, vb.pp("fc1"))?, fc2: linear(hidden, hidden, vb.pp("fc2"))? }
+            }
+            HeadKind::Lstm => Trunk::Lstm {
+                layers: (0..cfg.num_layers)
+                    .map(|i| LstmLayer::new(if i == 0 { input } else { hidden }, hidden, vb.pp("lstm").pp(i)))
+                    .collect::<Result<_>>()?,
+            },
+            HeadKind::Gpt => {
+                let gpt = gpt_config(cfg);
+                Trunk::Gpt {
+                    proj_in: linear(input, hidden, vb.pp("proj_in"))?,
+                    position_embedding: vb.get_with_hints(
+                        (window, hidden),
+                        "position_embedding",
+                        candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+                    )?,
+                    layers: (0..cfg.num_layers)
+                        .map(|i| DecoderLayer::new(&gpt, vb.pp("layers").pp(i)))
+                        .collect::<Result<_>>()?,
+                    norm: Norm::new(NormKind::Layer, hidden, gpt.norm_eps, vb.pp("norm"))?,
+                    rotary: RotaryTables::new(hidden / cfg.num_heads, window, gpt.rope_theta)?,
+                }
+            }
+        };
+        Ok(Self {
+            trunk,
+            arm: linear(hidden, chunk * ARM_DIMS, vb.pp("arm"))?,
+            gripper: linear(hidden, chunk, vb.pp("gripper"))?,
+            chunk,
+        })
+    }
+
+    /// Features `[b, t, input]` → the chunk predicted after the last frame, plus the GPT's attention
+    /// weights per layer when captured.
+    pub fn forward(&self, features: &Tensor, capture: bool) -> Result<(ContinuousActions, Vec<Tensor>)> {
+        let (batch, steps, _) = features.dims3()?;
+        let mut attention = Vec::new();
+        let last = match &self.trunk {
+            Trunk::Mlp { fc1, fc2 } => {
+                let last = features.narrow(1, steps - 1, 1)?.squeeze(1)?;
+                ops::gelu(&ops::gelu(&last.apply(fc1)?)?.apply(fc2)?)?
+            }
+            Trunk::Lstm { layers } => {
+                let mut xs = features.clone();
+                for layer in layers {
+                    xs = layer.forward(&xs)?;
+                }
+                xs.narrow(1, steps - 1, 1)?.squeeze(1)?
+            }
+            Trunk::Gpt { proj_in, position_embedding, layers, norm, rotary } => {
+                let mut xs = features.apply(proj_in)?.broadcast_add(&position_embedding.narrow(0, 0, steps)?)?;
+                let mask = AttentionMask::from_fn(1, steps, steps, |_, query, key| key <= query);
+                for layer in layers {
+                    let (out, weights) = layer.forward(&xs, &mask, rotary, capture)?;
+                    xs = out;
+                    attention.extend(weights);
+                }
+                xs.narrow(1, steps - 1, 1)?.squeeze(1)?.apply(norm)?
+            }
+        };
+        let arm = last.apply(&self.arm)?.tanh()?.reshape((batch, self.chunk, ARM_DIMS))?;
+        let gripper_logits = last.apply(&self.gripper)?;
+        Ok((ContinuousActions { arm, gripper_logits }, attention))
+    }
+}

@@ -1,0 +1,123 @@
+//! The VLA model zoo in candle: vision towers, connectors, language models, action heads, the backbone
+//! presets of RoboVLMs' comparison in miniature, and loading real SigLIP weights.
+//!
+//! Every network is our own candle code made of differentiable ops (DESIGN.md §2.4): the fused CPU
+//! kernels of [`ops`] carry their own backward pass. Every attention layer can return its weights.
+//!
+//! Entry points: [`presets::preset`] → [`VlaConfig`] → [`Vla::new`]; [`Vla::forward`] and
+//! [`Vla::loss`] for training; [`VlaPolicy`] for closed-loop control; [`Vla::save`] / [`Vla::load`]
+//! for HF-style model folders; [`attention_maps`] for what the GUI draws.
+
+use std::path::{Path, PathBuf};
+
+pub mod attention;
+pub mod attention_maps;
+pub mod backbone;
+pub mod config;
+pub mod conv_encoder;
+pub mod cross_attention;
+pub mod decoder;
+pub mod film;
+pub mod heads;
+pub mod hf_siglip;
+pub mod mlp;
+pub mod model;
+pub mod norm;
+pub mod ops;
+pub mod params;
+pub mod policy;
+pub mod presets;
+pub mod projector;
+pub mod resampler;
+pub mod vit;
+
+pub use config::VlaConfig;
+pub use model::{ActionOutput, ActionTargets, AttentionCapture, ForwardOptions, Vla, VlaInput, VlaOutput};
+pub use policy::VlaPolicy;
+
+/// Why a model could not be built, saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum VlaError {
+    /// The config is inconsistent; the message names the field.
+    #[error("invalid model config: {0}")]
+    InvalidConfig(String),
+    /// `config.json` is not valid JSON for the expected struct.
+    #[error("{}: {reason}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A weights file lacks a tensor the model needs.
+    #[error("{}: missing tensor `{name}` (expected shape {expected:?})", file.display())]
+    MissingTensor {
+        /// The weights file.
+        file: PathBuf,
+        /// The tensor's name in the file.
+        name: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// A tensor has the wrong shape.
+    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected:?}", file.display())]
+    TensorShape {
+        /// The weights file.
+        file: PathBuf,
+        /// The tensor's name in the file.
+        name: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A weights file holds a tensor the model does not have (a different architecture or size).
+    #[error("{}: unexpected tensor `{name}`: the file was written for a different model", file.display())]
+    UnexpectedTensor {
+        /// The weights file.
+        file: PathBuf,
+        /// The tensor's name in the file.
+        name: String,
+    },
+    /// The weights file is unreadable or corrupt, or candle failed.
+    #[error("{}: {source}", file.display())]
+    TensorFile {
+        /// The weights file.
+        file: PathBuf,
+        /// The cause.
+        source: candle_core::Error,
+    },
+    /// Building the model failed inside candle.
+    #[error("building the model: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl VlaError {
+    fn tensor_file(file: &Path, source: candle_core::Error) -> Self {
+        Self::TensorFile { file: file.to_path_buf(), source }
+    }
+}
+
+/// Reads and validates a `config.json`.
+pub fn read_config(path: &Path) -> Result<VlaConfig, VlaError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VlaError::Io { path: path.to_path_buf(), source })?;
+    let config: VlaConfig = serde_json::from_str(&text)
+        .map_err(|e| VlaError::ConfigFile { path: path.to_path_buf(), reason: e.to_string() })?;
+    config.validate().map_err(|reason| VlaError::ConfigFile { path: path.to_path_buf(), reason })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod training_tests;

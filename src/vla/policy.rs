@@ -1,0 +1,200 @@
+//! Closed-loop control with a [`Vla`]: one observation in, one action out, the history window kept
+//! inside. With a policy head (or one-step) each frame's backbone features are computed once and
+//! cached, so a step costs one backbone pass plus the head; the FiLM baseline's instruction embedding
+//! is computed once per episode. Interleaved models re-run the whole window (no KV cache).
+//!
+//! At the start of an episode, before `T` frames exist, the window is filled by repeating the first
+//! frame (training windows at an episode's start must be padded the same way).
+
+use std::collections::VecDeque;
+
+use candle_core::{Device, Result, Tensor};
+
+use super::backbone::{Frames, Text};
+use super::config::{ActionSpace, HistoryFusion};
+use super::model::{ACTION_DIMS, ForwardOptions, Vla, VlaInput};
+use super::{ActionOutput, AttentionCapture};
+use crate::sim::camera::Image;
+
+/// An RGB camera image as a `[3, h, w]` f32 tensor in [0, 1], the layout the models take.
+pub fn image_tensor(image: &Image) -> Result<Tensor> {
+    let (width, height) = (image.width as usize, image.height as usize);
+    let pixels = Tensor::from_slice(&image.rgb, (height, width, 3), &Device::Cpu)?;
+    pixels.permute((2, 0, 1))?.to_dtype(candle_core::DType::F32)? / 255.0
+}
+
+/// A model plus its episode state.
+#[derive(Debug)]
+pub struct VlaPolicy {
+    model: Vla,
+    text: Option<Text>,
+    film_text: Option<Tensor>,
+    /// The last `T` frames, `[1, …]` each.
+    frames: VecDeque<Frames>,
+    /// Their backbone features `[1, d]` (policy-head and one-step continuous models only).
+    features: VecDeque<Tensor>,
+}
+
+impl VlaPolicy {
+    /// A policy with no instruction yet.
+    pub fn new(model: Vla) -> Self {
+        Self { model, text: None, film_text: None, frames: VecDeque::new(), features: VecDeque::new() }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Vla {
+        &self.model
+    }
+
+    /// Starts an episode: the instruction's token ids and attention mask (`Tokenizer::encode` with
+    /// the model's `max_text_len`); clears the history.
+    pub fn reset(&mut self, instruction_ids: &[u32], instruction_mask: &[u32]) -> Result<()> {
+        let length = self.model.config().max_text_len;
+        if instruction_ids.len() != length || instruction_mask.len() != length {
+            candle_core::bail!("instructions must be encoded to the model's max_text_len {length}");
+        }
+        let text = Text {
+            ids: Tensor::from_slice(instruction_ids, (1, length), &Device::Cpu)?,
+            mask: Tensor::from_slice(instruction_mask, (1, length), &Device::Cpu)?,
+        };
+        self.film_text = self.model.film_text(&text)?;
+        self.text = Some(text);
+        self.frames.clear();
+        self.features.clear();
+        Ok(())
+    }
+
+    fn uses_feature_cache(&self) -> bool {
+        let formulation = &self.model.config().formulation;
+        let per_frame = formulation.history_window == 1 || formulation.history == HistoryFusion::PolicyHead;
+        per_frame && matches!(formulation.action_space, ActionSpace::Continuous { .. })
+    }
+
+    /// Adds an observation to the window: static image `[3, 128, 128]`, optional gripper image
+    /// `[3, 64, 64]` (both in [0, 1]) and `robot_obs`.
+    fn push(&mut self, static_image: &Tensor, gripper_image: Option<&Tensor>, robot_obs: &[f32]) -> Result<()> {
+        let frame = Frames {
+            static_images: static_image.unsqueeze(0)?,
+            gripper_images: gripper_image.map(|image| image.unsqueeze(0)).transpose()?,
+            robot_obs: Tensor::from_slice(robot_obs, (1, robot_obs.len()), &Device::Cpu)?,
+        };
+        let window = self.model.config().formulation.history_window;
+        if self.uses_feature_cache() {
+            let text = self.text.as_ref().expect("checked by act");
+            let feature = self.model.frame_features(&frame, text, self.film_text.as_ref())?;
+            while self.features.len() < window {
+                self.features.push_back(feature.clone());
+            }
+            self.features.pop_front();
+            self.features.push_back(feature);
+        }
+        while self.frames.len() < window {
+            self.frames.push_back(frame.clone());
+        }
+        self.frames.pop_front();
+        self.frames.push_back(frame);
+        Ok(())
+    }
+
+    /// The window as a batch-1 model input.
+    fn window_input(&self) -> Result<VlaInput> {
+        let text = self.text.as_ref().expect("checked by act");
+        let stack = |pick: &dyn Fn(&Frames) -> Tensor| -> Result<Tensor> {
+            Tensor::stack(&self.frames.iter().map(pick).collect::<Vec<_>>(), 1)
+        };
+        Ok(VlaInput {
+            static_images: stack(&|f| f.static_images.clone())?,
+            gripper_images: match self.frames.front().and_then(|f| f.gripper_images.as_ref()) {
+                Some(_) => {
+                    Some(stack(&|f| f.gripper_images.clone().expect("every frame of a window has the same cameras"))?)
+                }
+                None => None,
+            },
+            robot_obs: stack(&|f| f.robot_obs.clone())?,
+            instruction_ids: text.ids.clone(),
+            instruction_mask: text.mask.clone(),
+        })
+    }
+
+    /// One control step: the first action of the predicted chunk (arm in [-1, 1], gripper ±1).
+    pub fn act(
+        &mut self,
+        static_image: &Tensor,
+        gripper_image: Option<&Tensor>,
+        robot_obs: &[f32],
+    ) -> Result<[f32; ACTION_DIMS]> {
+        if self.text.is_none() {
+            candle_core::bail!("call reset with an instruction before act");
+        }
+        self.push(static_image, gripper_image, robot_obs)?;
+        if self.uses_feature_cache() {
+            let features = Tensor::stack(&self.features.iter().collect::<Vec<_>>(), 1)?;
+            let actions = self.model.head_actions(&features)?;
+            return ActionOutput::Continuous(actions).first_action(0);
+        }
+        let output = self.model.forward(&self.window_input()?, ForwardOptions::default())?;
+        output.actions.first_action(0)
+    }
+
+    /// Like [`VlaPolicy::act`], also returning every attention layer's weights over the current
+    /// window (runs the full model on the window: slower than `act`).
+    pub fn act_with_attention(
+        &mut self,
+        static_image: &Tensor,
+        gripper_image: Option<&Tensor>,
+        robot_obs: &[f32],
+    ) -> Result<([f32; ACTION_DIMS], AttentionCapture)> {
+        if self.text.is_none() {
+            candle_core::bail!("call reset with an instruction before act");
+        }
+        self.push(static_image, gripper_image, robot_obs)?;
+        let options = ForwardOptions { capture_attention: true, teacher_actions: None };
+        let output = self.model.forward(&self.window_input()?, options)?;
+        let action = output.actions.first_action(0)?;
+        Ok((action, output.attention.expect("attention was asked for")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::IndexOp;
+
+    use super::*;
+    use crate::vla::attention_maps::action_to_patches;
+    use crate::vla::presets::preset_with;
+    use crate::vla::test_support::{batch, shrunk};
+
+    #[test]
+    fn camera_images_become_channel_first_unit_tensors() {
+        let image = Image { width: 2, height: 1, rgb: vec![255, 0, 51, 0, 255, 102] };
+        let tensor = image_tensor(&image).unwrap();
+        assert_eq!(tensor.dims(), &[3, 1, 2]);
+        let bytes = |x: usize| -> Vec<u8> {
+            tensor.i((.., 0, x)).unwrap().to_vec1::<f32>().unwrap().iter().map(|v| (v * 255.0).round() as u8).collect()
+        };
+        assert_eq!((bytes(0), bytes(1)), (vec![255, 0, 51], vec![0, 255, 102]), "pixel x's channels, scaled to [0, 1]");
+    }
+
+    #[test]
+    fn acting_with_attention_gives_the_same_action_and_a_patch_map() {
+        let config = shrunk(preset_with("paligemma", "policy_head").unwrap());
+        let model = Vla::new(config.clone()).unwrap();
+        let (input, _) = batch(&config, 1, 9);
+        let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let image = input.static_images.i((0, 0)).unwrap();
+        let obs = input.robot_obs.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
+        let mut plain = VlaPolicy::new(model.clone());
+        let mut watched = VlaPolicy::new(model);
+        plain.reset(&ids, &mask).unwrap();
+        watched.reset(&ids, &mask).unwrap();
+        let action = plain.act(&image, None, &obs).unwrap();
+        let (watched_action, capture) = watched.act_with_attention(&image, None, &obs).unwrap();
+        for (a, b) in action.iter().zip(watched_action) {
+            assert!((a - b).abs() < 1e-4);
+        }
+        let window = config.formulation.history_window;
+        let (map, grid) = action_to_patches(&capture, window - 1).unwrap().expect("a VLM has attention");
+        assert_eq!((map.dims(), grid), (&[4usize, 64][..], 8));
+    }
+}

@@ -1,0 +1,194 @@
+//! The backbone zoo (DESIGN.md §5's table) in miniature, and the formulations of RoboVLMs §3.
+//!
+//! Sizes are for a 2-core CPU (see BENCHMARKS.md for their measured cost); what each architecture
+//! is known for is kept: relative image-token counts (MoonDream 4× the others' patches, Qwen-VL's
+//! query adapter as many queries as PaliGemma has patches — 256 each in the paper —, KosMos and
+//! Flamingo resampled to a quarter of that, UForm's conv-hybrid tower + pixel-unshuffle to few
+//! tokens), the fusion (tokens in the sequence vs Flamingo's gated cross-attention), the attention
+//! mask (PaliGemma's prefix-LM), and each language model's block (Gemma: RMSNorm + GeGLU + MQA;
+//! Llama: RMSNorm + SwiGLU; Phi: LayerNorm + parallel attention/MLP).
+
+use super::VlaError;
+use super::config::{
+    ActionSpace, ArmLoss, BackboneConfig, BlockKind, ConnectorConfig, ConvHybridConfig, DecoderConfig, FilmConfig,
+    FormulationConfig, HeadConfig, HeadKind, HistoryFusion, MaskKind, MlpKind, NormKind, VisionConfig, VitConfig,
+    VitStyle, VlaConfig, VlmConfig,
+};
+
+/// The backbone presets, in DESIGN.md §5's order, then the FiLM baseline.
+pub const PRESETS: [&str; 8] = ["paligemma", "kosmos", "flamingo", "llava", "qwen-vl", "moondream", "uform", "film"];
+
+/// The formulations [`formulation`] knows.
+pub const FORMULATIONS: [&str; 6] =
+    ["policy_head", "policy_head_gpt", "one_step", "interleaved", "one_step_discrete", "interleaved_discrete"];
+
+/// RoboVLMs' setting: window 8 (static camera), chunk 10.
+const HISTORY_WINDOW: usize = 8;
+const ACTION_CHUNK: usize = 10;
+const ACTION_BINS: usize = 256;
+/// Width shared by the miniature language models and heads.
+const WIDTH: usize = 64;
+
+fn vit(style: VitStyle, patch_size: usize) -> VisionConfig {
+    VisionConfig::Vit(VitConfig {
+        style,
+        patch_size,
+        hidden_size: WIDTH,
+        intermediate_size: 2 * WIDTH,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        layer_norm_eps: 1e-6,
+    })
+}
+
+/// A 2-layer decoder of the given family; callers adjust what differs.
+fn decoder(norm: NormKind, mlp: MlpKind, block: BlockKind) -> DecoderConfig {
+    DecoderConfig {
+        hidden_size: WIDTH,
+        intermediate_size: 2 * WIDTH,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 4,
+        norm,
+        norm_eps: 1e-6,
+        mlp,
+        block,
+        rope_theta: 10_000.0,
+        mask: MaskKind::Causal,
+        scale_embeddings: false,
+        cross_attention_every: None,
+    }
+}
+
+fn llama() -> DecoderConfig {
+    decoder(NormKind::Rms, MlpKind::SwiGlu, BlockKind::Sequential)
+}
+
+fn backbone(name: &str) -> Option<BackboneConfig> {
+    let vlm = |vision, pixel_unshuffle, connector, language_model| {
+        Some(BackboneConfig::Vlm(VlmConfig { vision, pixel_unshuffle, connector, language_model }))
+    };
+    let mlp = ConnectorConfig::Mlp { hidden_size: WIDTH };
+    match name {
+        "paligemma" => vlm(
+            vit(VitStyle::Siglip, 16),
+            1,
+            ConnectorConfig::Linear,
+            DecoderConfig {
+                num_kv_heads: 1,
+                mask: MaskKind::PrefixLm,
+                scale_embeddings: true,
+                ..decoder(NormKind::Rms, MlpKind::GeGlu, BlockKind::Sequential)
+            },
+        ),
+        "kosmos" => vlm(
+            vit(VitStyle::Clip, 16),
+            1,
+            ConnectorConfig::PerceiverResampler {
+                num_latents: 16,
+                depth: 1,
+                num_heads: 4,
+                intermediate_size: 2 * WIDTH,
+            },
+            // Kosmos-2's Magneto decoder: LayerNorm and a GELU MLP.
+            decoder(NormKind::Layer, MlpKind::Gelu, BlockKind::Sequential),
+        ),
+        "flamingo" => vlm(
+            vit(VitStyle::Clip, 16),
+            1,
+            ConnectorConfig::PerceiverResampler {
+                num_latents: 16,
+                depth: 2,
+                num_heads: 4,
+                intermediate_size: 2 * WIDTH,
+            },
+            DecoderConfig { cross_attention_every: Some(1), ..llama() },
+        ),
+        "llava" => vlm(vit(VitStyle::Clip, 16), 1, mlp, llama()),
+        "qwen-vl" => {
+            vlm(vit(VitStyle::Clip, 16), 1, ConnectorConfig::QueryAdapter { num_queries: 64, num_heads: 4 }, llama())
+        }
+        "moondream" => {
+            vlm(vit(VitStyle::Siglip, 8), 1, mlp, decoder(NormKind::Layer, MlpKind::Gelu, BlockKind::Parallel))
+        }
+        "uform" => vlm(
+            VisionConfig::ConvHybrid(ConvHybridConfig {
+                stage_channels: [16, 32],
+                hidden_size: WIDTH,
+                intermediate_size: 2 * WIDTH,
+                num_attention_layers: 1,
+                num_attention_heads: 4,
+                layer_norm_eps: 1e-6,
+            }),
+            2,
+            mlp,
+            DecoderConfig { num_layers: 1, ..llama() },
+        ),
+        "film" => Some(BackboneConfig::Film(FilmConfig {
+            text_embedding_dim: 32,
+            stage_channels: vec![32, 64],
+            num_tokens: 8,
+            feature_size: WIDTH,
+        })),
+        _ => None,
+    }
+}
+
+/// A formulation by name: `policy_head` (window 8, LSTM head, continuous chunk 10: RoboVLMs' best),
+/// `policy_head_gpt`, `one_step` (MLP head), `interleaved` (window 8 in one sequence, MLP head), and
+/// the discrete `one_step_discrete` / `interleaved_discrete` (256 bins).
+pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
+    let head = |kind| HeadConfig { kind, hidden_size: WIDTH, num_layers: 1, num_heads: 4 };
+    let continuous = ActionSpace::Continuous {
+        chunk: ACTION_CHUNK,
+        arm_loss: ArmLoss::Huber { delta: 1.0 },
+        gripper_loss_weight: 0.01,
+    };
+    let discrete = ActionSpace::Discrete { bins: ACTION_BINS };
+    let (history_window, history, head_kind, action_space) = match name {
+        "policy_head" => (HISTORY_WINDOW, HistoryFusion::PolicyHead, HeadKind::Lstm, continuous),
+        "policy_head_gpt" => (HISTORY_WINDOW, HistoryFusion::PolicyHead, HeadKind::Gpt, continuous),
+        "one_step" => (1, HistoryFusion::PolicyHead, HeadKind::Mlp, continuous),
+        "interleaved" => (HISTORY_WINDOW, HistoryFusion::Interleaved, HeadKind::Mlp, continuous),
+        "one_step_discrete" => (1, HistoryFusion::PolicyHead, HeadKind::Mlp, discrete),
+        "interleaved_discrete" => (HISTORY_WINDOW, HistoryFusion::Interleaved, HeadKind::Mlp, discrete),
+        _ => {
+            return Err(VlaError::InvalidConfig(format!(
+                "unknown formulation `{name}`; known: {}",
+                FORMULATIONS.join(", ")
+            )));
+        }
+    };
+    Ok(FormulationConfig { history_window, history, head: head(head_kind), action_space })
+}
+
+/// The config of preset `name` with formulation `formulation_name` (see [`formulation`]).
+pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaError> {
+    let backbone = backbone(name)
+        .ok_or_else(|| VlaError::InvalidConfig(format!("unknown preset `{name}`; known: {}", PRESETS.join(", "))))?;
+    let config = VlaConfig {
+        preset: name.to_string(),
+        seed: 0,
+        vocab_size: crate::lang::tokenizer::DEFAULT_VOCAB_SIZE,
+        max_text_len: 16,
+        static_image_size: 128,
+        gripper_image_size: 64,
+        use_gripper_camera: false,
+        robot_obs_dim: 15,
+        backbone,
+        formulation: formulation(formulation_name)?,
+    };
+    config.validate().map_err(VlaError::InvalidConfig)?;
+    Ok(config)
+}
+
+/// The config of preset `name` with the default formulation (`policy_head`).
+pub fn preset(name: &str) -> Result<VlaConfig, VlaError> {
+    preset_with(name, "policy_head")
+}
+
+/// Whether `formulation_name` applies to preset `name` (the FiLM baseline has no language model to
+/// interleave frames in or to emit discrete tokens).
+pub fn supports(name: &str, formulation_name: &str) -> bool {
+    preset_with(name, formulation_name).is_ok()
+}
