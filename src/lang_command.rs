@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use vlasim::lang::instructions::{EMBEDDED_EVAL_TEXT, EMBEDDED_TRAIN_TEXT, Instructions};
 use vlasim::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE};
@@ -11,7 +11,7 @@ use vlasim::lang::understand;
 
 /// Arguments of `vlasim lang`.
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[command(group(ArgGroup::new("action").required(true).args(["understand", "check", "tokenizer"])))]
 pub struct LangArgs {
     /// Show how a typed instruction is understood: task, score, unknown words, suggestions.
     #[arg(long, value_name = "TEXT")]
