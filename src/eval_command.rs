@@ -3,15 +3,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use vlasim::eval::{self, EvalResults, EvalSettings, Shard, WorkerPolicy};
+use vlasim::eval::{self, EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::sim::chains::EVAL_SEED;
 use vlasim::sim::expert::{Expert, ExpertSettings};
 use vlasim::sim::scene::Scene;
+use vlasim::vla::driver::VlaDriver;
 
 /// Arguments of `vlasim eval`.
 #[derive(Args)]
@@ -31,8 +32,9 @@ enum EvalCommand {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The policy: `expert` (the scripted expert, the privileged upper bound).
-    #[arg(long, default_value = "expert")]
+    /// The policy: a model folder (config.json, model.safetensors, tokenizer.json), or `expert`
+    /// (the scripted expert, the privileged upper bound).
+    #[arg(long)]
     model: String,
     /// Chains in the whole evaluation.
     #[arg(long, default_value_t = 1000)]
@@ -76,9 +78,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn run_evaluation(args: RunArgs) -> Result<()> {
-    let make_policy: Box<dyn Fn() -> Result<WorkerPolicy>> = match args.model.as_str() {
-        "expert" => Box::new(|| Ok(Box::new(Expert::new(ExpertSettings::default())) as WorkerPolicy)),
-        other => bail!("unknown model `{other}`: give `expert`"),
+    let make_policy: Box<dyn Fn() -> Result<WorkerPolicy>> = if args.model == "expert" {
+        Box::new(|| Ok(Box::new(Expert::new(ExpertSettings::default())) as WorkerPolicy))
+    } else {
+        let dir = PathBuf::from(&args.model);
+        if !dir.is_dir() {
+            bail!("--model {}: not a model folder, nor `expert`", dir.display());
+        }
+        Box::new(move || {
+            let driver =
+                VlaDriver::load(&dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
+            Ok(Box::new(HeldOutPhrasings(driver)) as WorkerPolicy)
+        })
     };
     let settings = EvalSettings {
         model: args.model.clone(),

@@ -9,14 +9,37 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::results::{ChainRecord, EvalResults, Metrics, Shard, SubtaskRecord};
+use crate::lang::instructions::Instructions;
 use crate::parallel;
+use crate::sim::arm::Action;
 use crate::sim::chains;
 use crate::sim::episode;
 use crate::sim::expert::Policy;
 use crate::sim::scene::Scene;
+use crate::sim::tasks::Task;
+use crate::sim::world::World;
+use crate::vla::driver::VlaDriver;
 
 /// A policy evaluated by one worker thread.
 pub type WorkerPolicy = Box<dyn Policy + Send>;
+
+/// A trained model under evaluation: for each subtask it is told nothing but the task's held-out
+/// evaluation phrasing, which never appeared in training.
+pub struct HeldOutPhrasings(pub VlaDriver);
+
+impl Policy for HeldOutPhrasings {
+    fn begin(&mut self, task: Task, world: &World) {
+        let instruction = Instructions::embedded().eval_phrasing(task);
+        // Loading checked the model and tokenizer, so a failure here is a bug, not bad input.
+        if let Err(error) = self.0.begin(instruction, world) {
+            panic!("cannot start {task} with \"{instruction}\": {error}");
+        }
+    }
+
+    fn act(&mut self, world: &World) -> Action {
+        self.0.act(world).unwrap_or_else(|error| panic!("{error}"))
+    }
+}
 
 /// What to evaluate.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod conv_encoder;
 pub mod cross_attention;
 pub mod decoder;
+pub mod driver;
 pub mod film;
 pub mod heads;
 pub mod hf_siglip;

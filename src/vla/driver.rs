@@ -1,0 +1,184 @@
+//! A trained model folder driving the arm: it renders the policy cameras itself, so it sees the
+//! very pixels training saw, reads `robot_obs` from the world and its instruction through the
+//! model's own tokenizer, and turns the predicted action into the simulator's relative action.
+//! Evaluation and the GUI both drive the arm through it.
+
+use std::path::Path;
+
+use super::VlaError;
+use super::model::Vla;
+use super::policy::{VlaPolicy, image_tensor};
+use crate::lang::tokenizer::{Encoding, Tokenizer, TokenizerError};
+use crate::sim::arm::Action;
+use crate::sim::camera::{Image, PolicyCameras, View};
+use crate::sim::world::World;
+
+/// The tokenizer's file inside a model folder.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Why a model folder could not drive the arm.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] VlaError),
+    /// The tokenizer could not be loaded or could not encode the instruction.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The tokenizer's vocabulary is larger than the model's embedding table.
+    #[error("{file}: the tokenizer has {tokenizer} tokens but the model embeds only {model}")]
+    Vocabulary { file: String, tokenizer: usize, model: usize },
+    /// A tensor operation failed.
+    #[error("model inference failed: {0}")]
+    Inference(#[from] candle_core::Error),
+}
+
+/// A model with its tokenizer and policy cameras.
+pub struct VlaDriver {
+    policy: VlaPolicy,
+    tokenizer: Tokenizer,
+    cameras: Option<PolicyCameras>,
+    static_image: Image,
+    gripper_image: Image,
+}
+
+impl VlaDriver {
+    /// Loads a model folder: `config.json`, `model.safetensors` and `tokenizer.json`.
+    pub fn load(dir: &Path) -> Result<VlaDriver, DriverError> {
+        let model = Vla::load(dir)?;
+        let tokenizer = Tokenizer::load(&dir.join(TOKENIZER_FILE))?;
+        if tokenizer.vocab_size() > model.config().vocab_size {
+            return Err(DriverError::Vocabulary {
+                file: dir.join(TOKENIZER_FILE).display().to_string(),
+                tokenizer: tokenizer.vocab_size(),
+                model: model.config().vocab_size,
+            });
+        }
+        Ok(VlaDriver::new(model, tokenizer))
+    }
+
+    /// A driver for a model in memory.
+    pub fn new(model: Vla, tokenizer: Tokenizer) -> VlaDriver {
+        VlaDriver {
+            policy: VlaPolicy::new(model),
+            tokenizer,
+            cameras: None,
+            static_image: Image::new(0, 0),
+            gripper_image: Image::new(0, 0),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Vla {
+        self.policy.model()
+    }
+
+    /// Starts an episode in `world` with `instruction`; returns the encoding, whose unknown words a
+    /// caller can show. Clears the history window.
+    pub fn begin(&mut self, instruction: &str, world: &World) -> Result<Encoding, DriverError> {
+        let encoding = self.tokenizer.encode(instruction, self.policy.model().config().max_text_len)?;
+        self.policy.reset(&encoding.ids, &encoding.attention_mask)?;
+        // The cameras hold the meshes of one world's scene; a new episode may bring another scene.
+        self.cameras = Some(PolicyCameras::new(world));
+        Ok(encoding)
+    }
+
+    /// The images the model saw at the last step: static and gripper camera.
+    pub fn last_images(&self) -> (&Image, &Image) {
+        (&self.static_image, &self.gripper_image)
+    }
+
+    /// Renders the cameras, runs the model and returns its action.
+    pub fn act(&mut self, world: &World) -> Result<Action, DriverError> {
+        let cameras = self.cameras.get_or_insert_with(|| PolicyCameras::new(world));
+        cameras.render_into(world, View::Static, &mut self.static_image);
+        let uses_gripper = self.policy.model().config().use_gripper_camera;
+        if uses_gripper {
+            cameras.render_into(world, View::Gripper, &mut self.gripper_image);
+        }
+        let static_image = image_tensor(&self.static_image)?;
+        let gripper_image = if uses_gripper { Some(image_tensor(&self.gripper_image)?) } else { None };
+        let robot_obs: Vec<f32> = world.robot_obs().iter().map(|v| *v as f32).collect();
+        let predicted = self.policy.act(&static_image, gripper_image.as_ref(), &robot_obs)?;
+        Ok(Action::Relative(predicted.map(f64::from)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy, evaluate};
+    use crate::lang::tokenizer;
+    use crate::sim::chains::{self, EVAL_SEED};
+    use crate::sim::episode;
+    use crate::sim::scene::Scene;
+    use crate::vla::presets::preset_with;
+    use crate::vla::test_support::shrunk;
+
+    /// A freshly initialised (untrained) model folder with the default tokenizer.
+    fn model_folder(name: &str, vocab_size: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("vlasim-driver-{name}-{}", std::process::id()));
+        let mut config = shrunk(preset_with("kosmos", "policy_head").unwrap());
+        config.vocab_size = vocab_size;
+        Vla::new(config).unwrap().save(&dir).unwrap();
+        tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap().save(&dir.join(TOKENIZER_FILE)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_model_folder_drives_the_arm_deterministically_within_the_action_range() {
+        let dir = model_folder("drive", tokenizer::DEFAULT_VOCAB_SIZE);
+        let scene = Scene::resolve("d").unwrap();
+        let chain = chains::chain(EVAL_SEED, 0);
+        let run = || {
+            let mut world = episode::chain_world(&scene, &chain, 0).unwrap();
+            let mut driver = VlaDriver::load(&dir).unwrap();
+            driver.begin("open the drawer", &world).unwrap();
+            let mut actions = Vec::new();
+            for _ in 0..5 {
+                let action = driver.act(&world).unwrap();
+                world.step(&action);
+                actions.push(action);
+            }
+            assert_eq!(driver.last_images().0.width, 128, "the static camera was rendered");
+            (actions, world.robot_obs())
+        };
+        let (actions, robot_obs) = run();
+        for action in &actions {
+            let Action::Relative(values) = action else { panic!("a VLA acts relatively") };
+            assert!(values[..6].iter().all(|v| (-1.0..=1.0).contains(v)), "{values:?}");
+            assert!(values[6] == 1.0 || values[6] == -1.0, "{values:?}");
+        }
+        assert_eq!(run(), (actions, robot_obs), "same folder, same state, same actions");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_untrained_model_runs_the_evaluation_protocol() {
+        let dir = model_folder("eval", tokenizer::DEFAULT_VOCAB_SIZE);
+        let settings = EvalSettings {
+            model: dir.display().to_string(),
+            scene: Scene::resolve("d").unwrap(),
+            seed: EVAL_SEED,
+            total_chains: 1,
+            shard: Shard::WHOLE,
+            threads: 1,
+        };
+        let make = || Ok(Box::new(HeldOutPhrasings(VlaDriver::load(&dir)?)) as WorkerPolicy);
+        let results = evaluate(&settings, &make, &|_| {}).unwrap();
+        let record = &results.chains[0];
+        assert!(!record.subtasks.is_empty());
+        let last = record.subtasks.last().unwrap();
+        assert!(last.success || last.steps == episode::MAX_STEPS_PER_SUBTASK, "a failed subtask used its budget");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_embedding_is_refused() {
+        let dir = model_folder("vocab", 100);
+        let error = VlaDriver::load(&dir).err().expect("the vocabularies differ").to_string();
+        assert!(error.contains("tokenizer.json: the tokenizer has"), "{error}");
+        assert!(error.contains("the model embeds only 100"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
