@@ -3,8 +3,8 @@
 //!
 //! Data parallelism: candle's CPU ops are slow multi-threaded at these sizes (DESIGN.md §2.10), so
 //! candle runs single-threaded and the batch is split into `workers` shards, each run forward and
-//! backward on its own thread; the shard gradients are summed, weighted by shard size, and one
-//! optimiser step is taken.
+//! backward on a thread of the run's own rayon pool; the shard gradients are summed, weighted by
+//! shard size, and one optimiser step is taken.
 //!
 //! Resuming replays nothing: the sampler is a function of `(seed, step)` ([`Sampler::skip`]), and
 //! the weights, AdamW's moments and the loss history come from the checkpoint, so an interrupted
@@ -18,6 +18,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use super::checkpoint::{
     self, DataRecord, LossPoint, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TrainingRecord,
@@ -101,29 +103,17 @@ pub fn robot_obs_norm(dataset: &Dataset, episodes: &[usize]) -> RobotObsNorm {
     RobotObsNorm { mean: mean.iter().map(|&m| m as f32).collect(), std: std.map(|s| s as f32).collect() }
 }
 
-/// Splits `0..size` into at most `workers` contiguous non-empty shards and runs `work` on each on
-/// its own thread (the first on this one); results come back in shard order.
+/// Splits `0..size` into at most one contiguous non-empty shard per thread of `workers` and runs
+/// `work` on each in that pool; results come back in shard order with their shard sizes.
 fn per_shard<T: Send>(
     size: usize,
-    workers: usize,
+    workers: &ThreadPool,
     work: &(dyn Fn(Range<usize>) -> Result<T> + Sync),
 ) -> Result<Vec<(usize, T)>> {
-    let shards = workers.clamp(1, size.max(1));
+    let shards = workers.current_num_threads().clamp(1, size.max(1));
     let ranges: Vec<Range<usize>> =
         (0..shards).map(|i| (i * size / shards)..((i + 1) * size / shards)).filter(|r| !r.is_empty()).collect();
-    if ranges.len() == 1 {
-        return Ok(vec![(size, work(0..size)?)]);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            ranges[1..].iter().cloned().map(|range| scope.spawn(move || work(range.clone()))).collect();
-        let mut results = vec![(ranges[0].len(), work(ranges[0].clone())?)];
-        for (handle, range) in handles.into_iter().zip(&ranges[1..]) {
-            let result = handle.join().map_err(|_| anyhow::anyhow!("a training worker panicked"))??;
-            results.push((range.len(), result));
-        }
-        Ok(results)
-    })
+    workers.install(|| ranges.par_iter().map(|range| Ok((range.len(), work(range.clone())?))).collect())
 }
 
 /// The model's loss on samples `samples` of `batch`.
@@ -138,7 +128,7 @@ fn batch_gradients(
     model: &Vla,
     batch: &Batch,
     instructions: &EncodedInstructions,
-    workers: usize,
+    workers: &ThreadPool,
 ) -> Result<(f64, GradStore)> {
     let shards = per_shard(batch.size, workers, &|samples| {
         let loss = shard_loss(model, batch, samples, instructions)?;
@@ -175,7 +165,7 @@ fn validation_loss(
     model: &Vla,
     batches: &[Batch],
     instructions: &EncodedInstructions,
-    workers: usize,
+    workers: &ThreadPool,
 ) -> Result<Option<f64>> {
     if batches.is_empty() {
         return Ok(None);
@@ -312,6 +302,12 @@ pub fn train(
         config.max_text_len,
     )?;
 
+    ensure!(job.workers > 0, "at least one worker is needed");
+    let workers = ThreadPoolBuilder::new()
+        .num_threads(job.workers)
+        .thread_name(|i| format!("train-worker-{i}"))
+        .build()
+        .context("starting the training workers")?;
     progress.workers = job.workers;
     let mut record = TrainingRecord { recipe: recipe.clone(), data, progress };
     report(&TrainEvent::Started {
@@ -326,7 +322,7 @@ pub fn train(
     while record.progress.step < recipe.steps {
         let step_start = Instant::now();
         sampler.fill(&mut batch);
-        let (loss, grads) = batch_gradients(&model, &batch, &instructions, job.workers)?;
+        let (loss, grads) = batch_gradients(&model, &batch, &instructions, &workers)?;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress.step);
         let lr = schedule.lr(record.progress.step);
         optimizer.step(&grads, lr, recipe.grad_clip)?;
@@ -351,7 +347,7 @@ pub fn train(
             let train_loss = progress.interval_loss_sum / progress.interval_steps as f64;
             progress.train_loss.push(LossPoint { step, loss: train_loss });
             (progress.interval_loss_sum, progress.interval_steps) = (0.0, 0);
-            let validation = validation_loss(&model, &validation_batches, &instructions, job.workers)?;
+            let validation = validation_loss(&model, &validation_batches, &instructions, &workers)?;
             if let Some(loss) = validation {
                 progress.validation_loss.push(LossPoint { step, loss });
             }
