@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::data::reader::Dataset;
 use vlasim::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
+use vlasim::parallel;
 use vlasim::train::checkpoint::Recipe;
 use vlasim::train::schedule::Decay;
 use vlasim::train::trainer::{self, TrainEvent, TrainJob};
@@ -76,9 +77,9 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint, with the same recipe.
     #[arg(long)]
     resume: bool,
-    /// Data-parallel worker threads, each running a shard of every batch.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    /// Data-parallel worker threads, each running a shard of every batch (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 /// Set by Ctrl-C: the loop saves a checkpoint after the current step and stops.
@@ -114,8 +115,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
             tokenizer::train(instructions, DEFAULT_VOCAB_SIZE)?
         }
     };
-    let job =
-        TrainJob { data: args.data, out: args.out, recipe, model, workers: args.workers.max(1), resume: args.resume };
+    let job = TrainJob {
+        data: args.data,
+        out: args.out,
+        recipe,
+        model,
+        workers: args.workers.unwrap_or_else(parallel::available_threads).max(1),
+        resume: args.resume,
+    };
 
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::Relaxed) {
