@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use vlasim::data::reader::Dataset;
-use vlasim::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
+use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
 use vlasim::train::checkpoint::Recipe;
 use vlasim::train::schedule::Decay;
@@ -71,7 +70,8 @@ pub struct TrainArgs {
     /// Seed of the validation split, the sample order and the augmentation (the weights' seed is the preset's).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Tokenizer (`vlasim lang --tokenizer`); default: train one on the instructions and the dataset's.
+    /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: one trained on the training
+    /// phrasings and the dataset's instructions. A resumed run uses the checkpoint's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, with the same recipe.
@@ -105,16 +105,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         gripper_shift_px: args.gripper_shift,
         seed: args.seed,
     };
-    // A resumed run reads its tokenizer from the checkpoint; this one is only used for a new run.
-    let tokenizer = match &args.tokenizer {
-        Some(path) => Tokenizer::load(path)?,
-        None if args.resume => tokenizer::train([], DEFAULT_VOCAB_SIZE)?,
-        None => {
-            let dataset = Dataset::open(&args.data)?;
-            let instructions: Vec<&str> = dataset.episodes.iter().map(|e| e.instruction.as_str()).collect();
-            tokenizer::train(instructions, DEFAULT_VOCAB_SIZE)?
-        }
-    };
+    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job = TrainJob {
         data: args.data,
         out: args.out,

@@ -10,7 +10,7 @@ use candle_core::Tensor;
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::reader::Dataset;
-use vlasim::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE};
+use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::train::checkpoint::{self, Recipe};
 use vlasim::train::schedule::Decay;
 use vlasim::train::tensors::{EncodedInstructions, model_batch};
@@ -84,8 +84,7 @@ fn job(out: &Path, recipe: Recipe, workers: usize, resume: bool) -> TrainJob {
 
 fn run(job: &TrainJob, stop_after: Option<u64>) -> anyhow::Result<Trained> {
     let stop = AtomicBool::new(false);
-    let tokenizer = tokenizer::train([], DEFAULT_VOCAB_SIZE).expect("tokenizer");
-    trainer::train(job, tokenizer, &stop, &mut |event| {
+    trainer::train(job, None, &stop, &mut |event| {
         if let TrainEvent::Step { step, .. } = event
             && Some(*step) == stop_after
         {
@@ -99,15 +98,13 @@ fn weights(model: &Vla) -> Vec<(String, Vec<f32>)> {
     model.params().vars().into_iter().map(|(name, var)| (name, flat(var.as_tensor()))).collect()
 }
 
-fn arm_actions(model: &Vla, data: &Path) -> Vec<f32> {
+fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
     let dataset = Dataset::open(data).unwrap();
     let config = model.config();
     let settings = BatchSettings { batch_size: 3, history: 2, chunk: 2, static_shift_px: 0, gripper_shift_px: 0 };
     let batch = Sampler::new(&dataset, &[0, 1], settings, 0).unwrap().next_batch();
-    let tokenizer = tokenizer::train([], DEFAULT_VOCAB_SIZE).unwrap();
-    let texts =
-        EncodedInstructions::new(&tokenizer, batch.instructions.iter().map(String::as_str), config.max_text_len)
-            .unwrap();
+    let texts = EncodedInstructions::new(tokenizer, batch.instructions.iter().map(String::as_str), config.max_text_len)
+        .unwrap();
     let (input, _) = model_batch(&batch, 0..3, config, &texts).unwrap();
     match model.forward(&input, ForwardOptions::default()).unwrap().actions {
         ActionOutput::Continuous(actions) => actions.arm.flatten_all().unwrap().to_vec1().unwrap(),
@@ -131,10 +128,10 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
     let loaded = Vla::load(&out).expect("the checkpoint is a model folder");
     assert!(loaded.config().robot_obs_norm.is_some(), "robot_obs statistics travel with the model");
     assert_eq!(weights(&loaded), weights(&trained.model));
-    assert_eq!(arm_actions(&loaded, dataset()), arm_actions(&trained.model, dataset()));
+    let tokenizer = Tokenizer::load(&out.join(checkpoint::TOKENIZER_FILE)).expect("tokenizer.json loads");
+    assert_eq!(arm_actions(&loaded, dataset(), &tokenizer), arm_actions(&trained.model, dataset(), &tokenizer));
     let record = checkpoint::read_record(&out).expect("training.json");
     assert_eq!(record, trained.record);
-    tokenizer::Tokenizer::load(&out.join(checkpoint::TOKENIZER_FILE)).expect("tokenizer.json loads");
     assert!(!out.with_file_name("train-falls.partial").exists(), "no staging folder left behind");
 }
 

@@ -30,7 +30,7 @@ use super::tensors::{EncodedInstructions, model_batch};
 use crate::data::batch::{Batch, BatchSettings, Sampler};
 use crate::data::episode::ROBOT_OBS_DIM;
 use crate::data::reader::Dataset;
-use crate::lang::tokenizer::Tokenizer;
+use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
 use crate::vla::config::RobotObsNorm;
 use crate::vla::{ForwardOptions, Vla, VlaConfig};
 
@@ -181,10 +181,12 @@ fn validation_loss(
 }
 
 /// Trains (or resumes) `job`, checkpointing into `job.out`; a set `stop` flag ends the run after
-/// the current step with a checkpoint.
+/// the current step with a checkpoint. A new run uses `tokenizer`, or without one trains the
+/// default tokenizer on the training phrasings and the dataset's instructions; a resumed run uses
+/// the checkpoint's.
 pub fn train(
     job: &TrainJob,
-    tokenizer: Tokenizer,
+    tokenizer: Option<Tokenizer>,
     stop: &AtomicBool,
     report: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Trained> {
@@ -202,7 +204,10 @@ pub fn train(
         validation_episodes,
     };
 
+    ensure!(!data.train_episodes.is_empty(), "the dataset {} has no episodes to train on", job.data.display());
+
     let (model, tokenizer, mut progress, optimizer_state) = if job.resume {
+        ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
         checkpoint::recover(&job.out)?;
         let saved = checkpoint::read_record(&job.out)?;
         if saved.recipe != *recipe {
@@ -234,6 +239,10 @@ pub fn train(
     } else {
         let mut config = job.model.clone();
         config.robot_obs_norm = Some(robot_obs_norm(&dataset, &data.train_episodes));
+        let tokenizer = match tokenizer {
+            Some(tokenizer) => tokenizer,
+            None => tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?,
+        };
         (Vla::new(config)?, tokenizer, Progress::default(), None)
     };
     let config = model.config().clone();
