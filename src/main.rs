@@ -5,6 +5,7 @@ mod collect_command;
 mod eval_command;
 mod lang_command;
 mod pretrain_command;
+mod train_command;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ enum Command {
     Eval(eval_command::EvalArgs),
     /// Collect expert demonstrations (and labelled play) into a LeRobot v3 dataset.
     Collect(collect_command::CollectArgs),
+    /// Train a VLA on a demonstration dataset, checkpointing into a model folder (resumable).
+    Train(train_command::TrainArgs),
     /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
     PretrainData(pretrain_command::PretrainDataArgs),
 }
@@ -296,7 +299,18 @@ fn keep_freed_memory() {
     }
 }
 
+/// candle's CPU ops run slower on two threads than on one at the models' sizes (DESIGN.md §2.10):
+/// work is parallelised at the top level instead (training shards, evaluation environments).
+/// candle reads the variable when it first runs an op, so it is set before anything else.
+fn single_threaded_candle() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    single_threaded_candle();
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Gui(cli.gui)) {
@@ -316,6 +330,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command::run(args),
         Command::Collect(args) => collect_command::run(args),
         Command::PretrainData(args) => pretrain_command::run(args),
+        Command::Train(args) => train_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,10 @@
 //! Training batches from a [`Dataset`] in memory: windows of `history` frames with the next
 //! `chunk` actions of each frame (RoboVLMs' formulation), random-shift augmented, reproducible
 //! from a seed, as flat arrays ready to become tensors.
+//!
+//! Every frame of an episode ends one window. A window ending before frame `history - 1` is
+//! padded by repeating the episode's first frame, as [`crate::vla::VlaPolicy`] does at the start
+//! of an episode, so the first steps of a rollout are states the model was trained on.
 
 use anyhow::{Result, ensure};
 
@@ -81,10 +85,9 @@ impl<'a> Sampler<'a> {
         let mut windows = Vec::new();
         for &e in episodes {
             ensure!(e < dataset.episodes.len(), "episode {e} is not in the dataset");
-            let length = dataset.episodes[e].len();
-            windows.extend((settings.history.saturating_sub(1)..length).map(|t| (e, t)));
+            windows.extend((0..dataset.episodes[e].len()).map(|t| (e, t)));
         }
-        ensure!(!windows.is_empty(), "no episode has the {} frames a sample needs", settings.history);
+        ensure!(!windows.is_empty(), "the episodes {episodes:?} have no frames");
         let mut sampler = Sampler { dataset, settings, windows, next: 0, rng: Rng::new(seed) };
         sampler.rng.shuffle(&mut sampler.windows);
         Ok(sampler)
@@ -93,6 +96,31 @@ impl<'a> Sampler<'a> {
     /// Sample windows per epoch.
     pub fn windows(&self) -> usize {
         self.windows.len()
+    }
+
+    /// Draws the next sample: its (episode, last frame) window and the static and gripper shifts.
+    fn draw(&mut self) -> ((usize, usize), (isize, isize), (isize, isize)) {
+        if self.next == self.windows.len() {
+            self.rng.shuffle(&mut self.windows);
+            self.next = 0;
+        }
+        let window = self.windows[self.next];
+        self.next += 1;
+        let mut shift = |pad: usize| -> (isize, isize) {
+            let mut draw = || self.rng.below(2 * pad + 1) as isize - pad as isize;
+            (draw(), draw())
+        };
+        let static_shift = shift(self.settings.static_shift_px);
+        let gripper_shift = shift(self.settings.gripper_shift_px);
+        (window, static_shift, gripper_shift)
+    }
+
+    /// Moves past the next `batches` batches without building them: the sampler is then where it
+    /// would be after drawing them (resuming a run from its step count).
+    pub fn skip(&mut self, batches: u64) {
+        for _ in 0..batches * self.settings.batch_size as u64 {
+            self.draw();
+        }
     }
 
     /// The next batch.
@@ -104,7 +132,7 @@ impl<'a> Sampler<'a> {
 
     /// Fills `batch` with the next samples, reusing its buffers.
     pub fn fill(&mut self, batch: &mut Batch) {
-        let BatchSettings { batch_size, history, chunk, static_shift_px, gripper_shift_px } = self.settings;
+        let BatchSettings { batch_size, history, chunk, .. } = self.settings;
         let first = &self.dataset.episodes[self.windows[0].0];
         let size = |f: &Frames| (f.width, f.height);
         batch.size = batch_size;
@@ -123,21 +151,12 @@ impl<'a> Sampler<'a> {
         batch.tasks.clear();
         batch.origins.clear();
         for sample in 0..batch_size {
-            if self.next == self.windows.len() {
-                self.rng.shuffle(&mut self.windows);
-                self.next = 0;
-            }
-            let (e, last) = self.windows[self.next];
-            self.next += 1;
+            let ((e, last), static_shift, gripper_shift) = self.draw();
             let episode = &self.dataset.episodes[e];
-            let mut shift = |pad: usize| -> (isize, isize) {
-                let mut draw = || self.rng.below(2 * pad + 1) as isize - pad as isize;
-                (draw(), draw())
-            };
-            let static_shift = shift(static_shift_px);
-            let gripper_shift = shift(gripper_shift_px);
             let length = episode.len();
-            for (h, t) in (last + 1 - history..=last).enumerate() {
+            for h in 0..history {
+                // Frames before the episode's start repeat its first frame.
+                let t = (last + 1 + h).saturating_sub(history);
                 let slot = sample * history + h;
                 shifted_copy(
                     &episode.static_frames,
@@ -196,6 +215,7 @@ fn shifted_copy(frames: &Frames, index: usize, (dx, dy): (isize, isize), out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::reader::EpisodeData;
 
     /// The reference: pad by edge replication, then crop at `pad + shift`.
     fn pad_and_crop(frames: &Frames, pad: usize, (dx, dy): (isize, isize)) -> Vec<u8> {
@@ -219,6 +239,63 @@ mod tests {
             }
         }
         out
+    }
+
+    /// An episode of `length` frames whose frame `t` is filled with byte `t`, robot_obs `t` and
+    /// actions `t`, so a batch shows which frame each slot came from.
+    fn numbered_episode(length: usize) -> EpisodeData {
+        let frames = |side: usize| Frames {
+            width: side,
+            height: side,
+            rgb: (0..length).flat_map(|t| vec![t as u8; side * side * 3]).collect(),
+        };
+        EpisodeData {
+            index: 0,
+            task: "turn_on_led".into(),
+            instruction: "turn on the led".into(),
+            scene: "d".into(),
+            source: "demo".into(),
+            seed: 0,
+            robot_obs: (0..length).flat_map(|t| [t as f32; ROBOT_OBS_DIM]).collect(),
+            scene_obs: Vec::new(),
+            actions: (0..length).flat_map(|t| [t as f32; ACTION_DIM]).collect(),
+            static_frames: frames(4),
+            gripper_frames: frames(2),
+        }
+    }
+
+    #[test]
+    fn windows_at_the_episode_start_repeat_the_first_frame() {
+        let length = 5;
+        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(length)] };
+        let settings =
+            BatchSettings { batch_size: length, history: 3, chunk: 2, static_shift_px: 0, gripper_shift_px: 0 };
+        let mut sampler = Sampler::new(&dataset, &[0], settings, 1).unwrap();
+        assert_eq!(sampler.windows(), length, "every frame ends a window");
+        let batch = sampler.next_batch();
+        let mut lasts: Vec<usize> = batch.origins.iter().map(|&(_, last)| last).collect();
+        lasts.sort_unstable();
+        assert_eq!(lasts, (0..length).collect::<Vec<_>>(), "one epoch holds each window once");
+        for (sample, &(_, last)) in batch.origins.iter().enumerate() {
+            let frame_of = |h: usize| batch.robot_obs[(sample * 3 + h) * ROBOT_OBS_DIM] as usize;
+            let expected: Vec<usize> = (0..3).map(|h| (last + 1 + h).saturating_sub(3)).collect();
+            assert_eq!((0..3).map(frame_of).collect::<Vec<_>>(), expected, "window ending at {last}");
+            let first_pixel = batch.static_images[(sample * 3) * 4 * 4 * 3];
+            assert_eq!(usize::from(first_pixel), expected[0], "images follow the same frames");
+        }
+    }
+
+    #[test]
+    fn skipping_batches_lands_where_drawing_them_does() {
+        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(7), numbered_episode(4)] };
+        let settings = BatchSettings { batch_size: 3, history: 2, chunk: 2, static_shift_px: 1, gripper_shift_px: 1 };
+        let mut drawn = Sampler::new(&dataset, &[0, 1], settings, 5).unwrap();
+        let mut skipped = drawn.clone();
+        for _ in 0..5 {
+            drawn.next_batch();
+        }
+        skipped.skip(5);
+        assert_eq!(drawn.next_batch(), skipped.next_batch());
     }
 
     #[test]

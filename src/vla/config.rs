@@ -23,10 +23,24 @@ pub struct VlaConfig {
     pub use_gripper_camera: bool,
     /// Length of `robot_obs` (15 in CALVIN's layout).
     pub robot_obs_dim: usize,
+    /// Per-dimension standardisation of `robot_obs`, applied inside the model (set by the trainer
+    /// from its training split; absent in configs written before it existed: raw values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_obs_norm: Option<RobotObsNorm>,
     /// The vision-language backbone, or the FiLM baseline.
     pub backbone: BackboneConfig,
     /// How history and actions are formulated.
     pub formulation: FormulationConfig,
+}
+
+/// `robot_obs` statistics: the model sees `(robot_obs - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobotObsNorm {
+    /// Per-dimension mean.
+    pub mean: Vec<f32>,
+    /// Per-dimension standard deviation (positive).
+    pub std: Vec<f32>,
 }
 
 /// The network that turns one or more frames and the instruction into features.
@@ -340,6 +354,13 @@ impl VlaConfig {
         let formulation = &self.formulation;
         require(formulation.history_window >= 1, || "formulation.history_window must be at least 1".into())?;
         require(self.max_text_len >= 2, || "max_text_len must leave room for <s> and </s>".into())?;
+        if let Some(norm) = &self.robot_obs_norm {
+            let sized = norm.mean.len() == self.robot_obs_dim && norm.std.len() == self.robot_obs_dim;
+            require(sized, || format!("robot_obs_norm needs {} means and stds", self.robot_obs_dim))?;
+            let positive =
+                norm.std.iter().all(|s| s.is_finite() && *s > 0.0) && norm.mean.iter().all(|m| m.is_finite());
+            require(positive, || "robot_obs_norm.std must be positive and every value finite".into())?;
+        }
         let discrete = matches!(formulation.action_space, ActionSpace::Discrete { .. });
         if let ActionSpace::Discrete { bins } = formulation.action_space {
             require(bins >= 2, || "formulation.action_space.bins must be at least 2".into())?;

@@ -186,9 +186,20 @@ impl Vla {
         let frames = Frames {
             static_images: flat(&input.static_images)?,
             gripper_images: input.gripper_images.as_ref().map(flat).transpose()?,
-            robot_obs: flat(&input.robot_obs)?,
+            robot_obs: self.normalize_robot_obs(&flat(&input.robot_obs)?)?,
         };
         Ok((batch, window, frames))
+    }
+
+    /// `[n, robot_obs_dim]` standardised with the config's statistics (unchanged without them).
+    fn normalize_robot_obs(&self, robot_obs: &Tensor) -> Result<Tensor> {
+        let Some(norm) = &self.config.robot_obs_norm else {
+            return Ok(robot_obs.clone());
+        };
+        let dims = norm.mean.len();
+        let mean = Tensor::from_slice(&norm.mean, (1, dims), robot_obs.device())?;
+        let std = Tensor::from_slice(&norm.std, (1, dims), robot_obs.device())?;
+        robot_obs.broadcast_sub(&mean)?.broadcast_div(&std)
     }
 
     /// Predicts actions for a batch.
@@ -363,6 +374,7 @@ impl Vla {
     /// Per-frame features `[n, d]` of a flat batch of frames sharing one instruction (policy-head and
     /// one-step formulations only); `film_text` is the cached FiLM instruction embedding `[1, e]`.
     pub(crate) fn frame_features(&self, frames: &Frames, text: &Text, film_text: Option<&Tensor>) -> Result<Tensor> {
+        let frames = &Frames { robot_obs: self.normalize_robot_obs(&frames.robot_obs)?, ..frames.clone() };
         let n = frames.robot_obs.dim(0)?;
         match &self.backbone {
             Backbone::Film(film) => {

@@ -6,7 +6,8 @@ use candle_core::{IndexOp, Tensor};
 use super::VlaError;
 use super::attention_maps::{action_to_patches, attention_rollout};
 use super::backbone::Slot;
-use super::model::{ActionOutput, ForwardOptions, Vla, actions_to_bins, bins_to_actions};
+use super::config::{RobotObsNorm, VlaConfig};
+use super::model::{ActionOutput, ForwardOptions, Vla, VlaInput, actions_to_bins, bins_to_actions};
 use super::policy::VlaPolicy;
 use super::presets::{PRESETS, preset_with};
 use super::test_support::{batch, shrunk};
@@ -136,10 +137,47 @@ fn saved_models_load_to_the_same_outputs_and_bad_files_are_named() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Statistics that move every `robot_obs` dimension noticeably.
+fn some_robot_obs_norm(dims: usize) -> RobotObsNorm {
+    RobotObsNorm {
+        mean: (0..dims).map(|d| 0.1 * d as f32 - 0.5).collect(),
+        std: (0..dims).map(|d| 0.2 + 0.05 * d as f32).collect(),
+    }
+}
+
+#[test]
+fn robot_obs_norm_standardises_the_input_inside_the_model() {
+    let plain_config = shrunk(preset_with("kosmos", "policy_head").unwrap());
+    let norm = some_robot_obs_norm(plain_config.robot_obs_dim);
+    let normalizing = Vla::new(VlaConfig { robot_obs_norm: Some(norm.clone()), ..plain_config.clone() }).unwrap();
+    let plain = Vla::new(plain_config.clone()).unwrap();
+    let (input, _) = batch(&plain_config, 2, 4);
+    let dims = norm.mean.len();
+    let mean = Tensor::from_slice(&norm.mean, (1, 1, dims), &candle_core::Device::Cpu).unwrap();
+    let std = Tensor::from_slice(&norm.std, (1, 1, dims), &candle_core::Device::Cpu).unwrap();
+    let standardised = input.robot_obs.broadcast_sub(&mean).unwrap().broadcast_div(&std).unwrap();
+    let by_hand = VlaInput { robot_obs: standardised, ..input.clone() };
+    let inside = normalizing.forward(&input, ForwardOptions::default()).unwrap();
+    let outside = plain.forward(&by_hand, ForwardOptions::default()).unwrap();
+    assert!(max_difference(continuous(&inside.actions).0, continuous(&outside.actions).0) < 1e-5);
+    let raw = plain.forward(&input, ForwardOptions::default()).unwrap();
+    assert!(max_difference(continuous(&inside.actions).0, continuous(&raw.actions).0) > 1e-4, "the norm has an effect");
+
+    let mut old_json: serde_json::Value = serde_json::to_value(&plain_config).unwrap();
+    assert!(old_json.as_object_mut().unwrap().remove("robot_obs_norm").is_none(), "None is not written");
+    let reread: VlaConfig = serde_json::from_value(old_json).unwrap();
+    assert_eq!(reread.robot_obs_norm, None, "configs from before the field read as raw robot_obs");
+    let mut bad = normalizing.config().clone();
+    bad.robot_obs_norm.as_mut().unwrap().std[3] = 0.0;
+    assert!(bad.validate().unwrap_err().contains("robot_obs_norm"));
+}
+
 #[test]
 fn policy_with_cached_features_matches_a_full_forward_pass() {
     for formulation in ["policy_head", "interleaved"] {
-        let config = shrunk(preset_with("uform", formulation).unwrap());
+        let mut config = shrunk(preset_with("uform", formulation).unwrap());
+        // With statistics, so the policy's per-frame path standardises as the full pass does.
+        config.robot_obs_norm = Some(some_robot_obs_norm(config.robot_obs_dim));
         let model = Vla::new(config.clone()).unwrap();
         let (input, _) = batch(&config, 1, 6);
         let mut policy = VlaPolicy::new(model.clone());

@@ -18,9 +18,17 @@ use crate::sim::camera::Image;
 
 /// An RGB camera image as a `[3, h, w]` f32 tensor in [0, 1], the layout the models take.
 pub fn image_tensor(image: &Image) -> Result<Tensor> {
-    let (width, height) = (image.width as usize, image.height as usize);
-    let pixels = Tensor::from_slice(&image.rgb, (height, width, 3), &Device::Cpu)?;
-    pixels.permute((2, 0, 1))?.to_dtype(candle_core::DType::F32)? / 255.0
+    rgb_tensor(&image.rgb, &[], image.height as usize, image.width as usize)
+}
+
+/// Row-major RGB bytes `[leading…, h, w, 3]` as a channel-first f32 tensor `[leading…, 3, h, w]`
+/// in [0, 1]: camera images and training batches become model input the same way.
+pub fn rgb_tensor(rgb: &[u8], leading: &[usize], height: usize, width: usize) -> Result<Tensor> {
+    let pixels = Tensor::from_slice(rgb, [leading, &[height, width, 3]].concat(), &Device::Cpu)?;
+    let rank = leading.len();
+    let mut order: Vec<usize> = (0..rank).collect();
+    order.extend([rank + 2, rank, rank + 1]);
+    pixels.permute(order)?.to_dtype(candle_core::DType::F32)? / 255.0
 }
 
 /// A model plus its episode state.

@@ -175,6 +175,7 @@ pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaE
         gripper_image_size: 64,
         use_gripper_camera: false,
         robot_obs_dim: 15,
+        robot_obs_norm: None,
         backbone,
         formulation: formulation(formulation_name)?,
     };

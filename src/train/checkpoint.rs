@@ -1,0 +1,172 @@
+//! Training checkpoints: an HF-style model folder (`config.json`, `model.safetensors`,
+//! `tokenizer.json`) plus `training.json` (the recipe, the data and the progress) and
+//! `optimizer.safetensors` (AdamW's moments, for resuming).
+//!
+//! A checkpoint is written into `<out>.partial` and then swapped in by renaming (`<out>` →
+//! `<out>.previous`, `<out>.partial` → `<out>`, then `<out>.previous` removed), so an interrupted
+//! save leaves the last good checkpoint intact: in `<out>`, or in `<out>.previous` if it stopped
+//! between the renames, from where [`recover`] puts it back.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+use super::schedule::Decay;
+use crate::lang::tokenizer::Tokenizer;
+use crate::vla::Vla;
+
+/// The recipe and data record of a run.
+pub const TRAINING_FILE: &str = "training.json";
+/// The optimiser state.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The tokenizer (with `tokenizer.words.txt` beside it).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Everything that decides what a run computes; a resumed run must have the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Preset the model started from.
+    pub preset: String,
+    /// Formulation the model started from.
+    pub formulation: String,
+    /// Optimiser steps of the whole run.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// What follows the warm-up.
+    pub decay: Decay,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm limit (none when absent).
+    pub grad_clip: Option<f64>,
+    /// Share of the episodes held out for validation.
+    pub validation_share: f64,
+    /// Validation batches (fixed, not augmented).
+    pub validation_batches: usize,
+    /// Steps between validation passes (and train-loss history points).
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Random-shift padding of the static camera, pixels.
+    pub static_shift_px: usize,
+    /// Random-shift padding of the gripper camera, pixels.
+    pub gripper_shift_px: usize,
+    /// Seed of the split, the sample order and the augmentation.
+    pub seed: u64,
+}
+
+/// Which data a run trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// The dataset folder.
+    pub path: PathBuf,
+    /// Episodes in the dataset.
+    pub episodes: usize,
+    /// Frames in the dataset.
+    pub frames: usize,
+    /// Episode indices trained on.
+    pub train_episodes: Vec<usize>,
+    /// Episode indices held out for validation.
+    pub validation_episodes: Vec<usize>,
+}
+
+/// A loss at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// The loss.
+    pub loss: f64,
+}
+
+/// How far a run got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Training samples seen.
+    pub samples_seen: u64,
+    /// Exponential moving average of the training loss (what the progress bar shows).
+    pub loss_ema: Option<f64>,
+    /// Mean training loss over each `eval_every` interval.
+    pub train_loss: Vec<LossPoint>,
+    /// Validation loss after each interval.
+    pub validation_loss: Vec<LossPoint>,
+    /// Sum of the training losses since the last history point (so a resumed interval is whole).
+    pub interval_loss_sum: f64,
+    /// Steps since the last history point.
+    pub interval_steps: u64,
+    /// Seconds spent training, over all sessions.
+    pub wall_secs: f64,
+    /// Data-parallel workers of the latest session.
+    pub workers: usize,
+}
+
+/// `training.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// The data.
+    pub data: DataRecord,
+    /// The progress.
+    pub progress: Progress,
+}
+
+/// `<out>` with `suffix` added to its last component.
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "checkpoint".into());
+    name.push(suffix);
+    out.with_file_name(name)
+}
+
+/// Writes a checkpoint into `out`, replacing the one there only once the new one is complete.
+pub fn save(out: &Path, model: &Vla, tokenizer: &Tokenizer, optimizer: &AdamW, record: &TrainingRecord) -> Result<()> {
+    let staging = sibling(out, ".partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    model.save(&staging)?;
+    tokenizer.save(&staging.join(TOKENIZER_FILE))?;
+    let optimizer_path = staging.join(OPTIMIZER_FILE);
+    optimizer.save(&optimizer_path).with_context(|| format!("cannot write {}", optimizer_path.display()))?;
+    let record_path = staging.join(TRAINING_FILE);
+    let json = serde_json::to_string_pretty(record).expect("training records are plain data and always serialise");
+    std::fs::write(&record_path, json).with_context(|| format!("cannot write {}", record_path.display()))?;
+
+    let previous = sibling(out, ".previous");
+    if out.exists() {
+        std::fs::rename(out, &previous).with_context(|| format!("cannot move {} aside", out.display()))?;
+    }
+    std::fs::rename(&staging, out).with_context(|| format!("cannot move {} into place", staging.display()))?;
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous).with_context(|| format!("cannot remove {}", previous.display()))?;
+    }
+    Ok(())
+}
+
+/// Puts `<out>.previous` back as `out` if a save stopped between its two renames.
+pub fn recover(out: &Path) -> Result<()> {
+    let previous = sibling(out, ".previous");
+    if !out.exists() && previous.exists() {
+        std::fs::rename(&previous, out).with_context(|| format!("cannot restore {}", previous.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads `training.json` from a checkpoint folder.
+pub fn read_record(out: &Path) -> Result<TrainingRecord> {
+    let path = out.join(TRAINING_FILE);
+    if !path.exists() {
+        bail!("{} does not exist: {} holds no checkpoint to resume", path.display(), out.display());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid training record", path.display()))
+}

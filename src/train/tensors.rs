@@ -1,0 +1,154 @@
+//! Training batches as model tensors: a [`Batch`]'s samples (or a shard of them) become a
+//! [`VlaInput`] and the [`ActionTargets`] of each window's last frame, with every instruction
+//! tokenized once.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{Device, Tensor};
+
+use crate::data::batch::Batch;
+use crate::data::episode::{ACTION_DIM, ROBOT_OBS_DIM};
+use crate::lang::tokenizer::Tokenizer;
+use crate::vla::policy::rgb_tensor;
+use crate::vla::{ActionTargets, VlaConfig, VlaInput};
+
+/// Token ids and attention masks of a fixed set of instructions, encoded once.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedInstructions {
+    by_text: HashMap<String, (Vec<u32>, Vec<u32>)>,
+    max_text_len: usize,
+}
+
+impl EncodedInstructions {
+    /// Encodes each distinct instruction to `max_text_len` tokens.
+    pub fn new<'a>(
+        tokenizer: &Tokenizer,
+        instructions: impl IntoIterator<Item = &'a str>,
+        max_text_len: usize,
+    ) -> Result<Self> {
+        let mut by_text = HashMap::new();
+        for text in instructions {
+            if by_text.contains_key(text) {
+                continue;
+            }
+            let encoding = tokenizer.encode(text, max_text_len).with_context(|| format!("encoding `{text}`"))?;
+            by_text.insert(text.to_string(), (encoding.ids, encoding.attention_mask));
+        }
+        Ok(Self { by_text, max_text_len })
+    }
+
+    fn get(&self, text: &str) -> Result<&(Vec<u32>, Vec<u32>)> {
+        self.by_text.get(text).with_context(|| format!("instruction `{text}` was not encoded"))
+    }
+}
+
+/// Samples `samples` of `batch` as model input and targets for `config`: images `[n, H, 3, h, w]`
+/// in [0, 1] (the gripper camera only if the model uses it), `robot_obs` `[n, H, 15]`, and the
+/// action chunk `[n, chunk, 7]` with its mask `[n, chunk]` of each window's last frame.
+pub fn model_batch(
+    batch: &Batch,
+    samples: Range<usize>,
+    config: &VlaConfig,
+    instructions: &EncodedInstructions,
+) -> Result<(VlaInput, ActionTargets)> {
+    let (history, chunk) = (batch.history, config.formulation.chunk());
+    ensure!(
+        history == config.formulation.history_window,
+        "batch windows have {history} frames, the model's history window is {}",
+        config.formulation.history_window
+    );
+    ensure!(chunk <= batch.chunk, "batch carries {} actions per frame, the model predicts {chunk}", batch.chunk);
+    ensure!(samples.end <= batch.size && !samples.is_empty(), "samples {samples:?} of a batch of {}", batch.size);
+    let n = samples.len();
+    let images = |rgb: &[u8], (width, height): (usize, usize)| -> Result<Tensor> {
+        let frame_bytes = width * height * 3;
+        let bytes = &rgb[samples.start * history * frame_bytes..samples.end * history * frame_bytes];
+        Ok(rgb_tensor(bytes, &[n, history], height, width)?)
+    };
+    let static_images = images(&batch.static_images, batch.static_size)?;
+    let gripper_images =
+        if config.use_gripper_camera { Some(images(&batch.gripper_images, batch.gripper_size)?) } else { None };
+    let obs = &batch.robot_obs[samples.start * history * ROBOT_OBS_DIM..samples.end * history * ROBOT_OBS_DIM];
+    let robot_obs = Tensor::from_slice(obs, (n, history, ROBOT_OBS_DIM), &Device::Cpu)?;
+
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    let (mut actions, mut action_mask) = (Vec::with_capacity(n * chunk * ACTION_DIM), Vec::with_capacity(n * chunk));
+    for sample in samples {
+        let (sample_ids, sample_mask) = instructions.get(&batch.instructions[sample])?;
+        ids.extend_from_slice(sample_ids);
+        mask.extend_from_slice(sample_mask);
+        // The chunk of the window's last frame: what the model predicts at that step.
+        let last_frame = (sample * history + history - 1) * batch.chunk;
+        actions.extend_from_slice(&batch.actions[last_frame * ACTION_DIM..(last_frame + chunk) * ACTION_DIM]);
+        action_mask
+            .extend(batch.action_mask[last_frame..last_frame + chunk].iter().map(|&real| f32::from(u8::from(real))));
+    }
+    let text_len = instructions.max_text_len;
+    let input = VlaInput {
+        static_images,
+        gripper_images,
+        robot_obs,
+        instruction_ids: Tensor::from_vec(ids, (n, text_len), &Device::Cpu)?,
+        instruction_mask: Tensor::from_vec(mask, (n, text_len), &Device::Cpu)?,
+    };
+    let targets = ActionTargets {
+        actions: Tensor::from_vec(actions, (n, chunk, ACTION_DIM), &Device::Cpu)?,
+        mask: Tensor::from_vec(action_mask, (n, chunk), &Device::Cpu)?,
+    };
+    Ok((input, targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::IndexOp;
+
+    use super::*;
+    use crate::lang::tokenizer;
+    use crate::vla::presets::preset_with;
+
+    #[test]
+    fn shards_carry_their_samples_images_and_last_frame_chunk() {
+        let mut config = preset_with("kosmos", "policy_head").unwrap();
+        config.formulation.history_window = 2;
+        if let crate::vla::config::ActionSpace::Continuous { chunk, .. } = &mut config.formulation.action_space {
+            *chunk = 2;
+        }
+        config.static_image_size = 2;
+        let (size, history, chunk) = (3, 2, 3);
+        let side = 2;
+        let frame_bytes = side * side * 3;
+        let batch = Batch {
+            size,
+            history,
+            chunk,
+            static_size: (side, side),
+            gripper_size: (side, side),
+            static_images: (0..size * history * frame_bytes).map(|i| (i / frame_bytes) as u8).collect(),
+            gripper_images: vec![0; size * history * frame_bytes],
+            robot_obs: (0..size * history * ROBOT_OBS_DIM).map(|i| (i / ROBOT_OBS_DIM) as f32).collect(),
+            actions: (0..size * history * chunk * ACTION_DIM).map(|i| (i / ACTION_DIM) as f32).collect(),
+            action_mask: (0..size * history * chunk).map(|i| i % chunk != 1).collect(),
+            instructions: vec!["open the drawer".into(), "turn on the led".into(), "open the drawer".into()],
+            tasks: vec![String::new(); size],
+            origins: vec![(0, 0); size],
+        };
+        let tokenizer = tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap();
+        let encoded = EncodedInstructions::new(&tokenizer, batch.instructions.iter().map(String::as_str), 16).unwrap();
+        let (input, targets) = model_batch(&batch, 1..3, &config, &encoded).unwrap();
+        assert_eq!(input.static_images.dims(), &[2, history, 3, side, side]);
+        assert!(input.gripper_images.is_none(), "the model does not use the gripper camera");
+        // Sample 1's second frame is frame slot 3, its pixels all 3 / 255.
+        let pixel = input.static_images.i((0, 1, 2, 1, 0)).unwrap().to_scalar::<f32>().unwrap();
+        assert!((pixel - 3.0 / 255.0).abs() < 1e-7);
+        assert_eq!(input.robot_obs.i((1, 0, 0)).unwrap().to_scalar::<f32>().unwrap(), 4.0, "sample 2, frame 0");
+        // Sample 1's last frame is slot 3: its chunk steps are 9 and 10 (of 3 per frame).
+        let first_steps = targets.actions.i((0, .., 0)).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(first_steps, vec![9.0, 10.0]);
+        assert_eq!(targets.mask.i(0).unwrap().to_vec1::<f32>().unwrap(), vec![1.0, 0.0]);
+        let ids = input.instruction_ids.to_vec2::<u32>().unwrap();
+        assert_eq!(ids[0], tokenizer.encode("turn on the led", 16).unwrap().ids);
+        assert_eq!(ids[1], tokenizer.encode("open the drawer", 16).unwrap().ids);
+    }
+}

@@ -1,0 +1,173 @@
+//! `vlasim train`: arguments, the progress bar and Ctrl-C for [`vlasim::train::trainer`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use vlasim::lang::tokenizer::Tokenizer;
+use vlasim::parallel;
+use vlasim::train::checkpoint::Recipe;
+use vlasim::train::schedule::Decay;
+use vlasim::train::trainer::{self, TrainEvent, TrainJob};
+use vlasim::vla::presets;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Demonstration dataset (LeRobot v3, `vlasim collect`).
+    #[arg(long, default_value = "data/demos")]
+    data: PathBuf,
+    /// Model preset: paligemma, kosmos, flamingo, llava, qwen-vl, moondream, uform or film.
+    #[arg(long, default_value = "kosmos")]
+    preset: String,
+    /// How history and actions are formulated (`vlasim bench vla` lists them).
+    #[arg(long, default_value = "policy_head")]
+    formulation: String,
+    /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
+    #[arg(long)]
+    out: PathBuf,
+    /// Optimiser steps of the whole run.
+    #[arg(long, default_value_t = 5000)]
+    steps: u64,
+    /// Samples per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 200)]
+    warmup: u64,
+    /// Learning rate after the warm-up.
+    #[arg(long, value_enum, default_value_t = Decay::Cosine)]
+    decay: Decay,
+    /// AdamW's decoupled weight decay (matrices only).
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Global gradient-norm limit (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f64,
+    /// Share of the episodes held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    validation: f64,
+    /// Fixed validation batches evaluated each --eval-every steps.
+    #[arg(long, default_value_t = 4)]
+    validation_batches: usize,
+    /// Steps between validation passes.
+    #[arg(long, default_value_t = 500)]
+    eval_every: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Random-shift padding of the static camera, pixels (RoboVLMs: 10).
+    #[arg(long, default_value_t = 10)]
+    static_shift: usize,
+    /// Random-shift padding of the gripper camera, pixels (RoboVLMs: 4).
+    #[arg(long, default_value_t = 4)]
+    gripper_shift: usize,
+    /// Seed of the validation split, the sample order and the augmentation (the weights' seed is the preset's).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: one trained on the training
+    /// phrasings and the dataset's instructions. A resumed run uses the checkpoint's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint, with the same recipe.
+    #[arg(long)]
+    resume: bool,
+    /// Data-parallel worker threads, each running a shard of every batch (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// Set by Ctrl-C: the loop saves a checkpoint after the current step and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let recipe = Recipe {
+        preset: args.preset,
+        formulation: args.formulation,
+        steps: args.steps,
+        batch_size: args.batch,
+        lr: args.lr,
+        warmup_steps: args.warmup,
+        decay: args.decay,
+        weight_decay: args.weight_decay,
+        grad_clip: (args.grad_clip > 0.0).then_some(args.grad_clip),
+        validation_share: args.validation,
+        validation_batches: args.validation_batches,
+        eval_every: args.eval_every,
+        checkpoint_every: args.checkpoint_every,
+        static_shift_px: args.static_shift,
+        gripper_shift_px: args.gripper_shift,
+        seed: args.seed,
+    };
+    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
+    let job = TrainJob {
+        data: args.data,
+        out: args.out,
+        recipe,
+        model,
+        workers: args.workers.unwrap_or_else(parallel::available_threads).max(1),
+        resume: args.resume,
+    };
+
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let bar = ProgressBar::with_draw_target(Some(job.recipe.steps), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, eta {eta} {msg}")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    // Through `suspend`, not `println`: the lines also reach a log when stderr is not a terminal.
+    let say = |line: String| bar.suspend(|| eprintln!("{line}"));
+    let mut samples_per_sec_ema: Option<f64> = None;
+    let mut on_event = |event: &TrainEvent| match *event {
+        TrainEvent::Started { step, steps, train_windows, parameters } => {
+            bar.set_position(step);
+            say(format!(
+                "{} at step {step} of {steps}: {:.2} M parameters, {train_windows} training windows, {} worker(s)",
+                if step == 0 { "training" } else { "resuming" },
+                parameters as f64 / 1e6,
+                job.workers
+            ));
+        }
+        TrainEvent::Step { step, loss_ema, lr, samples_per_sec, .. } => {
+            let rate = samples_per_sec_ema.map_or(samples_per_sec, |r| 0.9 * r + 0.1 * samples_per_sec);
+            samples_per_sec_ema = Some(rate);
+            bar.set_position(step);
+            bar.set_message(format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s"));
+        }
+        TrainEvent::Validated { step, train_loss, validation_loss } => {
+            let validation = validation_loss.map_or("—".to_string(), |loss| format!("{loss:.4}"));
+            say(format!("step {step}: train loss {train_loss:.4}, validation loss {validation}"));
+        }
+        TrainEvent::Saved { step } => say(format!("step {step}: checkpoint {}", job.out.display())),
+    };
+    let trained = trainer::train(&job, tokenizer, &STOP, &mut on_event)?;
+    bar.finish_and_clear();
+    let verb = if trained.stopped { "stopped" } else { "finished" };
+    let progress = &trained.record.progress;
+    println!(
+        "{verb} at step {} ({} samples, {:.0} s, {:.1} samples/s); model in {}",
+        progress.step,
+        progress.samples_seen,
+        progress.wall_secs,
+        progress.samples_seen as f64 / progress.wall_secs.max(1e-9),
+        job.out.display()
+    );
+    if trained.stopped {
+        println!("continue with the same command and --resume");
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `vlasim train` end to end on a tiny collected dataset with a shrunk model: the loss falls, the
+//! checkpoint folder loads back to the same outputs, an interrupted and resumed run ends with the
+//! same weights as an uninterrupted one, and a corrupt checkpoint is an error naming the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Tensor;
+use vlasim::data::batch::{BatchSettings, Sampler};
+use vlasim::data::collect::{self, CollectSettings, Collected};
+use vlasim::data::reader::Dataset;
+use vlasim::lang::tokenizer::Tokenizer;
+use vlasim::train::checkpoint::{self, Recipe};
+use vlasim::train::schedule::Decay;
+use vlasim::train::tensors::{EncodedInstructions, model_batch};
+use vlasim::train::trainer::{self, TrainEvent, TrainJob, Trained};
+use vlasim::vla::config::ActionSpace;
+use vlasim::vla::{ActionOutput, ForwardOptions, Vla, VlaConfig, presets};
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("train-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Two demonstrations and a play window, collected once for all tests.
+fn dataset() -> &'static Path {
+    static DATASET: OnceLock<PathBuf> = OnceLock::new();
+    DATASET.get_or_init(|| {
+        let dir = out_dir("demos");
+        let settings = CollectSettings {
+            scenes: vec!["d".into()],
+            tasks: vec!["turn_on_led".into(), "push_red_block_left".into(), "open_drawer".into()],
+            episodes_per_task: 1,
+            play_sequences: 1,
+            play_tasks: 2,
+            window_steps: 48,
+            noise_std: 0.1,
+            seed: 7,
+        };
+        match collect::collect(&settings, &dir, 1, &AtomicBool::new(false), &|_| {}).expect("collect") {
+            Collected::Finished(_) => dir,
+            other => panic!("collection did not finish: {other:?}"),
+        }
+    })
+}
+
+/// The smallest preset with a two-frame window and a two-step chunk: the same code paths as at
+/// full size, fast enough for a test.
+fn tiny_model() -> VlaConfig {
+    let mut config = presets::preset_with("uform", "policy_head").expect("known preset");
+    config.formulation.history_window = 2;
+    if let ActionSpace::Continuous { chunk, .. } = &mut config.formulation.action_space {
+        *chunk = 2;
+    }
+    config
+}
+
+fn recipe(steps: u64) -> Recipe {
+    Recipe {
+        preset: "uform".into(),
+        formulation: "policy_head".into(),
+        steps,
+        batch_size: 6,
+        lr: 3e-3,
+        warmup_steps: 3,
+        decay: Decay::Cosine,
+        weight_decay: 0.01,
+        grad_clip: Some(1.0),
+        validation_share: 0.25,
+        validation_batches: 1,
+        eval_every: 10,
+        checkpoint_every: 1000,
+        static_shift_px: 4,
+        gripper_shift_px: 2,
+        seed: 3,
+    }
+}
+
+fn job(out: &Path, recipe: Recipe, workers: usize, resume: bool) -> TrainJob {
+    TrainJob { data: dataset().to_path_buf(), out: out.to_path_buf(), recipe, model: tiny_model(), workers, resume }
+}
+
+fn run(job: &TrainJob, stop_after: Option<u64>) -> anyhow::Result<Trained> {
+    let stop = AtomicBool::new(false);
+    trainer::train(job, None, &stop, &mut |event| {
+        if let TrainEvent::Step { step, .. } = event
+            && Some(*step) == stop_after
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+    })
+}
+
+fn weights(model: &Vla) -> Vec<(String, Vec<f32>)> {
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    model.params().vars().into_iter().map(|(name, var)| (name, flat(var.as_tensor()))).collect()
+}
+
+fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
+    let dataset = Dataset::open(data).unwrap();
+    let config = model.config();
+    let settings = BatchSettings { batch_size: 3, history: 2, chunk: 2, static_shift_px: 0, gripper_shift_px: 0 };
+    let batch = Sampler::new(&dataset, &[0, 1], settings, 0).unwrap().next_batch();
+    let texts = EncodedInstructions::new(tokenizer, batch.instructions.iter().map(String::as_str), config.max_text_len)
+        .unwrap();
+    let (input, _) = model_batch(&batch, 0..3, config, &texts).unwrap();
+    match model.forward(&input, ForwardOptions::default()).unwrap().actions {
+        ActionOutput::Continuous(actions) => actions.arm.flatten_all().unwrap().to_vec1().unwrap(),
+        ActionOutput::Discrete { .. } => panic!("policy_head is continuous"),
+    }
+}
+
+#[test]
+fn loss_falls_and_the_checkpoint_folder_loads_back() {
+    let out = out_dir("falls");
+    let trained = run(&job(&out, recipe(40), 1, false), None).expect("train");
+    assert!(!trained.stopped);
+    let history = &trained.record.progress.train_loss;
+    assert_eq!(history.iter().map(|p| p.step).collect::<Vec<_>>(), vec![10, 20, 30, 40]);
+    assert!(history[3].loss < 0.8 * history[0].loss, "training loss did not fall: {history:?}");
+    assert_eq!(trained.record.progress.validation_loss.len(), 4, "validation after each interval");
+    let data = &trained.record.data;
+    assert_eq!(data.train_episodes.len() + data.validation_episodes.len(), data.episodes);
+    assert!(!data.validation_episodes.is_empty());
+
+    let loaded = Vla::load(&out).expect("the checkpoint is a model folder");
+    assert!(loaded.config().robot_obs_norm.is_some(), "robot_obs statistics travel with the model");
+    assert_eq!(weights(&loaded), weights(&trained.model));
+    let tokenizer = Tokenizer::load(&out.join(checkpoint::TOKENIZER_FILE)).expect("tokenizer.json loads");
+    assert_eq!(arm_actions(&loaded, dataset(), &tokenizer), arm_actions(&trained.model, dataset(), &tokenizer));
+    let record = checkpoint::read_record(&out).expect("training.json");
+    assert_eq!(record, trained.record);
+    assert!(!out.with_file_name("train-falls.partial").exists(), "no staging folder left behind");
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
+    let steps = 9;
+    let straight = run(&job(&out_dir("straight"), recipe(steps), 2, false), None).expect("uninterrupted run");
+    let out = out_dir("resumed");
+    let first = run(&job(&out, recipe(steps), 2, false), Some(4)).expect("first session");
+    assert!(first.stopped);
+    assert_eq!(first.record.progress.step, 4);
+    let resumed = run(&job(&out, recipe(steps), 2, true), None).expect("resumed session");
+    assert!(!resumed.stopped);
+    assert_eq!(resumed.record.progress.samples_seen, steps * 6);
+    assert!(weights(&resumed.model) == weights(&straight.model), "resuming changed the weights");
+    assert_eq!(resumed.record.progress.train_loss, straight.record.progress.train_loss);
+    assert_eq!(resumed.record.progress.validation_loss, straight.record.progress.validation_loss);
+
+    let mut other = recipe(steps);
+    other.lr *= 2.0;
+    let error = run(&job(&out, other, 2, true), None).unwrap_err();
+    assert!(format!("{error:#}").contains("different recipe"), "{error:#}");
+}
+
+#[test]
+fn two_workers_compute_the_same_step_as_one() {
+    let one = run(&job(&out_dir("one-worker"), recipe(2), 1, false), None).expect("one worker");
+    let two = run(&job(&out_dir("two-workers"), recipe(2), 2, false), None).expect("two workers");
+    for ((name, a), (_, b)) in weights(&one.model).iter().zip(weights(&two.model)) {
+        let largest = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(largest < 1e-4, "{name} differs by {largest}");
+    }
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
+    let out = out_dir("corrupt");
+    run(&job(&out, recipe(2), 1, false), Some(1)).expect("train");
+    for file in ["model.safetensors", "optimizer.safetensors", "training.json", "config.json"] {
+        let path = out.join(file);
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &original[..original.len() / 2]).unwrap();
+        let error = run(&job(&out, recipe(2), 1, true), None).expect_err("a truncated file cannot resume");
+        assert!(format!("{error:#}").contains(file), "the error names {file}: {error:#}");
+        std::fs::write(&path, original).unwrap();
+    }
+}
