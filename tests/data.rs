@@ -3,10 +3,13 @@
 //! README states), resume an interrupted collection to the same bytes, and name the file at fault
 //! when one is broken or missing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::{collect_into, out_dir};
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM};
@@ -22,30 +25,8 @@ const MIN_FRAME_PSNR_DB: f64 = 28.0;
 /// …and the mean absolute error over all pixels of an episode below this (8-bit levels).
 const MAX_MEAN_ABS_ERROR: f64 = 4.5;
 
-fn out_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn small_settings() -> CollectSettings {
-    CollectSettings {
-        scenes: vec!["d".into()],
-        tasks: vec!["turn_on_led".into(), "push_red_block_left".into()],
-        episodes_per_task: 1,
-        play_sequences: 1,
-        play_tasks: 2,
-        window_steps: 48,
-        noise_std: 0.1,
-        seed: 7,
-    }
-}
-
-fn collect_into(dir: &Path, settings: &CollectSettings, workers: usize) -> lerobot::DatasetSummary {
-    match collect::collect(settings, dir, workers, &AtomicBool::new(false), &|_| {}).expect("collect") {
-        Collected::Finished(summary) => summary,
-        other => panic!("collection did not finish: {other:?}"),
-    }
+    common::small_settings(&["turn_on_led", "push_red_block_left"])
 }
 
 fn psnr_and_abs_error(decoded: &[u8], rendered: &Image) -> (f64, f64) {

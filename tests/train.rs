@@ -2,13 +2,15 @@
 //! checkpoint folder loads back to the same outputs, an interrupted and resumed run ends with the
 //! same weights as an uninterrupted one, and a corrupt checkpoint is an error naming the file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
+use common::{collect_into, out_dir, small_settings};
 use vlasim::data::batch::{BatchSettings, Sampler};
-use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::reader::Dataset;
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::train::checkpoint::{self, Recipe};
@@ -18,31 +20,13 @@ use vlasim::train::trainer::{self, TrainEvent, TrainJob, Trained};
 use vlasim::vla::config::ActionSpace;
 use vlasim::vla::{ActionOutput, ForwardOptions, Vla, VlaConfig, presets};
 
-fn out_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("train-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Two demonstrations and a play window, collected once for all tests.
+/// Three demonstrations and a play window, collected once for all tests.
 fn dataset() -> &'static Path {
     static DATASET: OnceLock<PathBuf> = OnceLock::new();
     DATASET.get_or_init(|| {
-        let dir = out_dir("demos");
-        let settings = CollectSettings {
-            scenes: vec!["d".into()],
-            tasks: vec!["turn_on_led".into(), "push_red_block_left".into(), "open_drawer".into()],
-            episodes_per_task: 1,
-            play_sequences: 1,
-            play_tasks: 2,
-            window_steps: 48,
-            noise_std: 0.1,
-            seed: 7,
-        };
-        match collect::collect(&settings, &dir, 1, &AtomicBool::new(false), &|_| {}).expect("collect") {
-            Collected::Finished(_) => dir,
-            other => panic!("collection did not finish: {other:?}"),
-        }
+        let dir = out_dir("train-demos");
+        collect_into(&dir, &small_settings(&["turn_on_led", "push_red_block_left", "open_drawer"]), 1);
+        dir
     })
 }
 
@@ -114,7 +98,7 @@ fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
 
 #[test]
 fn loss_falls_and_the_checkpoint_folder_loads_back() {
-    let out = out_dir("falls");
+    let out = out_dir("train-falls");
     let trained = run(&job(&out, recipe(40), 1, false), None).expect("train");
     assert!(!trained.stopped);
     let history = &trained.record.progress.train_loss;
@@ -138,8 +122,8 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
 #[test]
 fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     let steps = 9;
-    let straight = run(&job(&out_dir("straight"), recipe(steps), 2, false), None).expect("uninterrupted run");
-    let out = out_dir("resumed");
+    let straight = run(&job(&out_dir("train-straight"), recipe(steps), 2, false), None).expect("uninterrupted run");
+    let out = out_dir("train-resumed");
     let first = run(&job(&out, recipe(steps), 2, false), Some(4)).expect("first session");
     assert!(first.stopped);
     assert_eq!(first.record.progress.step, 4);
@@ -158,8 +142,8 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
 
 #[test]
 fn two_workers_compute_the_same_step_as_one() {
-    let one = run(&job(&out_dir("one-worker"), recipe(2), 1, false), None).expect("one worker");
-    let two = run(&job(&out_dir("two-workers"), recipe(2), 2, false), None).expect("two workers");
+    let one = run(&job(&out_dir("train-one-worker"), recipe(2), 1, false), None).expect("one worker");
+    let two = run(&job(&out_dir("train-two-workers"), recipe(2), 2, false), None).expect("two workers");
     for ((name, a), (_, b)) in weights(&one.model).iter().zip(weights(&two.model)) {
         let largest = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(largest < 1e-4, "{name} differs by {largest}");
@@ -168,7 +152,7 @@ fn two_workers_compute_the_same_step_as_one() {
 
 #[test]
 fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
-    let out = out_dir("corrupt");
+    let out = out_dir("train-corrupt");
     run(&job(&out, recipe(2), 1, false), Some(1)).expect("train");
     for file in ["model.safetensors", "optimizer.safetensors", "training.json", "config.json"] {
         let path = out.join(file);
