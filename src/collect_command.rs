@@ -61,7 +61,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
         noise_std: args.noise,
         seed: args.seed,
     };
-    let workers = args.workers.unwrap_or_else(|| parallel::available_threads());
+    let workers = args.workers.unwrap_or_else(parallel::available_threads);
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::Relaxed) {
             std::process::exit(130);

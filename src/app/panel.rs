@@ -33,7 +33,7 @@ impl Plugin for PanelPlugin {
 }
 
 /// The panel's own state between frames.
-#[derive(Resource)]
+#[derive(Resource, Default)]
 pub struct PanelState {
     /// The instruction being typed.
     pub input: String,
@@ -41,12 +41,6 @@ pub struct PanelState {
     seed_choice: u64,
     chain_choice: u64,
     error: Option<String>,
-}
-
-impl Default for PanelState {
-    fn default() -> Self {
-        Self { input: String::new(), scene_choice: String::new(), seed_choice: 0, chain_choice: 0, error: None }
-    }
 }
 
 /// Width of the panel in logical pixels.
@@ -296,10 +290,10 @@ fn recording_section(ui: &mut egui::Ui, session: &Session, recording: &mut Recor
             }
         }
         None => {
-            if ui.button("Record").on_hover_text("One frame per control step, into recordings/").clicked() {
-                if let Err(error) = recording.start_numbered(session) {
-                    recording.last = Some(Err(format!("{error:#}")));
-                }
+            if ui.button("Record").on_hover_text("One frame per control step, into recordings/").clicked()
+                && let Err(error) = recording.start_numbered(session)
+            {
+                recording.last = Some(Err(format!("{error:#}")));
             }
             ui.checkbox(&mut recording.inset, "policy cameras inset");
         }

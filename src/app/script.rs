@@ -67,10 +67,10 @@ pub struct CommandProbe {
 }
 
 fn start_script(script: Res<Script>, mut session: ResMut<Session>) {
-    if let Some(index) = script.options.chain {
-        if let Err(error) = session.run_chain(index) {
-            error!("cannot run chain {index}: {error:#}");
-        }
+    if let Some(index) = script.options.chain
+        && let Err(error) = session.run_chain(index)
+    {
+        error!("cannot run chain {index}: {error:#}");
     }
     if let Some(instruction) = &script.options.instruction {
         session.submit(instruction);

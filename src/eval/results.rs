@@ -299,7 +299,7 @@ mod tests {
         ];
         let metrics = Metrics::of(&records);
         assert_eq!(metrics.success_rates, [0.75, 0.5, 0.25, 0.25, 0.25]);
-        assert_eq!(metrics.avg_len, (5 + 2 + 0 + 1) as f64 / 4.0);
+        assert_eq!(metrics.avg_len, (5 + 2 + 1) as f64 / 4.0);
         assert_eq!(metrics.per_task["task_0"], TaskCount { attempts: 4, successes: 3 });
         assert_eq!(metrics.per_task["task_2"], TaskCount { attempts: 2, successes: 1 });
         assert_eq!(metrics.per_task["task_4"].rate(), Some(1.0));

@@ -39,7 +39,7 @@ const LOSS_EMA_WEIGHT: f64 = 0.02;
 /// Smallest `robot_obs` standard deviation used: a near-constant dimension is not blown up.
 const MIN_ROBOT_OBS_STD: f64 = 1e-3;
 /// Offset of the validation sampler's seed from the run's, so its draws are independent.
-const VALIDATION_SEED_OFFSET: u64 = 0x5EED_0F_7A11;
+const VALIDATION_SEED_OFFSET: u64 = 0x5E_ED0F_7A11;
 
 /// A run to start or resume.
 #[derive(Debug, Clone)]
