@@ -28,6 +28,9 @@ pub enum DriverError {
     /// The tokenizer's vocabulary is larger than the model's embedding table.
     #[error("{file}: the tokenizer has {tokenizer} tokens but the model embeds only {model}")]
     Vocabulary { file: String, tokenizer: usize, model: usize },
+    /// `act` came before `begin`.
+    #[error("the model has no instruction yet: begin an episode before acting")]
+    NotStarted,
     /// A tensor operation failed.
     #[error("model inference failed: {0}")]
     Inference(#[from] candle_core::Error),
@@ -90,7 +93,7 @@ impl VlaDriver {
 
     /// Renders the cameras, runs the model and returns its action.
     pub fn act(&mut self, world: &World) -> Result<Action, DriverError> {
-        let cameras = self.cameras.get_or_insert_with(|| PolicyCameras::new(world));
+        let cameras = self.cameras.as_mut().ok_or(DriverError::NotStarted)?;
         cameras.render_into(world, View::Static, &mut self.static_image);
         let uses_gripper = self.policy.model().config().use_gripper_camera;
         if uses_gripper {
