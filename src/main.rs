@@ -185,9 +185,18 @@ struct GuiArgs {
     /// Window size in logical pixels, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_size)]
     size: (u32, u32),
-    /// Start with keyboard teleop instead of the scripted expert.
+    /// Who drives the arm at start; the VLA falls back to the scripted expert when no model loads.
+    #[arg(long, value_enum, default_value_t = Driver::Vla)]
+    driver: Driver,
+    /// Folder of model folders the VLA driver offers.
+    #[arg(long, default_value = vlasim::vla::catalog::SHIPPED_MODELS)]
+    models: PathBuf,
+    /// Model to start with, by folder name (default: paligemma, or the first there is).
     #[arg(long)]
-    teleop: bool,
+    model: Option<String>,
+    /// Start with the VLA's attention overlay on the static camera's image.
+    #[arg(long)]
+    attention: bool,
     /// Submit this instruction at start, as if typed.
     #[arg(long)]
     instruction: Option<String>,
@@ -346,7 +355,10 @@ fn gui(args: GuiArgs) -> Result<()> {
         scene: args.scene,
         seed: args.seed,
         size: args.size,
-        driver: if args.teleop { Driver::Teleop } else { Driver::Expert },
+        driver: args.driver,
+        models: args.models,
+        model: args.model,
+        attention: args.attention,
         instruction: args.instruction,
         chain: args.chain,
         screenshot: args.screenshot,

@@ -70,6 +70,13 @@ pub struct TrainArgs {
     /// Seed of the validation split, the sample order and the augmentation (the weights' seed is the preset's).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train on these scenes only (comma-separated; default: all in the dataset).
+    #[arg(long, value_delimiter = ',')]
+    scenes: Vec<String>,
+    /// Share of the (selected scenes') episodes to load, picked with --seed: for data-efficiency
+    /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
+    #[arg(long, default_value_t = 1.0)]
+    data_share: f64,
     /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: one trained on the training
     /// phrasings and the dataset's instructions. A resumed run uses the checkpoint's.
     #[arg(long)]
@@ -104,6 +111,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         static_shift_px: args.static_shift,
         gripper_shift_px: args.gripper_shift,
         seed: args.seed,
+        scenes: args.scenes,
+        data_share: args.data_share,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job = TrainJob {

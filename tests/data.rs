@@ -14,7 +14,7 @@ use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM};
 use vlasim::data::lerobot;
-use vlasim::data::reader::{Dataset, Frames};
+use vlasim::data::reader::{Dataset, Frames, Selection};
 use vlasim::data::simulate::{self, DemoOutcome, SimulateSettings};
 use vlasim::sim::camera::Image;
 use vlasim::sim::scene::Scene;
@@ -137,6 +137,16 @@ fn a_collected_dataset_reads_back_as_simulated() {
     let (train, validation) = dataset.split(0.25, 1);
     assert_eq!(train.len() + validation.len(), dataset.episodes.len());
     assert!(!validation.is_empty() && validation.iter().all(|v| !train.contains(v)));
+
+    let half = Selection { scenes: vec!["d".into()], share: 0.5, seed: 2 };
+    let selected = Dataset::open_selected(&dir, &half).expect("open a selection");
+    assert_eq!(selected.episodes.len(), (dataset.episodes.len() as f64 * 0.5).round() as usize);
+    for episode in &selected.episodes {
+        assert_eq!(episode, &dataset.episodes[episode.index], "a selected episode differs from the whole read");
+    }
+    let elsewhere = Selection { scenes: vec!["a".into()], ..half };
+    let error = format!("{:#}", Dataset::open_selected(&dir, &elsewhere).expect_err("no episode in scene a"));
+    assert!(error.contains("scene \"a\""), "{error}");
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

@@ -93,7 +93,20 @@ fn screenshot_shows_the_scene_and_the_panel() {
 fn a_typed_instruction_is_carried_out_by_the_expert() {
     let (_, probe) = screenshot(
         "typed",
-        &["--scene", "d", "--seed", "3", "--instruction", "close the drawer", "--speed", "4", "--after-steps", "361"],
+        &[
+            "--driver",
+            "expert",
+            "--scene",
+            "d",
+            "--seed",
+            "3",
+            "--instruction",
+            "close the drawer",
+            "--speed",
+            "4",
+            "--after-steps",
+            "361",
+        ],
     );
     let commands = probe["commands"].as_array().unwrap();
     assert_eq!(commands.len(), 1, "{probe}");
@@ -115,6 +128,8 @@ fn closing_the_window_while_recording_leaves_a_playable_video() {
     let dir = out_dir("close");
     let video = dir.join("rollout.mp4");
     run_gui(&[
+        "--driver",
+        "expert",
         "--instruction",
         "open the drawer",
         "--record",
@@ -132,4 +147,24 @@ fn closing_the_window_while_recording_leaves_a_playable_video() {
     assert!((seconds - frames.len() as f64 / 30.0).abs() < 0.1, "{seconds} s for {} frames", frames.len());
     let changed = frames[0].rgb.iter().zip(&frames.last().unwrap().rgb).filter(|(a, b)| a.abs_diff(**b) > 30).count();
     assert!(changed > 1000, "the arm should have moved: {changed} bytes changed");
+}
+
+/// Pixels right of the panel's left edge that look like the overlay's heat colours (red to yellow).
+fn hot_panel_pixels(image: &image::RgbImage, probe: &Value) -> usize {
+    let panel_left = probe["panel_left_px"].as_u64().unwrap() as u32;
+    image.enumerate_pixels().filter(|(x, _, p)| *x >= panel_left && p[0] > 180 && p[2] < 90 && p[1] > 40).count()
+}
+
+#[test]
+fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
+    let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "30"];
+    let (plain, probe) = screenshot("vla_plain", &args);
+    assert_eq!((probe["driver"].as_str(), probe["model"].as_str()), (Some("VLA"), Some("paligemma")), "{probe}");
+    assert_eq!(probe["commands"][0]["task"], "open_drawer", "{probe}");
+    assert_eq!(probe["attention_grid"], Value::Null, "no overlay unless asked for");
+
+    let (watched, probe) = screenshot("vla_attention", &[&args[..], &["--attention"]].concat());
+    assert_eq!(probe["attention_grid"], 8, "PaliGemma's 64 image tokens are an 8×8 patch grid: {probe}");
+    let (before, after) = (hot_panel_pixels(&plain, &probe), hot_panel_pixels(&watched, &probe));
+    assert!(after > before + 3000, "the heat map should colour the static image: {before} → {after} hot pixels");
 }

@@ -59,6 +59,8 @@ fn recipe(steps: u64) -> Recipe {
         static_shift_px: 4,
         gripper_shift_px: 2,
         seed: 3,
+        scenes: Vec::new(),
+        data_share: 1.0,
     }
 }
 

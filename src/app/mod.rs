@@ -2,6 +2,7 @@
 //! `FixedUpdate` at CALVIN's 30 Hz control rate whatever the frame rate; Bevy draws the human's
 //! 3D view and egui the side panel.
 
+mod models;
 mod orbit_camera;
 mod panel;
 mod recording;
@@ -32,6 +33,12 @@ pub struct GuiOptions {
     pub size: (u32, u32),
     /// Who drives the arm at start.
     pub driver: Driver,
+    /// Folder of model folders for the VLA driver.
+    pub models: PathBuf,
+    /// Model to start with (folder name); the default one when absent.
+    pub model: Option<String>,
+    /// Start with the VLA's attention overlay on.
+    pub attention: bool,
     /// An instruction submitted at start, as if typed.
     pub instruction: Option<String>,
     /// An evaluation chain run at start.
@@ -88,6 +95,11 @@ pub fn run(options: GuiOptions) -> Result<()> {
         .add_plugins((
             scene_view::SceneViewPlugin,
             orbit_camera::OrbitCameraPlugin,
+            models::ModelsPlugin {
+                root: options.models.clone(),
+                start_with: options.model.clone(),
+                watch_attention: options.attention,
+            },
             panel::PanelPlugin,
             teleop::TeleopPlugin,
             recording::RecordingPlugin { start_with: options.record.clone() },

@@ -11,6 +11,9 @@ use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use bevy_egui::egui::{self, Color32, RichText};
 use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, EguiTextureHandle, PrimaryEguiContext};
 
+use std::borrow::Cow;
+
+use super::models::ModelCatalog;
 use super::orbit_camera::ViewportInset;
 use super::recording::Recording;
 use super::session::{Command, Driver, Outcome, Session};
@@ -19,6 +22,7 @@ use crate::sim::camera::Image;
 use crate::sim::chains::CHAIN_LENGTH;
 use crate::sim::scene::Scene;
 use crate::video::compose::SubtaskStatus;
+use crate::vla::attention_maps::{self, PatchAttention, heat_colour};
 
 /// The side panel.
 pub struct PanelPlugin;
@@ -26,6 +30,7 @@ pub struct PanelPlugin;
 impl Plugin for PanelPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<PanelState>()
+            .init_resource::<AttentionOverlay>()
             .add_systems(Startup, (spawn_ui_camera, create_policy_images))
             .add_systems(Update, update_policy_images)
             .add_systems(EguiPrimaryContextPass, draw_panel);
@@ -41,6 +46,43 @@ pub struct PanelState {
     seed_choice: u64,
     chain_choice: u64,
     error: Option<String>,
+}
+
+/// Which attention map is blended over the static camera's image, and how strongly.
+#[derive(Resource, Debug, Clone, Copy, PartialEq)]
+pub struct AttentionOverlay {
+    /// The map shown.
+    pub map: AttentionMap,
+    /// 0: image only, 1: map only.
+    pub opacity: f32,
+}
+
+impl Default for AttentionOverlay {
+    fn default() -> Self {
+        AttentionOverlay { map: AttentionMap::HeadMean, opacity: 0.6 }
+    }
+}
+
+/// The attention maps on offer (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionMap {
+    /// Last layer, averaged over heads.
+    HeadMean,
+    /// Last layer, one head.
+    Head(usize),
+    /// Attention rollout through the language model.
+    Rollout,
+}
+
+impl AttentionMap {
+    /// This map of `attention`; the head mean where the map does not exist for this model.
+    fn of(self, attention: &PatchAttention) -> Vec<f32> {
+        match self {
+            AttentionMap::Head(head) if head < attention.heads.len() => attention.heads[head].clone(),
+            AttentionMap::Rollout if attention.rollout.is_some() => attention.rollout.clone().unwrap_or_default(),
+            _ => attention.head_mean(),
+        }
+    }
 }
 
 /// Width of the panel in logical pixels.
@@ -80,6 +122,7 @@ fn draw_panel(
     mut recording: ResMut<Recording>,
     policy_images: Res<PolicyImages>,
     images: Res<Assets<bevy::image::Image>>,
+    (mut catalog, mut overlay): (ResMut<ModelCatalog>, ResMut<AttentionOverlay>),
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     if state.scene_choice.is_empty() {
@@ -96,9 +139,12 @@ fn draw_panel(
         egui::ScrollArea::vertical().show(ui, |ui| {
             instruction_section(ui, &mut session, &mut state);
             ui.separator();
-            driver_section(ui, &mut session);
+            driver_section(ui, &mut session, &mut catalog);
             ui.separator();
             camera_section(ui, &policy_images, &images);
+            let mut settings = *overlay;
+            attention_section(ui, &mut session, &mut settings);
+            overlay.set_if_neq(settings);
             ui.separator();
             timeline_section(ui, &session);
             ui.separator();
@@ -152,7 +198,7 @@ fn instruction_section(ui: &mut egui::Ui, session: &mut Session, state: &mut Pan
     }
 }
 
-fn driver_section(ui: &mut egui::Ui, session: &mut Session) {
+fn driver_section(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
     ui.horizontal(|ui| {
         ui.label("Driver:");
         for driver in [Driver::Expert, Driver::Teleop] {
@@ -160,9 +206,46 @@ fn driver_section(ui: &mut egui::Ui, session: &mut Session) {
                 session.set_driver(driver);
             }
         }
-        ui.add_enabled(false, egui::Button::selectable(false, "VLA"))
-            .on_disabled_hover_text("No trained VLA is shipped yet.");
+        let vla = ui.add_enabled(
+            session.model().is_some(),
+            egui::Button::selectable(session.driver() == Driver::Vla, Driver::Vla.label()),
+        );
+        if vla.on_disabled_hover_text("No model folder could be loaded (see below).").clicked() {
+            session.set_driver(Driver::Vla);
+        }
     });
+    model_selector(ui, session, catalog);
+    if let Some(problem) = session.model_problem() {
+        ui.colored_label(FAILURE, problem);
+    }
+}
+
+/// The backbone selector: every loadable model folder with its tokens, size and Avg. Len.
+fn model_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
+    let current = session.model().map(|card| card.name.clone());
+    let mut chosen = None;
+    ui.horizontal(|ui| {
+        ui.label("Model:");
+        egui::ComboBox::from_id_salt("model")
+            .width(ui.available_width())
+            .selected_text(current.as_deref().unwrap_or("none"))
+            .show_ui(ui, |ui| {
+                for card in &catalog.cards {
+                    if ui.selectable_label(current.as_ref() == Some(&card.name), card.summary()).clicked() {
+                        chosen = Some(card.clone());
+                    }
+                }
+            });
+    });
+    if let Some(card) = chosen.filter(|card| current.as_ref() != Some(&card.name)) {
+        catalog.switch(session, &card);
+    }
+    if let Some(card) = session.model() {
+        ui.small(card.summary());
+    }
+    for problem in catalog.problems.iter().chain(&catalog.switch_error) {
+        ui.colored_label(FAILURE, problem);
+    }
 }
 
 fn camera_section(ui: &mut egui::Ui, policy_images: &PolicyImages, images: &Assets<bevy::image::Image>) {
@@ -179,6 +262,49 @@ fn camera_section(ui: &mut egui::Ui, policy_images: &PolicyImages, images: &Asse
             });
         }
     });
+}
+
+fn attention_section(ui: &mut egui::Ui, session: &mut Session, overlay: &mut AttentionOverlay) {
+    if session.model().is_none() {
+        return;
+    }
+    let mut watch = session.watches_attention();
+    if ui.checkbox(&mut watch, "Attention overlay on the static image").changed() {
+        session.watch_attention(watch);
+    }
+    if !watch {
+        return;
+    }
+    let (heads, has_rollout) = session.attention().map_or((0, false), |(a, _)| (a.heads.len(), a.rollout.is_some()));
+    ui.horizontal_wrapped(|ui| {
+        ui.selectable_value(&mut overlay.map, AttentionMap::HeadMean, "last layer, head mean");
+        for head in 0..heads {
+            ui.selectable_value(&mut overlay.map, AttentionMap::Head(head), format!("head {head}"));
+        }
+        if has_rollout {
+            ui.selectable_value(&mut overlay.map, AttentionMap::Rollout, "rollout");
+        }
+    });
+    ui.add(egui::Slider::new(&mut overlay.opacity, 0.0..=1.0).text("opacity"));
+    // Legend: the colour map from no attention to the map's own maximum.
+    ui.horizontal(|ui| {
+        ui.small("0");
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(160.0, 10.0), egui::Sense::hover());
+        let steps = 32;
+        for i in 0..steps {
+            let [r, g, b] = heat_colour(i as f32 / (steps - 1) as f32);
+            let left = rect.left() + rect.width() * i as f32 / steps as f32;
+            let cell = egui::Rect::from_min_max(
+                egui::pos2(left, rect.top()),
+                egui::pos2(left + rect.width() / steps as f32 + 0.5, rect.bottom()),
+            );
+            ui.painter().rect_filled(cell, 0.0, Color32::from_rgb(r, g, b));
+        }
+        ui.small("max: action token's attention (not importance)");
+    });
+    if session.attention().is_none() {
+        ui.small("Drawn from the VLA's next step on (the FiLM baseline has no attention).");
+    }
 }
 
 fn timeline_section(ui: &mut egui::Ui, session: &Session) {
@@ -380,15 +506,23 @@ fn create_policy_images(
 
 fn update_policy_images(
     session: Res<Session>,
+    overlay: Res<AttentionOverlay>,
     mut policy_images: ResMut<PolicyImages>,
     mut images: ResMut<Assets<bevy::image::Image>>,
 ) {
-    if policy_images.shown == stamp(&session) {
+    if policy_images.shown == stamp(&session) && !overlay.is_changed() {
         return;
     }
     policy_images.shown = stamp(&session);
+    // With the overlay on, the static view is the image the VLA saw at its last step.
+    let static_image = match session.attention() {
+        Some((attention, seen)) => {
+            Cow::Owned(attention_maps::overlay(seen, &overlay.map.of(attention), attention.grid, overlay.opacity))
+        }
+        None => Cow::Borrowed(session.static_image()),
+    };
     for (view, image) in
-        [(&policy_images.static_view, session.static_image()), (&policy_images.gripper_view, session.gripper_image())]
+        [(&policy_images.static_view, &*static_image), (&policy_images.gripper_view, session.gripper_image())]
     {
         if let Some(mut asset) = images.get_mut(&view.handle) {
             *asset = bevy_image(image);

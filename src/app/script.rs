@@ -53,6 +53,12 @@ pub struct ScreenshotProbe {
     pub commands: Vec<CommandProbe>,
     /// Mean wall time per drawn frame since the first control step.
     pub mean_frame_ms: f64,
+    /// Who drove the arm.
+    pub driver: String,
+    /// The VLA model selected, if any.
+    pub model: Option<String>,
+    /// Side of the attention map's patch grid, when the overlay has one to draw.
+    pub attention_grid: Option<usize>,
 }
 
 /// One entry of the command history, as a test reads it.
@@ -137,6 +143,9 @@ fn finish_script(
         mean_frame_ms: script
             .first_step_at
             .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3 / script.frames.max(1) as f64),
+        driver: session.driver().label().to_string(),
+        model: session.model().map(|card| card.name.clone()),
+        attention_grid: session.attention().map(|(attention, _)| attention.grid),
     };
     commands.spawn(Screenshot::primary_window()).observe(
         move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>, mut script: ResMut<Script>| {

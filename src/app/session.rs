@@ -17,17 +17,22 @@ use crate::sim::scene::{BlockColor, Scene};
 use crate::sim::tasks::{Category, Symbolic, Task};
 use crate::sim::world::World;
 use crate::video::compose::SubtaskStatus;
+use crate::vla::attention_maps::PatchAttention;
+use crate::vla::catalog::ModelCard;
+use crate::vla::driver::{DriverError, VlaDriver};
 
 /// Teleop's action with no key held: stay, gripper open.
 const OPEN_GRIPPER_STILL: [f64; 7] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
 
 /// Who moves the arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
     /// The scripted expert carries out the task the instruction names.
     Expert,
     /// A person moves the end-effector with the keyboard; the oracle watches the named task.
     Teleop,
+    /// The selected VLA reads the typed words, the policy cameras and the robot state each step.
+    Vla,
 }
 
 impl Driver {
@@ -36,6 +41,7 @@ impl Driver {
         match self {
             Driver::Expert => "Scripted expert",
             Driver::Teleop => "Keyboard teleop",
+            Driver::Vla => "VLA",
         }
     }
 }
@@ -88,6 +94,15 @@ pub struct Timeline {
     pub chain: Vec<Option<bool>>,
 }
 
+/// The VLA driving the arm, and what it attended to at its last step.
+struct ActiveModel {
+    card: ModelCard,
+    driver: VlaDriver,
+    /// Capture attention each step (it costs a full pass over the history window).
+    watch_attention: bool,
+    attention: Option<PatchAttention>,
+}
+
 enum Activity {
     Idle,
     Subtask(Attempt),
@@ -114,6 +129,9 @@ pub struct Session {
     warning: Option<Understanding>,
     /// Bumped whenever the world is rebuilt, so views respawn their entities.
     generation: u64,
+    model: Option<ActiveModel>,
+    /// Why the VLA stopped, until the next attempt.
+    model_problem: Option<String>,
 }
 
 impl Session {
@@ -138,6 +156,8 @@ impl Session {
             timeline: Timeline::default(),
             warning: None,
             generation: 0,
+            model: None,
+            model_problem: None,
         })
     }
 
@@ -197,6 +217,47 @@ impl Session {
             self.interrupt();
             self.driver = driver;
         }
+    }
+
+    /// Hands the arm to `driver` (from `vla::catalog::load`) for the VLA driver; whatever it
+    /// was attempting is interrupted.
+    pub fn set_model(&mut self, card: ModelCard, driver: VlaDriver) {
+        if self.driver == Driver::Vla {
+            self.interrupt();
+        }
+        let watch_attention = self.model.as_ref().is_some_and(|model| model.watch_attention);
+        self.model = Some(ActiveModel { card, driver, watch_attention, attention: None });
+    }
+
+    /// The VLA the VLA driver uses, if one is loaded.
+    pub fn model(&self) -> Option<&ModelCard> {
+        self.model.as_ref().map(|model| &model.card)
+    }
+
+    /// Whether the VLA's attention is captured each step.
+    pub fn watches_attention(&self) -> bool {
+        self.model.as_ref().is_some_and(|model| model.watch_attention)
+    }
+
+    /// Captures (or stops capturing) the VLA's attention each step.
+    pub fn watch_attention(&mut self, watch: bool) {
+        if let Some(model) = &mut self.model {
+            model.watch_attention = watch;
+            if !watch {
+                model.attention = None;
+            }
+        }
+    }
+
+    /// Where the VLA's action token attended at its last step, with the static image it saw.
+    pub fn attention(&self) -> Option<(&PatchAttention, &Image)> {
+        let model = self.model.as_ref()?;
+        Some((model.attention.as_ref()?, model.driver.last_images().0))
+    }
+
+    /// Why the VLA stopped acting, if it failed.
+    pub fn model_problem(&self) -> Option<&str> {
+        self.model_problem.as_deref()
     }
 
     /// Sets the keyboard's relative action for the next steps (teleop only).
@@ -283,9 +344,16 @@ impl Session {
             return understanding;
         }
         // Only a command that starts replaces the one in progress; a rejected one leaves it running.
+        let attempt = match self.begin(task, &instruction) {
+            Ok(attempt) => attempt,
+            Err(reason) => {
+                self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Rejected(reason) });
+                return understanding;
+            }
+        };
         self.interrupt();
         self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Running });
-        self.activity = Activity::Subtask(self.begin(task));
+        self.activity = Activity::Subtask(attempt);
         self.timeline =
             Timeline { task: Some(task), oracle: Vec::new(), budget: MAX_STEPS_PER_SUBTASK, chain: Vec::new() };
         understanding
@@ -298,12 +366,9 @@ impl Session {
         self.reset(scene, index)?;
         let chain = chains::chain(EVAL_SEED, index);
         let first = chain.tasks[0];
-        self.history.push(Command {
-            instruction: Instructions::embedded().eval_phrasing(first).to_string(),
-            task: Some(first),
-            outcome: Outcome::Running,
-        });
-        let attempt = self.begin(first);
+        let instruction = Instructions::embedded().eval_phrasing(first).to_string();
+        let attempt = self.begin(first, &instruction).map_err(anyhow::Error::msg)?;
+        self.history.push(Command { instruction, task: Some(first), outcome: Outcome::Running });
         self.timeline = Timeline {
             task: Some(first),
             oracle: Vec::new(),
@@ -325,9 +390,18 @@ impl Session {
 
     /// One 30 Hz control step: the driver acts, the world steps, the oracle judges, the cameras render.
     pub fn step(&mut self) -> Option<StepReport> {
-        let action = match self.driver {
-            Driver::Expert => None,
-            Driver::Teleop => Some(Action::Relative(self.teleop_action)),
+        let action = match (self.driver, self.is_busy()) {
+            (Driver::Expert, _) | (Driver::Vla, false) => None,
+            (Driver::Teleop, _) => Some(Action::Relative(self.teleop_action)),
+            (Driver::Vla, true) => match self.vla_action() {
+                Ok(action) => Some(action),
+                Err(error) => {
+                    // The arm holds still from here: the attempt ends and the panel says why.
+                    self.interrupt();
+                    self.model_problem = Some(format!("the model failed: {error}"));
+                    None
+                }
+            },
         };
         let report = match &mut self.activity {
             Activity::Idle => {
@@ -348,11 +422,32 @@ impl Session {
         report
     }
 
-    fn begin(&mut self, task: Task) -> Attempt {
+    /// Starts `task` under `instruction` with the current driver; says why it cannot.
+    fn begin(&mut self, task: Task, instruction: &str) -> Result<Attempt, String> {
+        self.model_problem = None;
         match self.driver {
-            Driver::Expert => Attempt::begin(&self.world, &mut self.expert, task, MAX_STEPS_PER_SUBTASK),
-            Driver::Teleop => Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK),
+            Driver::Expert => Ok(Attempt::begin(&self.world, &mut self.expert, task, MAX_STEPS_PER_SUBTASK)),
+            Driver::Teleop => Ok(Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK)),
+            Driver::Vla => {
+                let model = self.model.as_mut().ok_or("no VLA model is loaded")?;
+                model.attention = None;
+                model
+                    .driver
+                    .begin(instruction, &self.world)
+                    .map_err(|error| format!("the model cannot start: {error}"))?;
+                Ok(Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK))
+            }
         }
+    }
+
+    fn vla_action(&mut self) -> Result<Action, DriverError> {
+        let model = self.model.as_mut().ok_or(DriverError::NotStarted)?;
+        if !model.watch_attention {
+            return model.driver.act(&self.world);
+        }
+        let (action, attention) = model.driver.act_with_attention(&self.world)?;
+        model.attention = attention;
+        Ok(action)
     }
 
     /// Ends a finished subtask, and in a chain moves on to the next one or stops at a failure.
@@ -372,15 +467,23 @@ impl Session {
             let next = index + 1;
             if report.success && next < chain.tasks.len() {
                 let task = chain.tasks[next];
-                self.history.push(Command {
-                    instruction: Instructions::embedded().eval_phrasing(task).to_string(),
-                    task: Some(task),
-                    outcome: Outcome::Running,
-                });
-                let attempt = self.begin(task);
-                self.timeline.task = Some(task);
-                self.timeline.oracle.clear();
-                self.activity = Activity::Chain { chain, index: next, attempt };
+                let instruction = Instructions::embedded().eval_phrasing(task).to_string();
+                match self.begin(task, &instruction) {
+                    Ok(attempt) => {
+                        self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Running });
+                        self.timeline.task = Some(task);
+                        self.timeline.oracle.clear();
+                        self.activity = Activity::Chain { chain, index: next, attempt };
+                    }
+                    Err(reason) => {
+                        self.history.push(Command {
+                            instruction,
+                            task: Some(task),
+                            outcome: Outcome::Rejected(reason),
+                        });
+                        self.timeline.chain[next] = Some(false);
+                    }
+                }
             }
         }
     }

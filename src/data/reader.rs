@@ -2,6 +2,10 @@
 //! decodes every camera stream once into memory; a [`Sampler`] then draws reproducible training
 //! [`Batch`]es as plain Rust arrays (the training loop turns them into tensors).
 //!
+//! Decoded frames take 61 kB each (128² static + 64² gripper RGB), so a large collection does not
+//! fit in memory whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
+//! their episodes (the data-efficiency runs use the same knob).
+//!
 //! A sample is a window of `history` consecutive frames ending at frame `t`: for each frame its
 //! robot_obs, both camera images and the next `chunk` actions (past the episode's end the last
 //! action repeats and the mask says so), plus the episode's instruction and task id. Images get
@@ -89,8 +93,50 @@ impl EpisodeData {
 pub struct Dataset {
     /// Where it was read from.
     pub root: PathBuf,
-    /// Episodes by `episode_index`.
+    /// The episodes read, in `episode_index` order (all of them unless a [`Selection`] left some out).
     pub episodes: Vec<EpisodeData>,
+}
+
+/// Which episodes of a dataset to load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Scenes to keep (all when empty).
+    pub scenes: Vec<String>,
+    /// Share of those scenes' episodes to keep, in (0, 1]; at least one episode is kept.
+    pub share: f64,
+    /// Seed of the random pick when `share` < 1.
+    pub seed: u64,
+}
+
+impl Selection {
+    /// Every episode.
+    pub fn all() -> Selection {
+        Selection { scenes: Vec::new(), share: 1.0, seed: 0 }
+    }
+
+    /// Whether each of the episodes (by their scene) is kept.
+    fn pick(&self, scenes: &[String]) -> Result<Vec<bool>> {
+        ensure!(
+            self.share > 0.0 && self.share <= 1.0,
+            "the share of episodes to load must be in (0, 1], not {}",
+            self.share
+        );
+        for scene in &self.scenes {
+            ensure!(scenes.contains(scene), "no episode was recorded in scene {scene:?}");
+        }
+        let mut candidates: Vec<usize> =
+            (0..scenes.len()).filter(|&e| self.scenes.is_empty() || self.scenes.contains(&scenes[e])).collect();
+        if self.share < 1.0 {
+            Rng::new(self.seed).shuffle(&mut candidates);
+            let count = ((self.share * candidates.len() as f64).round() as usize).clamp(1, candidates.len());
+            candidates.truncate(count);
+        }
+        let mut keep = vec![false; scenes.len()];
+        for e in candidates {
+            keep[e] = true;
+        }
+        Ok(keep)
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -99,8 +145,14 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 impl Dataset {
-    /// Reads the dataset at `root`; every error names the file at fault.
+    /// Reads the whole dataset at `root`; every error names the file at fault.
     pub fn open(root: &Path) -> Result<Dataset> {
+        Dataset::open_selected(root, &Selection::all())
+    }
+
+    /// Reads the episodes of the dataset at `root` that `selection` keeps; the others are checked
+    /// as thoroughly but their frames are dropped as they are decoded.
+    pub fn open_selected(root: &Path, selection: &Selection) -> Result<Dataset> {
         let info_path = root.join(INFO_PATH);
         let info = read_json(&info_path)?;
         let version = info["codebase_version"].as_str().unwrap_or("none");
@@ -144,6 +196,7 @@ impl Dataset {
                 gripper_frames: Frames { width: 0, height: 0, rgb: Vec::new() },
             });
         }
+        let keep = selection.pick(scenes)?;
         let mut files: Vec<(usize, usize)> =
             data_chunks.iter().zip(data_files).map(|(c, f)| (*c as usize, *f as usize)).collect();
         files.dedup();
@@ -167,9 +220,10 @@ impl Dataset {
                 let members: Vec<usize> = (0..episodes.len())
                     .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
                     .collect();
-                read_video_file(&path, &members, froms, camera, &mut episodes)?;
+                read_video_file(&path, &members, &keep, froms, camera, &mut episodes)?;
             }
         }
+        let episodes = episodes.into_iter().zip(keep).filter_map(|(episode, kept)| kept.then_some(episode)).collect();
         Ok(Dataset { root: root.to_path_buf(), episodes })
     }
 
@@ -218,10 +272,11 @@ fn read_data_file(path: &Path, episodes: &mut [EpisodeData]) -> Result<()> {
     Ok(())
 }
 
-/// Decodes one video file and hands its frames to the episodes stored in it.
+/// Decodes one video file and hands its frames to the kept episodes stored in it.
 fn read_video_file(
     path: &Path,
     members: &[usize],
+    keep: &[bool],
     from_timestamps: &[f64],
     camera: usize,
     episodes: &mut [EpisodeData],
@@ -240,7 +295,7 @@ fn read_video_file(
         starts.push((start, start + episodes[e].len(), e));
     }
     let (width, height) = (usize::from(video.width), usize::from(video.height));
-    for &(_, _, e) in &starts {
+    for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
         *frames = Frames {
             width,
@@ -253,6 +308,10 @@ fn read_video_file(
         let Some(&(start, _, e)) = starts.iter().find(|(start, end, _)| (*start..*end).contains(&frame)) else {
             bail!("frame {frame} belongs to no episode (check from_timestamp in {EPISODES_PATH})");
         };
+        if !keep[e] {
+            frame += 1;
+            return Ok(());
+        }
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
         ensure!(frames.rgb.len() == (frame - start) * width * height * 3, "episodes overlap at frame {frame}");
         frames.rgb.extend_from_slice(&image.rgb);

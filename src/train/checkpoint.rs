@@ -58,8 +58,18 @@ pub struct Recipe {
     pub static_shift_px: usize,
     /// Random-shift padding of the gripper camera, pixels.
     pub gripper_shift_px: usize,
-    /// Seed of the split, the sample order and the augmentation.
+    /// Seed of the episode pick, the split, the sample order and the augmentation.
     pub seed: u64,
+    /// Scenes trained on (all when empty).
+    #[serde(default)]
+    pub scenes: Vec<String>,
+    /// Share of those scenes' episodes trained on (plus validation).
+    #[serde(default = "whole_dataset")]
+    pub data_share: f64,
+}
+
+fn whole_dataset() -> f64 {
+    1.0
 }
 
 /// Which data a run trained on.
@@ -67,13 +77,13 @@ pub struct Recipe {
 pub struct DataRecord {
     /// The dataset folder.
     pub path: PathBuf,
-    /// Episodes in the dataset.
+    /// Episodes loaded (the recipe's scenes and share of the dataset).
     pub episodes: usize,
-    /// Frames in the dataset.
+    /// Frames in those episodes.
     pub frames: usize,
-    /// Episode indices trained on.
+    /// `episode_index` of each episode trained on.
     pub train_episodes: Vec<usize>,
-    /// Episode indices held out for validation.
+    /// `episode_index` of each episode held out for validation.
     pub validation_episodes: Vec<usize>,
 }
 

@@ -29,7 +29,7 @@ use super::schedule::Schedule;
 use super::tensors::{EncodedInstructions, model_batch};
 use crate::data::batch::{Batch, BatchSettings, Sampler};
 use crate::data::episode::ROBOT_OBS_DIM;
-use crate::data::reader::Dataset;
+use crate::data::reader::{Dataset, Selection};
 use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
 use crate::vla::config::RobotObsNorm;
 use crate::vla::{ForwardOptions, Vla, VlaConfig};
@@ -194,17 +194,21 @@ pub fn train(
     ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
     ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
-    let dataset = Dataset::open(&job.data).with_context(|| format!("reading the dataset {}", job.data.display()))?;
+    let selection = Selection { scenes: recipe.scenes.clone(), share: recipe.data_share, seed: recipe.seed };
+    let dataset = Dataset::open_selected(&job.data, &selection)
+        .with_context(|| format!("reading the dataset {}", job.data.display()))?;
+    // Positions in `dataset.episodes`; the record names episodes by their `episode_index`.
     let (train_episodes, validation_episodes) = dataset.split(recipe.validation_share, recipe.seed);
+    let episode_indices = |positions: &[usize]| positions.iter().map(|&p| dataset.episodes[p].index).collect();
     let data = DataRecord {
         path: job.data.clone(),
         episodes: dataset.episodes.len(),
         frames: dataset.frames(),
-        train_episodes,
-        validation_episodes,
+        train_episodes: episode_indices(&train_episodes),
+        validation_episodes: episode_indices(&validation_episodes),
     };
 
-    ensure!(!data.train_episodes.is_empty(), "the dataset {} has no episodes to train on", job.data.display());
+    ensure!(!train_episodes.is_empty(), "the dataset {} has no episodes to train on", job.data.display());
 
     let (model, tokenizer, mut progress, optimizer_state) = if job.resume {
         ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
@@ -238,7 +242,7 @@ pub fn train(
         (model, tokenizer, saved.progress, Some(job.out.join(OPTIMIZER_FILE)))
     } else {
         let mut config = job.model.clone();
-        config.robot_obs_norm = Some(robot_obs_norm(&dataset, &data.train_episodes));
+        config.robot_obs_norm = Some(robot_obs_norm(&dataset, &train_episodes));
         let tokenizer = match tokenizer {
             Some(tokenizer) => tokenizer,
             None => tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?,
@@ -252,7 +256,7 @@ pub fn train(
         tokenizer.vocab_size(),
         config.vocab_size
     );
-    let first = &dataset.episodes[data.train_episodes[0]];
+    let first = &dataset.episodes[train_episodes[0]];
     ensure!(
         (first.static_frames.width, first.static_frames.height) == (config.static_image_size, config.static_image_size)
             && (!config.use_gripper_camera
@@ -295,14 +299,14 @@ pub fn train(
         static_shift_px: recipe.static_shift_px,
         gripper_shift_px: recipe.gripper_shift_px,
     };
-    let mut sampler = Sampler::new(&dataset, &data.train_episodes, settings, recipe.seed)?;
+    let mut sampler = Sampler::new(&dataset, &train_episodes, settings, recipe.seed)?;
     sampler.skip(progress.step);
-    let validation_batches: Vec<Batch> = if data.validation_episodes.is_empty() {
+    let validation_batches: Vec<Batch> = if validation_episodes.is_empty() {
         Vec::new()
     } else {
         let unshifted = BatchSettings { static_shift_px: 0, gripper_shift_px: 0, ..settings };
         let seed = recipe.seed.wrapping_add(VALIDATION_SEED_OFFSET);
-        let mut validation = Sampler::new(&dataset, &data.validation_episodes, unshifted, seed)?;
+        let mut validation = Sampler::new(&dataset, &validation_episodes, unshifted, seed)?;
         (0..recipe.validation_batches).map(|_| validation.next_batch()).collect()
     };
     let instructions = EncodedInstructions::new(

@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
+use candle_core::Tensor;
+
 use super::VlaError;
-use super::model::Vla;
+use super::attention_maps::PatchAttention;
+use super::model::{ACTION_DIMS, Vla};
 use super::policy::{VlaPolicy, image_tensor};
 use crate::lang::tokenizer::{Encoding, Tokenizer, TokenizerError};
 use crate::sim::arm::Action;
@@ -93,6 +96,22 @@ impl VlaDriver {
 
     /// Renders the cameras, runs the model and returns its action.
     pub fn act(&mut self, world: &World) -> Result<Action, DriverError> {
+        let (static_image, gripper_image, robot_obs) = self.observe(world)?;
+        let predicted = self.policy.act(&static_image, gripper_image.as_ref(), &robot_obs)?;
+        Ok(relative(predicted))
+    }
+
+    /// Like [`VlaDriver::act`], also returning where the action token attended in the static
+    /// image (`None` for a model without attention). Runs the whole window through the model,
+    /// so it costs more than `act`; the action is the same.
+    pub fn act_with_attention(&mut self, world: &World) -> Result<(Action, Option<PatchAttention>), DriverError> {
+        let (static_image, gripper_image, robot_obs) = self.observe(world)?;
+        let (predicted, capture) = self.policy.act_with_attention(&static_image, gripper_image.as_ref(), &robot_obs)?;
+        Ok((relative(predicted), PatchAttention::of_newest_frame(&capture)?))
+    }
+
+    /// Renders the cameras the model uses; returns them as tensors with `robot_obs`.
+    fn observe(&mut self, world: &World) -> Result<(Tensor, Option<Tensor>, Vec<f32>), DriverError> {
         let cameras = self.cameras.as_mut().ok_or(DriverError::NotStarted)?;
         cameras.render_into(world, View::Static, &mut self.static_image);
         let uses_gripper = self.policy.model().config().use_gripper_camera;
@@ -101,10 +120,13 @@ impl VlaDriver {
         }
         let static_image = image_tensor(&self.static_image)?;
         let gripper_image = if uses_gripper { Some(image_tensor(&self.gripper_image)?) } else { None };
-        let robot_obs: Vec<f32> = world.robot_obs().iter().map(|v| *v as f32).collect();
-        let predicted = self.policy.act(&static_image, gripper_image.as_ref(), &robot_obs)?;
-        Ok(Action::Relative(predicted.map(f64::from)))
+        let robot_obs = world.robot_obs().iter().map(|v| *v as f32).collect();
+        Ok((static_image, gripper_image, robot_obs))
     }
+}
+
+fn relative(predicted: [f32; ACTION_DIMS]) -> Action {
+    Action::Relative(predicted.map(f64::from))
 }
 
 #[cfg(test)]
@@ -153,6 +175,31 @@ mod tests {
             assert!(values[6] == 1.0 || values[6] == -1.0, "{values:?}");
         }
         assert_eq!(run(), (actions, robot_obs), "same folder, same state, same actions");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn acting_with_attention_gives_the_same_action_and_a_normalised_patch_map() {
+        let dir = model_folder("attention", tokenizer::DEFAULT_VOCAB_SIZE);
+        let scene = Scene::resolve("d").unwrap();
+        let world = episode::chain_world(&scene, &chains::chain(EVAL_SEED, 1), 1).unwrap();
+        let mut plain = VlaDriver::load(&dir).unwrap();
+        let mut watched = VlaDriver::load(&dir).unwrap();
+        plain.begin("push the slider to the left", &world).unwrap();
+        watched.begin("push the slider to the left", &world).unwrap();
+        let (Action::Relative(a), (Action::Relative(b), attention)) =
+            (plain.act(&world).unwrap(), watched.act_with_attention(&world).unwrap())
+        else {
+            panic!("a VLA acts relatively")
+        };
+        assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-4), "{a:?} vs {b:?}");
+        let attention = attention.expect("kosmos has attention");
+        let cells = attention.grid * attention.grid;
+        let rollout = attention.rollout.as_ref().expect("kosmos rolls out through self-attention");
+        for map in attention.heads.iter().chain([rollout, &attention.head_mean()]) {
+            assert_eq!(map.len(), cells);
+            assert!(map.iter().all(|w| w.is_finite() && *w >= 0.0));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub mod attention;
 pub mod attention_maps;
 pub mod backbone;
+pub mod catalog;
 pub mod config;
 pub mod conv_encoder;
 pub mod cross_attention;
