@@ -17,15 +17,17 @@ use clap::{Args, Parser, Subcommand};
 
 use vlasim::app::GuiOptions;
 use vlasim::app::session::Driver;
+use vlasim::eval::HeldOutPhrasings;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
-use vlasim::sim::expert::{Expert, ExpertSettings};
+use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
 use vlasim::sim::world::World;
 use vlasim::video::ComposeOptions;
-use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
+use vlasim::video::rollout::{RecordSettings, Rollout, RolloutRecording};
+use vlasim::vla::driver::VlaDriver;
 
 #[derive(Parser)]
 #[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
@@ -48,7 +50,7 @@ enum Command {
     Render(RenderArgs),
     /// Measure simulation and camera speed.
     Bench(BenchArgs),
-    /// Record the scripted expert on a task or an evaluation chain as MP4 (H.264) or GIF.
+    /// Record the scripted expert or a VLA on a task or an evaluation chain as MP4 (H.264) or GIF.
     Record(RecordArgs),
     /// Understand a typed instruction, check the instruction files, or train a tokenizer.
     Lang(lang_command::LangArgs),
@@ -104,6 +106,10 @@ struct RecordArgs {
     /// Also save the last frame as a PNG here.
     #[arg(long)]
     last_frame_png: Option<PathBuf>,
+    /// Drive the arm with this model folder (told the held-out evaluation phrasings) instead of
+    /// the scripted expert.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 /// Set by the Ctrl-C handler; the record loop stops after the current step and finishes the file.
@@ -132,9 +138,15 @@ fn record(args: RecordArgs) -> Result<()> {
         eprintln!("stopping: finishing the video (Ctrl-C again to quit at once)");
     })
     .context("cannot install the Ctrl-C handler")?;
-    let recording = ExpertRecording::new(&scene, &settings, &out)?;
+    let mut policy: Box<dyn Policy> = match &args.model {
+        Some(dir) => Box::new(HeldOutPhrasings(
+            VlaDriver::load(dir).with_context(|| format!("cannot load the model {}", dir.display()))?,
+        )),
+        None => Box::new(Expert::new(ExpertSettings::default())),
+    };
+    let recording = RolloutRecording::new(&scene, &settings, &out)?;
     println!("recording {} ({width}x{height})", out.display());
-    let recorded = recording.run(&STOP_RECORDING)?;
+    let recorded = recording.run(policy.as_mut(), &STOP_RECORDING)?;
     for outcome in &recorded.outcomes {
         let result = match (outcome.success, outcome.stopped) {
             (true, _) => "success",

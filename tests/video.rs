@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicBool;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
+use vlasim::sim::expert::{Expert, ExpertSettings};
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
 use vlasim::video::mp4_read::{decode, read_mp4};
-use vlasim::video::rollout::{ExpertRecording, RecordSettings, Rollout};
+use vlasim::video::rollout::{RecordSettings, Rollout, RolloutRecording};
 use vlasim::video::{Caption, ComposeOptions, Composer, SubtaskStatus};
 
 /// Colour of the caption bar (`compose.rs`), which fills the frame's bottom-right corner.
@@ -43,8 +44,9 @@ fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
         max_steps: None,
         hold_final_s: 0.5,
     };
-    let recorded =
-        ExpertRecording::new(&scene, &settings, &path).and_then(|r| r.run(&AtomicBool::new(false))).expect("record");
+    let recorded = RolloutRecording::new(&scene, &settings, &path)
+        .and_then(|r| r.run(&mut Expert::new(ExpertSettings::default()), &AtomicBool::new(false)))
+        .expect("record");
     let outcome = recorded.outcomes[0];
     assert!(outcome.success, "the expert turns on the LED");
     // The start state, one frame per step, then half a second of the final frame.
@@ -87,8 +89,9 @@ fn gif_fallback_has_one_frame_per_step_at_the_requested_size() {
         max_steps: Some(12),
         hold_final_s: 1.0,
     };
-    let recorded =
-        ExpertRecording::new(&scene, &settings, &path).and_then(|r| r.run(&AtomicBool::new(false))).expect("record");
+    let recorded = RolloutRecording::new(&scene, &settings, &path)
+        .and_then(|r| r.run(&mut Expert::new(ExpertSettings::default()), &AtomicBool::new(false)))
+        .expect("record");
     assert!(recorded.stopped);
     assert_eq!(recorded.summary.frames, 13, "start + 12 steps, no hold after a stop");
 

@@ -74,6 +74,15 @@ pub enum AttentionMap {
     Rollout,
 }
 
+impl AttentionOverlay {
+    /// The image the VLA saw at its last step with this overlay on it, when the session has
+    /// attention to show.
+    pub fn draw(&self, session: &Session) -> Option<Image> {
+        let (attention, seen) = session.attention()?;
+        Some(attention_maps::overlay(seen, &self.map.of(attention), attention.grid, self.opacity))
+    }
+}
+
 impl AttentionMap {
     /// This map of `attention`; the head mean where the map does not exist for this model.
     fn of(self, attention: &PatchAttention) -> Vec<f32> {
@@ -515,10 +524,8 @@ fn update_policy_images(
     }
     policy_images.shown = stamp(&session);
     // With the overlay on, the static view is the image the VLA saw at its last step.
-    let static_image = match session.attention() {
-        Some((attention, seen)) => {
-            Cow::Owned(attention_maps::overlay(seen, &overlay.map.of(attention), attention.grid, overlay.opacity))
-        }
+    let static_image = match overlay.draw(&session) {
+        Some(image) => Cow::Owned(image),
         None => Cow::Borrowed(session.static_image()),
     };
     for (view, image) in

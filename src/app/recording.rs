@@ -8,7 +8,9 @@ use anyhow::Result;
 use bevy::prelude::*;
 use bevy::window::WindowCloseRequested;
 
+use super::panel::AttentionOverlay;
 use super::session::{Outcome, Session};
+use crate::sim::camera::Image;
 use crate::sim::world::CONTROL_HZ;
 use crate::video::compose::{Caption, ComposeOptions, Composer};
 use crate::video::recorder::{Recorder, RecordingSummary};
@@ -79,9 +81,12 @@ impl Recording {
         }
     }
 
-    fn push(&mut self, session: &Session) {
+    /// Adds the session's current step; `static_inset` replaces the static camera's inset (the
+    /// attention overlay, when it is on).
+    fn push(&mut self, session: &Session, static_inset: Option<&Image>) {
         let Some((recorder, composer)) = &mut self.active else { return };
-        if let Err(error) = recorder.push(composer.compose(session.world(), &caption(session))) {
+        let frame = composer.compose_with_static_inset(session.world(), &caption(session), static_inset);
+        if let Err(error) = recorder.push(frame) {
             self.active = None;
             self.last = Some(Err(format!("recording stopped: {error:#}")));
         }
@@ -115,8 +120,10 @@ fn start_at_launch(mut recording: ResMut<Recording>, session: Res<Session>) {
     }
 }
 
-fn record_step(mut recording: ResMut<Recording>, session: Res<Session>) {
-    recording.push(&session);
+fn record_step(mut recording: ResMut<Recording>, session: Res<Session>, overlay: Res<AttentionOverlay>) {
+    if recording.active.is_some() {
+        recording.push(&session, overlay.draw(&session).as_ref());
+    }
 }
 
 /// Closing the window (or any exit) finishes the file, so it is playable.

@@ -232,11 +232,28 @@ impl Composer {
 
     /// Draws the frame for the current state of `world` with `caption`.
     pub fn compose(&mut self, world: &World, caption: &Caption) -> &Image {
+        self.compose_with_static_inset(world, caption, None)
+    }
+
+    /// Like [`Composer::compose`], with `static_inset` (the image a VLA saw, with its attention
+    /// drawn over it) in place of a fresh render of the static camera.
+    pub fn compose_with_static_inset(
+        &mut self,
+        world: &World,
+        caption: &Caption,
+        static_inset: Option<&Image>,
+    ) -> &Image {
         let view_bytes = (self.options.width * self.layout.view_height * 3) as usize;
         self.cameras.render_camera(world, &self.camera, &mut self.frame.rgb[..view_bytes]);
         for (inset, image) in self.layout.insets.iter().flatten().zip(&mut self.policy_images) {
-            self.cameras.render_into(world, inset.view, image);
-            draw_inset(&mut self.frame, inset, image, self.layout.text_scale);
+            let shown = match static_inset {
+                Some(given) if inset.view == View::Static => given,
+                _ => {
+                    self.cameras.render_into(world, inset.view, image);
+                    &*image
+                }
+            };
+            draw_inset(&mut self.frame, inset, shown, self.layout.text_scale);
         }
         self.draw_caption(caption);
         &self.frame

@@ -2,7 +2,7 @@
 //! composed by the deterministic CPU renderer so headless and GUI recordings are identical.
 //!
 //! [`Recorder`] writes frames to a file; [`Composer`] draws a frame of the tabletop with its
-//! caption bar; [`rollout::ExpertRecording`] records the scripted expert on a task or a chain.
+//! caption bar; [`rollout::RolloutRecording`] records the scripted expert or a VLA on a task or a chain.
 
 pub mod compose;
 pub mod draw;

@@ -1,4 +1,4 @@
-//! Recording a rollout: the scripted expert on one task or one evaluation chain, run through the
+//! Recording a rollout: the scripted expert or a VLA on one task or one evaluation chain, run through the
 //! shared episode loop, with an observer that composes and records a frame every control step.
 //!
 //! The video shows the start state, then one frame per control step at the control rate (30 fps
@@ -12,10 +12,11 @@ use anyhow::Result;
 
 use super::compose::{Caption, ComposeOptions, Composer, SubtaskStatus};
 use super::recorder::{Recorder, RecordingSummary};
+use crate::lang::instructions::Instructions;
 use crate::sim::camera::Image;
 use crate::sim::chains::{self, EVAL_SEED};
 use crate::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport, SubtaskOutcome};
-use crate::sim::expert::{Expert, ExpertSettings};
+use crate::sim::expert::Policy;
 use crate::sim::scene::Scene;
 use crate::sim::tasks::Task;
 use crate::sim::world::{CONTROL_HZ, World};
@@ -63,9 +64,10 @@ pub struct RecordedRollout {
     pub last_frame: Image,
 }
 
-/// The caption text for `task` until the language module provides instruction phrasings.
+/// The caption text for `task`: its held-out evaluation phrasing, the words CALVIN's protocol
+/// gives a policy.
 pub fn instruction(task: Task) -> String {
-    task.name().replace('_', " ")
+    Instructions::embedded().eval_phrasing(task).to_string()
 }
 
 /// Follows an episode's step reports and says what the caption shows: the current subtask, its
@@ -116,7 +118,7 @@ impl Progress {
 }
 
 /// A recording of the scripted expert, set up and ready to run.
-pub struct ExpertRecording {
+pub struct RolloutRecording {
     settings: RecordSettings,
     world: World,
     composer: Composer,
@@ -124,10 +126,10 @@ pub struct ExpertRecording {
     progress: Progress,
 }
 
-impl ExpertRecording {
+impl RolloutRecording {
     /// Builds the start state (running any setup tasks), the composer and the file `out` (.mp4
     /// or .gif), so every error that does not depend on the episode surfaces here.
-    pub fn new(scene: &Scene, settings: &RecordSettings, out: &Path) -> Result<ExpertRecording> {
+    pub fn new(scene: &Scene, settings: &RecordSettings, out: &Path) -> Result<RolloutRecording> {
         let (world, tasks) = match settings.rollout {
             Rollout::Task { task, seed } => (episode::task_world(scene, task, seed)?, vec![task]),
             Rollout::Chain { index } => {
@@ -139,13 +141,14 @@ impl ExpertRecording {
         let ComposeOptions { width, height, .. } = settings.compose;
         let recorder = Recorder::create(out, width, height, CONTROL_HZ)?;
         let progress = Progress::new(&tasks, matches!(settings.rollout, Rollout::Chain { .. }));
-        Ok(ExpertRecording { settings: settings.clone(), world, composer, recorder, progress })
+        Ok(RolloutRecording { settings: settings.clone(), world, composer, recorder, progress })
     }
 
-    /// Runs the episode, recording every step. Setting `stop` (e.g. from a Ctrl-C handler) ends
-    /// the run after the current step, with the file finished.
-    pub fn run(self, stop: &AtomicBool) -> Result<RecordedRollout> {
-        let ExpertRecording { settings, mut world, mut composer, mut recorder, mut progress } = self;
+    /// Runs the episode with `policy` (the scripted expert, or a VLA told the evaluation
+    /// phrasings), recording every step. Setting `stop` (e.g. from a Ctrl-C handler) ends the run
+    /// after the current step, with the file finished.
+    pub fn run(self, policy: &mut dyn Policy, stop: &AtomicBool) -> Result<RecordedRollout> {
+        let RolloutRecording { settings, mut world, mut composer, mut recorder, mut progress } = self;
         recorder.push(composer.compose(&world, &progress.caption()))?;
         let (mut steps, mut stopped, mut failure) = (0, false, None);
         let mut observe = |world: &World, report: StepReport| {
@@ -158,13 +161,12 @@ impl ExpertRecording {
             stopped = stop.load(Ordering::Relaxed) || settings.max_steps.is_some_and(|max| steps >= max);
             if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
-        let mut expert = Expert::new(ExpertSettings::default());
         let outcomes = match settings.rollout {
             Rollout::Task { task, .. } => {
-                vec![episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut observe)]
+                vec![episode::run_subtask(&mut world, policy, task, MAX_STEPS_PER_SUBTASK, &mut observe)]
             }
             Rollout::Chain { index } => {
-                episode::run_chain(&mut world, &chains::chain(EVAL_SEED, index), &mut expert, &mut observe)
+                episode::run_chain(&mut world, &chains::chain(EVAL_SEED, index), policy, &mut observe)
             }
         };
         if let Some(error) = failure {
@@ -200,7 +202,7 @@ mod tests {
         assert_eq!((caption.step, caption.status), (2, SubtaskStatus::Succeeded));
         progress.update(report(Task::TurnOnLed, 1, false));
         let caption = progress.caption();
-        assert_eq!(caption.instruction, "turn on led");
+        assert_eq!(caption.instruction, Instructions::embedded().eval_phrasing(Task::TurnOnLed));
         assert_eq!(caption.chain, [SubtaskStatus::Succeeded, SubtaskStatus::Running]);
         progress.update(report(Task::TurnOnLed, MAX_STEPS_PER_SUBTASK, false));
         assert_eq!(progress.caption().chain, [SubtaskStatus::Succeeded, SubtaskStatus::Failed]);
