@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use vlasim::app::GuiOptions;
 use vlasim::app::session::Driver;
+use vlasim::app::{AttentionMap, GuiOptions};
 use vlasim::eval::HeldOutPhrasings;
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
@@ -206,9 +206,10 @@ struct GuiArgs {
     /// Model to start with, by folder name (default: paligemma, or the first there is).
     #[arg(long)]
     model: Option<String>,
-    /// Start with the VLA's attention overlay on the static camera's image.
-    #[arg(long)]
-    attention: bool,
+    /// Start with the VLA's attention overlay on the static camera's image: mean (of the last
+    /// layer's heads), headN, rollout or occlusion.
+    #[arg(long, num_args = 0..=1, default_missing_value = "mean")]
+    attention: Option<AttentionMap>,
     /// Submit this instruction at start, as if typed.
     #[arg(long)]
     instruction: Option<String>,

@@ -20,6 +20,7 @@ use bevy_egui::EguiPlugin;
 
 use crate::sim::scene::Scene;
 use crate::sim::world::CONTROL_HZ;
+pub use panel::AttentionMap;
 use session::{Driver, Session};
 
 /// What the GUI starts with; the scripted parts let tests and demos drive it without a person.
@@ -37,8 +38,8 @@ pub struct GuiOptions {
     pub models: PathBuf,
     /// Model to start with (folder name); the default one when absent.
     pub model: Option<String>,
-    /// Start with the VLA's attention overlay on.
-    pub attention: bool,
+    /// Start with the VLA's attention overlay on, showing this map.
+    pub attention: Option<AttentionMap>,
     /// An instruction submitted at start, as if typed.
     pub instruction: Option<String>,
     /// An evaluation chain run at start.
@@ -98,9 +99,9 @@ pub fn run(options: GuiOptions) -> Result<()> {
             models::ModelsPlugin {
                 root: options.models.clone(),
                 start_with: options.model.clone(),
-                watch_attention: options.attention,
+                watch_attention: options.attention.is_some(),
             },
-            panel::PanelPlugin,
+            panel::PanelPlugin { attention_map: options.attention.unwrap_or(AttentionMap::HeadMean) },
             teleop::TeleopPlugin,
             recording::RecordingPlugin { start_with: options.record.clone() },
             script::ScriptPlugin(options),

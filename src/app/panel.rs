@@ -25,12 +25,15 @@ use crate::video::compose::SubtaskStatus;
 use crate::vla::attention_maps::{self, PatchAttention, heat_colour};
 
 /// The side panel.
-pub struct PanelPlugin;
+pub struct PanelPlugin {
+    /// The attention map shown at start.
+    pub attention_map: AttentionMap,
+}
 
 impl Plugin for PanelPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<PanelState>()
-            .init_resource::<AttentionOverlay>()
+            .insert_resource(AttentionOverlay { map: self.attention_map, ..default() })
             .add_systems(Startup, (spawn_ui_camera, create_policy_images))
             .add_systems(Update, update_policy_images)
             .add_systems(EguiPrimaryContextPass, draw_panel);
@@ -72,6 +75,8 @@ pub enum AttentionMap {
     Head(usize),
     /// Attention rollout through the language model.
     Rollout,
+    /// How far the action moves when each cell is hidden (not attention: a sanity check of it).
+    Occlusion,
 }
 
 impl AttentionOverlay {
@@ -83,12 +88,31 @@ impl AttentionOverlay {
     }
 }
 
+impl std::str::FromStr for AttentionMap {
+    type Err = String;
+
+    /// `mean`, `head0`, `head1`, …, `rollout` or `occlusion`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "mean" => Ok(AttentionMap::HeadMean),
+            "rollout" => Ok(AttentionMap::Rollout),
+            "occlusion" => Ok(AttentionMap::Occlusion),
+            _ => text
+                .strip_prefix("head")
+                .and_then(|head| head.parse().ok())
+                .map(AttentionMap::Head)
+                .ok_or_else(|| format!("expected mean, headN, rollout or occlusion; got `{text}`")),
+        }
+    }
+}
+
 impl AttentionMap {
     /// This map of `attention`; the head mean where the map does not exist for this model.
     fn of(self, attention: &PatchAttention) -> Vec<f32> {
         match self {
             AttentionMap::Head(head) if head < attention.heads.len() => attention.heads[head].clone(),
             AttentionMap::Rollout if attention.rollout.is_some() => attention.rollout.clone().unwrap_or_default(),
+            AttentionMap::Occlusion if attention.occlusion.is_some() => attention.occlusion.clone().unwrap_or_default(),
             _ => attention.head_mean(),
         }
     }
@@ -293,7 +317,10 @@ fn attention_section(ui: &mut egui::Ui, session: &mut Session, overlay: &mut Att
         if has_rollout {
             ui.selectable_value(&mut overlay.map, AttentionMap::Rollout, "rollout");
         }
+        ui.selectable_value(&mut overlay.map, AttentionMap::Occlusion, "occlusion check")
+            .on_hover_text("How far the action moves when each cell is hidden; recomputed every step (slower).");
     });
+    session.check_occlusion(overlay.map == AttentionMap::Occlusion);
     ui.add(egui::Slider::new(&mut overlay.opacity, 0.0..=1.0).text("opacity"));
     // Legend: the colour map from no attention to the map's own maximum.
     ui.horizontal(|ui| {
@@ -309,7 +336,11 @@ fn attention_section(ui: &mut egui::Ui, session: &mut Session, overlay: &mut Att
             );
             ui.painter().rect_filled(cell, 0.0, Color32::from_rgb(r, g, b));
         }
-        ui.small("max: action token's attention (not importance)");
+        ui.small(if overlay.map == AttentionMap::Occlusion {
+            "max: action change when the cell is hidden"
+        } else {
+            "max: action token's attention (not importance)"
+        });
     });
     if session.attention().is_none() {
         ui.small("Drawn from the VLA's next step on (the FiLM baseline has no attention).");

@@ -100,6 +100,8 @@ struct ActiveModel {
     driver: VlaDriver,
     /// Capture attention each step (it costs a full pass over the history window).
     watch_attention: bool,
+    /// Also run the occlusion check each step (one batched pass per patch-grid cell).
+    check_occlusion: bool,
     attention: Option<PatchAttention>,
 }
 
@@ -225,8 +227,9 @@ impl Session {
         if self.driver == Driver::Vla {
             self.interrupt();
         }
-        let watch_attention = self.model.as_ref().is_some_and(|model| model.watch_attention);
-        self.model = Some(ActiveModel { card, driver, watch_attention, attention: None });
+        let (watch_attention, check_occlusion) =
+            self.model.as_ref().map_or((false, false), |model| (model.watch_attention, model.check_occlusion));
+        self.model = Some(ActiveModel { card, driver, watch_attention, check_occlusion, attention: None });
     }
 
     /// The VLA the VLA driver uses, if one is loaded.
@@ -246,6 +249,13 @@ impl Session {
             if !watch {
                 model.attention = None;
             }
+        }
+    }
+
+    /// Runs (or stops running) the occlusion check with the attention each step.
+    pub fn check_occlusion(&mut self, check: bool) {
+        if let Some(model) = &mut self.model {
+            model.check_occlusion = check;
         }
     }
 
@@ -445,7 +455,10 @@ impl Session {
         if !model.watch_attention {
             return model.driver.act(&self.world);
         }
-        let (action, attention) = model.driver.act_with_attention(&self.world)?;
+        let (action, mut attention) = model.driver.act_with_attention(&self.world)?;
+        if let Some(attention) = attention.as_mut().filter(|_| model.check_occlusion) {
+            attention.occlusion = Some(model.driver.occlusion(attention.grid)?);
+        }
         model.attention = attention;
         Ok(action)
     }

@@ -98,6 +98,8 @@ pub struct PatchAttention {
     pub heads: Vec<Vec<f32>>,
     /// Attention rollout, when the fusion allows one (see [`rollout_to_patches`]).
     pub rollout: Option<Vec<f32>>,
+    /// The occlusion check over the same grid (`VlaPolicy::occlusion`), when asked for.
+    pub occlusion: Option<Vec<f32>>,
 }
 
 impl PatchAttention {
@@ -114,7 +116,7 @@ impl PatchAttention {
             Some(map) => Some(map.squeeze(0)?.to_vec1::<f32>()?),
             None => None,
         };
-        Ok(Some(PatchAttention { grid, heads: heads.to_vec2::<f32>()?, rollout }))
+        Ok(Some(PatchAttention { grid, heads: heads.to_vec2::<f32>()?, rollout, occlusion: None }))
     }
 
     /// The heads' average.

@@ -110,6 +110,11 @@ impl VlaDriver {
         Ok((relative(predicted), PatchAttention::of_newest_frame(&capture)?))
     }
 
+    /// The occlusion check on the newest observation (see [`VlaPolicy::occlusion`]).
+    pub fn occlusion(&self, grid: usize) -> Result<Vec<f32>, DriverError> {
+        Ok(self.policy.occlusion(grid)?)
+    }
+
     /// Renders the cameras the model uses; returns them as tensors with `robot_obs`.
     fn observe(&mut self, world: &World) -> Result<(Tensor, Option<Tensor>, Vec<f32>), DriverError> {
         let cameras = self.cameras.as_mut().ok_or(DriverError::NotStarted)?;

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, IndexOp, Result, Tensor};
 
 use super::backbone::{Frames, Text};
 use super::config::{ActionSpace, HistoryFusion};
@@ -161,6 +161,57 @@ impl VlaPolicy {
         let action = output.actions.first_action(0)?;
         Ok((action, output.attention.expect("attention was asked for")))
     }
+    /// The occlusion check (DESIGN.md §6): for each cell of a `grid × grid` partition of the
+    /// newest static image, how far the action moves (L2 over the 7 dimensions) when that cell
+    /// is filled with the image's mean colour, everything else in the window unchanged. All cells
+    /// run as one batch. Row-major `grid²` distances; call after `act`.
+    pub fn occlusion(&self, grid: usize) -> Result<Vec<f32>> {
+        if self.frames.is_empty() {
+            candle_core::bail!("the occlusion check needs an observation: call act first");
+        }
+        let input = self.window_input()?;
+        let (_, window, channels, height, width) = input.static_images.dims5()?;
+        let cells = grid * grid;
+        // Row 0 is the image as seen; row 1 + c hides cell c.
+        let mut keep = vec![1f32; (cells + 1) * height * width];
+        for cell in 0..cells {
+            let (rows, columns) = (cell / grid, cell % grid);
+            for y in rows * height / grid..(rows + 1) * height / grid {
+                for x in columns * width / grid..(columns + 1) * width / grid {
+                    keep[((cell + 1) * height + y) * width + x] = 0.0;
+                }
+            }
+        }
+        let keep = Tensor::from_vec(keep, (cells + 1, 1, height, width), &Device::Cpu)?;
+        let newest = input.static_images.i((0, window - 1))?;
+        let mean = newest.mean_keepdim(1)?.mean_keepdim(2)?;
+        let hidden = keep
+            .broadcast_mul(&newest.unsqueeze(0)?)?
+            .broadcast_add(&keep.affine(-1.0, 1.0)?.broadcast_mul(&mean.unsqueeze(0)?)?)?;
+        let batch = cells + 1;
+        let repeat = |xs: &Tensor| -> Result<Tensor> {
+            let mut dims = xs.dims().to_vec();
+            dims[0] = batch;
+            xs.broadcast_as(dims)?.contiguous()
+        };
+        let earlier = repeat(&input.static_images.narrow(1, 0, window - 1)?)?;
+        let static_images = Tensor::cat(&[&earlier, &hidden.reshape((batch, 1, channels, height, width))?], 1)?;
+        let variants = VlaInput {
+            static_images,
+            gripper_images: input.gripper_images.as_ref().map(repeat).transpose()?,
+            robot_obs: repeat(&input.robot_obs)?,
+            instruction_ids: repeat(&input.instruction_ids)?,
+            instruction_mask: repeat(&input.instruction_mask)?,
+        };
+        let actions = self.model.forward(&variants, ForwardOptions::default())?.actions;
+        let seen = actions.first_action(0)?;
+        (1..batch)
+            .map(|row| {
+                let moved = actions.first_action(row)?;
+                Ok(seen.iter().zip(moved).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt())
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +232,28 @@ mod tests {
             tensor.i((.., 0, x)).unwrap().to_vec1::<f32>().unwrap().iter().map(|v| (v * 255.0).round() as u8).collect()
         };
         assert_eq!((bytes(0), bytes(1)), (vec![255, 0, 51], vec![0, 255, 102]), "pixel x's channels, scaled to [0, 1]");
+    }
+
+    #[test]
+    fn the_occlusion_check_measures_each_cell() {
+        let config = shrunk(preset_with("kosmos", "policy_head").unwrap());
+        let (input, _) = batch(&config, 1, 4);
+        let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
+        let mut policy = VlaPolicy::new(Vla::new(config).unwrap());
+        policy.reset(&ids, &mask).unwrap();
+        assert!(policy.occlusion(4).is_err(), "nothing observed yet");
+        for t in 0..3 {
+            let image = input.static_images.i((0, t)).unwrap();
+            let gripper = input.gripper_images.as_ref().map(|g| g.i((0, t)).unwrap());
+            let obs = input.robot_obs.i((0, t)).unwrap().to_vec1::<f32>().unwrap();
+            policy.act(&image, gripper.as_ref(), &obs).unwrap();
+        }
+        let changes = policy.occlusion(4).unwrap();
+        assert_eq!(changes.len(), 16);
+        assert!(changes.iter().all(|c| c.is_finite() && *c >= 0.0), "{changes:?}");
+        assert!(changes.iter().any(|c| *c > 0.0), "hiding part of the image changes an untrained model's action");
+        assert_eq!(policy.occlusion(4).unwrap(), changes, "the check does not disturb the history");
     }
 
     #[test]
