@@ -402,8 +402,8 @@ fn bench_batch(
         instruction_mask: Tensor::ones((batch, length), DType::U32, cpu)?,
     };
     let targets = vlasim::vla::ActionTargets {
-        actions: Tensor::rand(-1f32, 1.0, (batch, chunk, 7), cpu)?,
-        mask: Tensor::ones((batch, chunk), DType::F32, cpu)?,
+        actions: Tensor::rand(-1f32, 1.0, (batch, window, chunk, 7), cpu)?,
+        mask: Tensor::ones((batch, window, chunk), DType::F32, cpu)?,
     };
     Ok((input, targets))
 }

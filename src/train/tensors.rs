@@ -46,7 +46,7 @@ impl EncodedInstructions {
 
 /// Samples `samples` of `batch` as model input and targets for `config`: images `[n, H, 3, h, w]`
 /// in [0, 1] (the gripper camera only if the model uses it), `robot_obs` `[n, H, 15]`, and the
-/// action chunk `[n, chunk, 7]` with its mask `[n, chunk]` of each window's last frame.
+/// action chunks `[n, H, chunk, 7]` with their mask `[n, H, chunk]`, one after each frame.
 pub fn model_batch(
     batch: &Batch,
     samples: Range<usize>,
@@ -74,16 +74,18 @@ pub fn model_batch(
     let robot_obs = Tensor::from_slice(obs, (n, history, ROBOT_OBS_DIM), &Device::Cpu)?;
 
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
-    let (mut actions, mut action_mask) = (Vec::with_capacity(n * chunk * ACTION_DIM), Vec::with_capacity(n * chunk));
+    let steps = n * history * chunk;
+    let (mut actions, mut action_mask) = (Vec::with_capacity(steps * ACTION_DIM), Vec::with_capacity(steps));
     for sample in samples {
         let (sample_ids, sample_mask) = instructions.get(&batch.instructions[sample])?;
         ids.extend_from_slice(sample_ids);
         mask.extend_from_slice(sample_mask);
-        // The chunk of the window's last frame: what the model predicts at that step.
-        let last_frame = (sample * history + history - 1) * batch.chunk;
-        actions.extend_from_slice(&batch.actions[last_frame * ACTION_DIM..(last_frame + chunk) * ACTION_DIM]);
-        action_mask
-            .extend(batch.action_mask[last_frame..last_frame + chunk].iter().map(|&real| f32::from(u8::from(real))));
+        // The batch may carry longer chunks than the model predicts: the first `chunk` of each frame.
+        for frame in sample * history..(sample + 1) * history {
+            let first = frame * batch.chunk;
+            actions.extend_from_slice(&batch.actions[first * ACTION_DIM..(first + chunk) * ACTION_DIM]);
+            action_mask.extend(batch.action_mask[first..first + chunk].iter().map(|&real| f32::from(u8::from(real))));
+        }
     }
     let text_len = instructions.max_text_len;
     let input = VlaInput {
@@ -94,8 +96,8 @@ pub fn model_batch(
         instruction_mask: Tensor::from_vec(mask, (n, text_len), &Device::Cpu)?,
     };
     let targets = ActionTargets {
-        actions: Tensor::from_vec(actions, (n, chunk, ACTION_DIM), &Device::Cpu)?,
-        mask: Tensor::from_vec(action_mask, (n, chunk), &Device::Cpu)?,
+        actions: Tensor::from_vec(actions, (n, history, chunk, ACTION_DIM), &Device::Cpu)?,
+        mask: Tensor::from_vec(action_mask, (n, history, chunk), &Device::Cpu)?,
     };
     Ok((input, targets))
 }
@@ -109,7 +111,7 @@ mod tests {
     use crate::vla::presets::preset_with;
 
     #[test]
-    fn shards_carry_their_samples_images_and_last_frame_chunk() {
+    fn shards_carry_their_samples_images_and_every_frames_chunk() {
         let mut config = preset_with("kosmos", "policy_head").unwrap();
         config.formulation.history_window = 2;
         if let crate::vla::config::ActionSpace::Continuous { chunk, .. } = &mut config.formulation.action_space {
@@ -143,10 +145,11 @@ mod tests {
         let pixel = input.static_images.i((0, 1, 2, 1, 0)).unwrap().to_scalar::<f32>().unwrap();
         assert!((pixel - 3.0 / 255.0).abs() < 1e-7);
         assert_eq!(input.robot_obs.i((1, 0, 0)).unwrap().to_scalar::<f32>().unwrap(), 4.0, "sample 2, frame 0");
-        // Sample 1's last frame is slot 3: its chunk steps are 9 and 10 (of 3 per frame).
-        let first_steps = targets.actions.i((0, .., 0)).unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(first_steps, vec![9.0, 10.0]);
-        assert_eq!(targets.mask.i(0).unwrap().to_vec1::<f32>().unwrap(), vec![1.0, 0.0]);
+        // Sample 1's frames are slots 2 and 3: chunk steps 6, 7 and 9, 10 (the first 2 of 3 per frame).
+        assert_eq!(targets.actions.dims(), &[2, history, 2, ACTION_DIM]);
+        let first_steps = targets.actions.i((0, .., .., 0)).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(first_steps, vec![vec![6.0, 7.0], vec![9.0, 10.0]]);
+        assert_eq!(targets.mask.i(0).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1.0, 0.0], vec![1.0, 0.0]]);
         let ids = input.instruction_ids.to_vec2::<u32>().unwrap();
         assert_eq!(ids[0], tokenizer.encode("turn on the led", 16).unwrap().ids);
         assert_eq!(ids[1], tokenizer.encode("open the drawer", 16).unwrap().ids);

@@ -73,12 +73,14 @@ pub struct ActionHead {
     chunk: usize,
 }
 
-/// A chunk of continuous actions.
+/// Chunks of continuous actions, one per predicting frame: every frame of the window for the LSTM
+/// and GPT heads (each sees the frames up to its own, so training supervises them all, as
+/// RoboVLMs does), the last frame for the MLP head. The last frame's chunk is the one executed.
 #[derive(Debug, Clone)]
 pub struct ContinuousActions {
-    /// `[b, chunk, 6]` in (-1, 1).
+    /// `[b, frames, chunk, 6]` in (-1, 1).
     pub arm: Tensor,
-    /// `[b, chunk]`; > 0 means open.
+    /// `[b, frames, chunk]`; > 0 means open.
     pub gripper_logits: Tensor,
 }
 
@@ -139,14 +141,14 @@ impl ActionHead {
         })
     }
 
-    /// Features `[b, t, input]` → the chunk predicted after the last frame, plus the GPT's attention
-    /// weights per layer when captured.
+    /// Features `[b, t, input]` → the chunks predicted after each predicting frame (see
+    /// [`ContinuousActions`]), plus the GPT's attention weights per layer when captured.
     pub fn forward(&self, features: &Tensor, capture: bool) -> Result<(ContinuousActions, Vec<Tensor>)> {
         let (batch, steps, _) = features.dims3()?;
         let mut attention = Vec::new();
-        let last = match &self.trunk {
+        let hidden = match &self.trunk {
             Trunk::Mlp { fc1, fc2 } => {
-                let last = features.narrow(1, steps - 1, 1)?.squeeze(1)?;
+                let last = features.narrow(1, steps - 1, 1)?;
                 ops::gelu(&ops::gelu(&last.apply(fc1)?)?.apply(fc2)?)?
             }
             Trunk::Lstm { layers } => {
@@ -154,7 +156,7 @@ impl ActionHead {
                 for layer in layers {
                     xs = layer.forward(&xs)?;
                 }
-                xs.narrow(1, steps - 1, 1)?.squeeze(1)?
+                xs
             }
             Trunk::Gpt { proj_in, position_embedding, layers, norm, rotary } => {
                 let mut xs = features.apply(proj_in)?.broadcast_add(&position_embedding.narrow(0, 0, steps)?)?;
@@ -164,11 +166,12 @@ impl ActionHead {
                     xs = out;
                     attention.extend(weights);
                 }
-                xs.narrow(1, steps - 1, 1)?.squeeze(1)?.apply(norm)?
+                xs.apply(norm)?
             }
         };
-        let arm = last.apply(&self.arm)?.tanh()?.reshape((batch, self.chunk, ARM_DIMS))?;
-        let gripper_logits = last.apply(&self.gripper)?;
+        let frames = hidden.dim(1)?;
+        let arm = hidden.apply(&self.arm)?.tanh()?.reshape((batch, frames, self.chunk, ARM_DIMS))?;
+        let gripper_logits = hidden.apply(&self.gripper)?;
         Ok((ContinuousActions { arm, gripper_logits }, attention))
     }
 }

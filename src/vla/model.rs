@@ -38,8 +38,8 @@ pub struct VlaInput {
 pub struct ForwardOptions<'a> {
     /// Return every attention layer's weights.
     pub capture_attention: bool,
-    /// Discrete actions only: target actions `[B, chunk, 7]` whose first step is fed back as the
-    /// previous tokens (teacher forcing, for training). Without them the tokens are decoded greedily.
+    /// Discrete actions only: target actions `[B, T, chunk, 7]` (as in [`ActionTargets`]) whose
+    /// last frame's first step is fed back as the previous tokens (teacher forcing, for training). Without them the tokens are decoded greedily.
     pub teacher_actions: Option<&'a Tensor>,
 }
 
@@ -79,9 +79,10 @@ pub struct VlaOutput {
 /// Targets for [`Vla::loss`].
 #[derive(Debug, Clone)]
 pub struct ActionTargets {
-    /// `[B, chunk, 7]`: arm in [-1, 1], gripper -1 (close) or +1 (open).
+    /// `[B, T, chunk, 7]`, the chunk after each frame of the window: arm in [-1, 1], gripper -1
+    /// (close) or +1 (open).
     pub actions: Tensor,
-    /// `[B, chunk]` f32: 1 for real steps, 0 for padding past the episode's end.
+    /// `[B, T, chunk]` f32: 1 for real steps, 0 for padding past the episode's end.
     pub mask: Tensor,
 }
 
@@ -241,7 +242,10 @@ impl Vla {
                     }
                     ActionSpace::Discrete { bins } => {
                         let known = match options.teacher_actions {
-                            Some(actions) => Some(actions_to_bins(&actions.i((.., 0, 0..ACTION_DIMS - 1))?, bins)?),
+                            Some(actions) => {
+                                let last = actions.dim(1)? - 1;
+                                Some(actions_to_bins(&actions.i((.., last, 0, 0..ACTION_DIMS - 1))?, bins)?)
+                            }
                             None => None,
                         };
                         match known {
@@ -307,13 +311,17 @@ impl Vla {
     }
 
     /// Training loss: Huber (or MSE) on the arm + weighted BCE on the gripper over the real chunk
-    /// steps; cross-entropy over the 7 tokens of the first step for discrete actions.
+    /// steps of every predicting frame (the window's last `frames` frames); cross-entropy over the
+    /// 7 tokens of the last frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
-        let mask = targets.mask.to_dtype(DType::F32)?;
+        let window = targets.actions.dim(1)?;
         match (&output.actions, &self.config.formulation.action_space) {
             (ActionOutput::Continuous(predicted), ActionSpace::Continuous { arm_loss, gripper_loss_weight, .. }) => {
-                let chunk = predicted.arm.dim(1)?;
-                let target_arm = targets.actions.i((.., 0..chunk, 0..ARM_DIMS))?;
+                let (_, frames, chunk, _) = predicted.arm.dims4()?;
+                let actions = targets.actions.narrow(1, window - frames, frames)?.narrow(2, 0, chunk)?;
+                let mask =
+                    targets.mask.narrow(1, window - frames, frames)?.narrow(2, 0, chunk)?.to_dtype(DType::F32)?;
+                let target_arm = actions.narrow(3, 0, ARM_DIMS)?;
                 let error = (&predicted.arm - target_arm)?;
                 let per_element = match *arm_loss {
                     ArmLoss::Mse => error.sqr()?,
@@ -326,7 +334,7 @@ impl Vla {
                 };
                 let real_steps = mask.sum_all()?.clamp(1.0, f64::INFINITY)?;
                 let arm = (per_element.mean(D::Minus1)? * &mask)?.sum_all()?.div(&real_steps)?;
-                let opened = targets.actions.i((.., 0..chunk, ARM_DIMS))?.gt(0.0)?.to_dtype(DType::F32)?;
+                let opened = actions.i((.., .., .., ARM_DIMS))?.gt(0.0)?.to_dtype(DType::F32)?;
                 let logits = &predicted.gripper_logits;
                 // Numerically stable BCE with logits: max(x, 0) − x·z + log(1 + exp(−|x|)).
                 let bce = ((logits.relu()? - (logits * &opened)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
@@ -334,10 +342,10 @@ impl Vla {
                 arm + (gripper * *gripper_loss_weight)?
             }
             (ActionOutput::Discrete { logits }, ActionSpace::Discrete { bins }) => {
-                let target = actions_to_bins(&targets.actions.i((.., 0, ..))?, *bins)?;
+                let target = actions_to_bins(&targets.actions.i((.., window - 1, 0, ..))?, *bins)?;
                 let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
                 let picked = log_probs.gather(&target.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?;
-                let step_mask = mask.i((.., 0..1))?;
+                let step_mask = targets.mask.i((.., window - 1, 0..1))?.to_dtype(DType::F32)?;
                 let real = (step_mask.sum_all()? * ACTION_DIMS as f64)?.clamp(1.0, f64::INFINITY)?;
                 picked.broadcast_mul(&step_mask)?.sum_all()?.neg()?.div(&real)
             }
@@ -411,9 +419,10 @@ impl ActionOutput {
         let mut action = [0f32; ACTION_DIMS];
         match self {
             Self::Continuous(actions) => {
-                let arm = actions.arm.i((b, 0))?.to_vec1::<f32>()?;
+                let last = actions.arm.dim(1)? - 1;
+                let arm = actions.arm.i((b, last, 0))?.to_vec1::<f32>()?;
                 action[..ARM_DIMS].copy_from_slice(&arm);
-                let logit = actions.gripper_logits.i((b, 0))?.to_scalar::<f32>()?;
+                let logit = actions.gripper_logits.i((b, last, 0))?.to_scalar::<f32>()?;
                 action[ARM_DIMS] = if logit >= 0.0 { 1.0 } else { -1.0 };
             }
             Self::Discrete { logits } => {

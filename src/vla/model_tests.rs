@@ -36,8 +36,8 @@ fn outputs_have_the_documented_shapes() {
     let (input, _) = batch(&config, 2, 1);
     let output = model.forward(&input, ForwardOptions::default()).unwrap();
     let (arm, gripper) = continuous(&output.actions);
-    assert_eq!(arm.dims(), &[2, 10, 6]);
-    assert_eq!(gripper.dims(), &[2, 10]);
+    assert_eq!(arm.dims(), &[2, 8, 10, 6], "a chunk after each of the 8 frames");
+    assert_eq!(gripper.dims(), &[2, 8, 10]);
     assert!(arm.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1.0, "tanh arm");
 
     let config = preset_with("paligemma", "one_step_discrete").unwrap();
@@ -55,7 +55,8 @@ fn greedy_decoding_agrees_with_teacher_forcing_on_its_own_choices() {
     let (input, _) = batch(&config, 2, 4);
     let greedy = model.forward(&input, ForwardOptions::default()).unwrap();
     let ActionOutput::Discrete { logits } = &greedy.actions else { panic!("discrete") };
-    let chosen = bins_to_actions(&logits.argmax(2).unwrap(), 256).unwrap().unsqueeze(1).unwrap();
+    // As targets: `[B, T = 1, chunk = 1, 7]`.
+    let chosen = bins_to_actions(&logits.argmax(2).unwrap(), 256).unwrap().unsqueeze(1).unwrap().unsqueeze(1).unwrap();
     let forced =
         model.forward(&input, ForwardOptions { capture_attention: false, teacher_actions: Some(&chosen) }).unwrap();
     let ActionOutput::Discrete { logits: forced_logits } = &forced.actions else { panic!("discrete") };

@@ -32,14 +32,19 @@ pub fn batch(config: &VlaConfig, batch: usize, seed: u64) -> (VlaInput, ActionTa
         }
     }
     let chunk = config.formulation.chunk();
-    let mut actions = uniform(&[batch, chunk, ACTION_DIMS], -1.0, 1.0, &mut rng).to_vec3::<f32>().expect("3-D");
-    for step in actions.iter_mut().flatten() {
+    let mut flat = uniform(&[batch * window * chunk, ACTION_DIMS], -1.0, 1.0, &mut rng)
+        .flatten_all()
+        .and_then(|xs| xs.to_vec1::<f32>())
+        .expect("sized above");
+    for step in flat.chunks_exact_mut(ACTION_DIMS) {
         step[ACTION_DIMS - 1] = if step[ACTION_DIMS - 1] >= 0.0 { 1.0 } else { -1.0 };
     }
-    let flat: Vec<f32> = actions.into_iter().flatten().flatten().collect();
-    let mut step_mask = vec![1f32; batch * chunk];
+    // Sample 0's frames each end one step early, as near an episode's end.
+    let mut step_mask = vec![1f32; batch * window * chunk];
     if chunk > 1 {
-        step_mask[chunk - 1] = 0.0;
+        for frame in 0..window {
+            step_mask[frame * chunk + chunk - 1] = 0.0;
+        }
     }
     let input = VlaInput {
         static_images: uniform(&[batch, window, 3, size, size], 0.0, 1.0, &mut rng),
@@ -51,8 +56,8 @@ pub fn batch(config: &VlaConfig, batch: usize, seed: u64) -> (VlaInput, ActionTa
         instruction_mask: Tensor::from_vec(mask, (batch, length), &Device::Cpu).expect("sized above"),
     };
     let targets = ActionTargets {
-        actions: Tensor::from_vec(flat, (batch, chunk, ACTION_DIMS), &Device::Cpu).expect("sized above"),
-        mask: Tensor::from_vec(step_mask, (batch, chunk), &Device::Cpu).expect("sized above"),
+        actions: Tensor::from_vec(flat, (batch, window, chunk, ACTION_DIMS), &Device::Cpu).expect("sized above"),
+        mask: Tensor::from_vec(step_mask, (batch, window, chunk), &Device::Cpu).expect("sized above"),
     };
     (input, targets)
 }
