@@ -210,6 +210,10 @@ struct GuiArgs {
     /// layer's heads), headN, rollout or occlusion.
     #[arg(long, num_args = 0..=1, default_missing_value = "mean")]
     attention: Option<AttentionMap>,
+    /// Side-by-side mode at start: this model (by folder name) gets the same start state and
+    /// instructions as the main one, in a window of its own.
+    #[arg(long)]
+    compare: Option<String>,
     /// Submit this instruction at start, as if typed.
     #[arg(long)]
     instruction: Option<String>,
@@ -372,6 +376,7 @@ fn gui(args: GuiArgs) -> Result<()> {
         models: args.models,
         model: args.model,
         attention: args.attention,
+        compare: args.compare,
         instruction: args.instruction,
         chain: args.chain,
         screenshot: args.screenshot,

@@ -168,3 +168,24 @@ fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
     let (before, after) = (hot_panel_pixels(&plain, &probe), hot_panel_pixels(&watched, &probe));
     assert!(after > before + 3000, "the heat map should colour the static image: {before} → {after} hot pixels");
 }
+
+#[test]
+fn side_by_side_runs_a_second_model_from_the_same_start_in_its_own_window() {
+    let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "20"];
+    let (alone, _) = screenshot("alone", &args);
+    let (both, probe) = screenshot("side_by_side", &[&args[..], &["--compare", "paligemma"]].concat());
+    let partner = &probe["partner"];
+    assert_eq!(partner["model"], "paligemma", "{probe}");
+    assert_eq!(partner["commands"], probe["commands"], "the partner got the same instruction");
+    assert_eq!(partner["step"], probe["step"]);
+    assert_eq!(partner["scene_obs"], probe["scene_obs"], "same model, same start state: same trajectory");
+    // The partner's window sits over the lower left of the 3D view.
+    let changed = (20..400)
+        .flat_map(|x| (420..700).map(move |y| (x, y)))
+        .filter(|&(x, y)| {
+            let (a, b) = (alone.get_pixel(x, y).0, both.get_pixel(x, y).0);
+            a.iter().zip(b).any(|(a, b)| a.abs_diff(b) > 40)
+        })
+        .count();
+    assert!(changed > 30_000, "the partner's window should cover the lower left: {changed} pixels changed");
+}

@@ -9,6 +9,7 @@ mod recording;
 mod scene_view;
 mod script;
 pub mod session;
+mod side_by_side;
 mod teleop;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub struct GuiOptions {
     pub model: Option<String>,
     /// Start with the VLA's attention overlay on, showing this map.
     pub attention: Option<AttentionMap>,
+    /// Start in side-by-side mode against this model (folder name).
+    pub compare: Option<String>,
     /// An instruction submitted at start, as if typed.
     pub instruction: Option<String>,
     /// An evaluation chain run at start.
@@ -100,9 +103,11 @@ pub fn run(options: GuiOptions) -> Result<()> {
                 root: options.models.clone(),
                 start_with: options.model.clone(),
                 watch_attention: options.attention.is_some(),
+                compare_with: options.compare.clone(),
             },
             panel::PanelPlugin { attention_map: options.attention.unwrap_or(AttentionMap::HeadMean) },
             teleop::TeleopPlugin,
+            side_by_side::SideBySidePlugin,
             recording::RecordingPlugin { start_with: options.record.clone() },
             script::ScriptPlugin(options),
         ))

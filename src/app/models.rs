@@ -17,6 +17,8 @@ pub struct ModelsPlugin {
     pub start_with: Option<String>,
     /// Start with the attention overlay on.
     pub watch_attention: bool,
+    /// Start in side-by-side mode against this model (by folder name).
+    pub compare_with: Option<String>,
 }
 
 impl Plugin for ModelsPlugin {
@@ -27,7 +29,11 @@ impl Plugin for ModelsPlugin {
             names.iter().find(|name| **name == DEFAULT_MODEL).or(names.first()).map(|name| name.to_string())
         });
         app.insert_resource(catalog)
-            .insert_resource(StartModel { name: start_with, watch_attention: self.watch_attention })
+            .insert_resource(StartModel {
+                name: start_with,
+                watch_attention: self.watch_attention,
+                compare_with: self.compare_with.clone(),
+            })
             .add_systems(PreStartup, load_start_model);
     }
 }
@@ -66,22 +72,42 @@ impl ModelCatalog {
             Err(error) => Some(format!("cannot load {}: {error}", card.dir.display())),
         };
     }
+
+    /// Starts side-by-side mode against the model `card` names (both sessions restart from the
+    /// current start state); a failure is kept for the panel.
+    pub fn compare(&mut self, session: &mut Session, card: &ModelCard) {
+        let started = catalog::load(&card.dir)
+            .map_err(|error| format!("cannot load {}: {error}", card.dir.display()))
+            .and_then(|(card, driver)| session.compare_with(card, driver).map_err(|error| format!("{error:#}")));
+        self.switch_error = started.err();
+    }
+
+    fn card(&self, name: &str) -> Option<ModelCard> {
+        self.cards.iter().find(|card| card.name == name).cloned()
+    }
 }
 
 #[derive(Resource)]
 struct StartModel {
     name: Option<String>,
     watch_attention: bool,
+    compare_with: Option<String>,
 }
 
 /// Before the script's start-up systems type anything, so a scripted instruction already has the model.
 fn load_start_model(start: Res<StartModel>, mut catalog: ResMut<ModelCatalog>, mut session: ResMut<Session>) {
     if let Some(name) = &start.name {
-        match catalog.cards.iter().find(|card| &card.name == name).cloned() {
+        match catalog.card(name) {
             Some(card) => catalog.switch(&mut session, &card),
             None => catalog.switch_error = Some(format!("no model named {name} among the loadable ones")),
         }
         session.watch_attention(start.watch_attention);
+    }
+    if let Some(name) = &start.compare_with {
+        match catalog.card(name) {
+            Some(card) => catalog.compare(&mut session, &card),
+            None => catalog.switch_error = Some(format!("no model named {name} to compare with")),
+        }
     }
     if session.driver() == Driver::Vla && session.model().is_none() {
         session.set_driver(Driver::Expert);

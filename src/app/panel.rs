@@ -23,6 +23,7 @@ use crate::sim::chains::CHAIN_LENGTH;
 use crate::sim::scene::Scene;
 use crate::video::compose::SubtaskStatus;
 use crate::vla::attention_maps::{self, PatchAttention, heat_colour};
+use crate::vla::catalog::ModelCard;
 
 /// The side panel.
 pub struct PanelPlugin {
@@ -248,6 +249,7 @@ fn driver_section(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelC
         }
     });
     model_selector(ui, session, catalog);
+    side_by_side_selector(ui, session, catalog);
     if let Some(problem) = session.model_problem() {
         ui.colored_label(FAILURE, problem);
     }
@@ -278,6 +280,35 @@ fn model_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelC
     }
     for problem in catalog.problems.iter().chain(&catalog.switch_error) {
         ui.colored_label(FAILURE, problem);
+    }
+}
+
+/// Side-by-side mode: a second model, restarted with this one, gets every instruction.
+fn side_by_side_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
+    let current = session.partner().and_then(Session::model).map(|card| card.name.clone());
+    let mut chosen: Option<Option<ModelCard>> = None;
+    ui.horizontal(|ui| {
+        ui.label("Side by side:");
+        egui::ComboBox::from_id_salt("side_by_side")
+            .width(ui.available_width())
+            .selected_text(current.as_deref().unwrap_or("off"))
+            .show_ui(ui, |ui| {
+                if ui.selectable_label(current.is_none(), "off").clicked() {
+                    chosen = Some(None);
+                }
+                for card in &catalog.cards {
+                    if ui.selectable_label(current.as_ref() == Some(&card.name), card.summary()).clicked() {
+                        chosen = Some(Some(card.clone()));
+                    }
+                }
+            })
+            .response
+            .on_hover_text("Both models restart from this start state and get the same instructions.");
+    });
+    match chosen {
+        Some(Some(card)) => catalog.compare(session, &card),
+        Some(None) => session.stop_comparing(),
+        None => {}
     }
 }
 

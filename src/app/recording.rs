@@ -94,7 +94,7 @@ impl Recording {
 }
 
 /// The caption of the current step, from the session's timeline.
-fn caption(session: &Session) -> Caption {
+pub(super) fn caption(session: &Session) -> Caption {
     let instruction = session
         .history()
         .iter()

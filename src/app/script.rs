@@ -59,6 +59,23 @@ pub struct ScreenshotProbe {
     pub model: Option<String>,
     /// Side of the attention map's patch grid, when the overlay has one to draw.
     pub attention_grid: Option<usize>,
+    /// The scene's `scene_obs`, to compare runs.
+    pub scene_obs: Vec<f64>,
+    /// Side-by-side mode's second session.
+    pub partner: Option<PartnerProbe>,
+}
+
+/// The second session of side-by-side mode, as a test reads it.
+#[derive(Debug, Serialize)]
+pub struct PartnerProbe {
+    /// Its model.
+    pub model: Option<String>,
+    /// Its control step.
+    pub step: u64,
+    /// Its command history.
+    pub commands: Vec<CommandProbe>,
+    /// Its `scene_obs`, to compare runs.
+    pub scene_obs: Vec<f64>,
 }
 
 /// One entry of the command history, as a test reads it.
@@ -131,21 +148,20 @@ fn finish_script(
         panel_left_px: window.physical_width().saturating_sub((inset.right * scale) as u32),
         blocks_px,
         step: session.world().steps(),
-        commands: session
-            .history()
-            .iter()
-            .map(|c| CommandProbe {
-                instruction: c.instruction.clone(),
-                task: c.task.map(|t| t.name()),
-                outcome: c.outcome.to_string(),
-            })
-            .collect(),
+        commands: command_probes(&session),
         mean_frame_ms: script
             .first_step_at
             .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3 / script.frames.max(1) as f64),
         driver: session.driver().label().to_string(),
         model: session.model().map(|card| card.name.clone()),
         attention_grid: session.attention().map(|(attention, _)| attention.grid),
+        scene_obs: session.world().scene_obs().to_vec(),
+        partner: session.partner().map(|partner| PartnerProbe {
+            model: partner.model().map(|card| card.name.clone()),
+            step: partner.world().steps(),
+            commands: command_probes(partner),
+            scene_obs: partner.world().scene_obs().to_vec(),
+        }),
     };
     commands.spawn(Screenshot::primary_window()).observe(
         move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>, mut script: ResMut<Script>| {
@@ -167,6 +183,18 @@ fn finish_script(
             }
         },
     );
+}
+
+fn command_probes(session: &Session) -> Vec<CommandProbe> {
+    session
+        .history()
+        .iter()
+        .map(|c| CommandProbe {
+            instruction: c.instruction.clone(),
+            task: c.task.map(|t| t.name()),
+            outcome: c.outcome.to_string(),
+        })
+        .collect()
 }
 
 /// Whether both the 3D view (left of `panel_left`) and the panel show more than a flat colour.

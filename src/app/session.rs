@@ -134,6 +134,9 @@ pub struct Session {
     model: Option<ActiveModel>,
     /// Why the VLA stopped, until the next attempt.
     model_problem: Option<String>,
+    /// Side-by-side mode: a second session with another model, given every instruction, chain,
+    /// reset and step this one gets.
+    partner: Option<Box<Session>>,
 }
 
 impl Session {
@@ -160,13 +163,21 @@ impl Session {
             generation: 0,
             model: None,
             model_problem: None,
+            partner: None,
         })
     }
 
     /// Rebuilds the world on `scene` from chain `seed`'s start state; the history is kept.
     pub fn reset(&mut self, scene: Scene, seed: u64) -> Result<()> {
+        if let Some(partner) = &mut self.partner {
+            partner.reset(scene.clone(), seed)?;
+        }
+        self.reset_own(scene, seed)
+    }
+
+    fn reset_own(&mut self, scene: Scene, seed: u64) -> Result<()> {
         let world = start_world(&scene, seed)?;
-        self.interrupt();
+        self.stop_attempt();
         self.cameras = PolicyCameras::new(&world);
         self.world = world;
         self.scene = scene;
@@ -216,7 +227,7 @@ impl Session {
     /// Changes the driver; whatever was being attempted is interrupted.
     pub fn set_driver(&mut self, driver: Driver) {
         if driver != self.driver {
-            self.interrupt();
+            self.stop_attempt();
             self.driver = driver;
         }
     }
@@ -225,7 +236,7 @@ impl Session {
     /// was attempting is interrupted.
     pub fn set_model(&mut self, card: ModelCard, driver: VlaDriver) {
         if self.driver == Driver::Vla {
-            self.interrupt();
+            self.stop_attempt();
         }
         let (watch_attention, check_occlusion) =
             self.model.as_ref().map_or((false, false), |model| (model.watch_attention, model.check_occlusion));
@@ -244,6 +255,9 @@ impl Session {
 
     /// Captures (or stops capturing) the VLA's attention each step.
     pub fn watch_attention(&mut self, watch: bool) {
+        if let Some(partner) = &mut self.partner {
+            partner.watch_attention(watch);
+        }
         if let Some(model) = &mut self.model {
             model.watch_attention = watch;
             if !watch {
@@ -254,6 +268,9 @@ impl Session {
 
     /// Runs (or stops running) the occlusion check with the attention each step.
     pub fn check_occlusion(&mut self, check: bool) {
+        if let Some(partner) = &mut self.partner {
+            partner.check_occlusion(check);
+        }
         if let Some(model) = &mut self.model {
             model.check_occlusion = check;
         }
@@ -323,11 +340,37 @@ impl Session {
         !matches!(self.activity, Activity::Idle)
     }
 
+    /// Starts side-by-side mode: both this session and a second one driven by `driver` restart
+    /// from this scene's and seed's start state, and from then on get the same instructions.
+    pub fn compare_with(&mut self, card: ModelCard, driver: VlaDriver) -> Result<()> {
+        self.partner = None;
+        let mut partner = Session::new(self.scene.clone(), self.seed)?;
+        partner.set_driver(Driver::Vla);
+        partner.set_model(card, driver);
+        partner.watch_attention(self.watches_attention());
+        self.reset(self.scene.clone(), self.seed)?;
+        self.partner = Some(Box::new(partner));
+        Ok(())
+    }
+
+    /// Ends side-by-side mode.
+    pub fn stop_comparing(&mut self) {
+        self.partner = None;
+    }
+
+    /// The second session of side-by-side mode.
+    pub fn partner(&self) -> Option<&Session> {
+        self.partner.as_deref()
+    }
+
     /// Understands a typed instruction and starts the task it names from the current state.
     /// An instruction that fits several tasks ("lift the red block") is read as the only one of
     /// them that can start from the current state, if there is exactly one. Returns what the
     /// language layer made of it, so the panel can show unknown words.
     pub fn submit(&mut self, instruction: &str) -> Understanding {
+        if let Some(partner) = &mut self.partner {
+            partner.submit(instruction);
+        }
         let mut understanding = lang::understand(instruction);
         let instruction = instruction.trim().to_string();
         let now = oracle::perceive(&self.scene, &self.world.state());
@@ -361,7 +404,7 @@ impl Session {
                 return understanding;
             }
         };
-        self.interrupt();
+        self.stop_attempt();
         self.history.push(Command { instruction, task: Some(task), outcome: Outcome::Running });
         self.activity = Activity::Subtask(attempt);
         self.timeline =
@@ -372,8 +415,11 @@ impl Session {
     /// Resets to evaluation chain `index`'s start state and attempts its five subtasks in order,
     /// each under its held-out evaluation phrasing, stopping at the first failure (CALVIN's protocol).
     pub fn run_chain(&mut self, index: u64) -> Result<()> {
+        if let Some(partner) = &mut self.partner {
+            partner.run_chain(index)?;
+        }
         let scene = self.scene.clone();
-        self.reset(scene, index)?;
+        self.reset_own(scene, index)?;
         let chain = chains::chain(EVAL_SEED, index);
         let first = chain.tasks[0];
         let instruction = Instructions::embedded().eval_phrasing(first).to_string();
@@ -391,6 +437,13 @@ impl Session {
 
     /// Stops whatever is being attempted; a running command counts as failed.
     pub fn interrupt(&mut self) {
+        if let Some(partner) = &mut self.partner {
+            partner.interrupt();
+        }
+        self.stop_attempt();
+    }
+
+    fn stop_attempt(&mut self) {
         if let Activity::Subtask(attempt) | Activity::Chain { attempt, .. } = &self.activity {
             let steps = attempt.steps();
             self.finish_command(Outcome::Failed(steps));
@@ -400,6 +453,9 @@ impl Session {
 
     /// One 30 Hz control step: the driver acts, the world steps, the oracle judges, the cameras render.
     pub fn step(&mut self) -> Option<StepReport> {
+        if let Some(partner) = &mut self.partner {
+            partner.step();
+        }
         let action = match (self.driver, self.is_busy()) {
             (Driver::Expert, _) | (Driver::Vla, false) => None,
             (Driver::Teleop, _) => Some(Action::Relative(self.teleop_action)),
@@ -407,7 +463,7 @@ impl Session {
                 Ok(action) => Some(action),
                 Err(error) => {
                     // The arm holds still from here: the attempt ends and the panel says why.
-                    self.interrupt();
+                    self.stop_attempt();
                     self.model_problem = Some(format!("the model failed: {error}"));
                     None
                 }
@@ -552,7 +608,11 @@ fn describe_state(state: &Symbolic, task: Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lang::tokenizer;
     use crate::sim::episode::run_chain;
+    use crate::vla::Vla;
+    use crate::vla::presets::preset_with;
+    use crate::vla::test_support::shrunk;
 
     fn session(seed: u64) -> Session {
         Session::new(Scene::resolve("d").unwrap(), seed).unwrap()
@@ -640,6 +700,45 @@ mod tests {
         let headless: Vec<Option<bool>> = (0..chain.tasks.len()).map(|i| outcomes.get(i).map(|o| o.success)).collect();
         assert_eq!(gui, headless);
         assert_eq!(session.world().scene_obs(), world.scene_obs(), "same seed, same trajectory");
+    }
+
+    #[test]
+    fn side_by_side_gives_both_sessions_the_same_start_and_instructions() {
+        let mut session = session(2);
+        for _ in 0..5 {
+            session.step();
+        }
+        let model = Vla::new(shrunk(preset_with("uform", "policy_head").unwrap())).unwrap();
+        let card = ModelCard {
+            name: "untrained".into(),
+            dir: "untrained".into(),
+            preset: "uform".into(),
+            image_tokens: model.image_tokens(),
+            parameters: model.params().parameter_count(),
+            evaluation: None,
+        };
+        let tokenizer = tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap();
+        session.compare_with(card, VlaDriver::new(model, tokenizer)).unwrap();
+        let partner = session.partner().unwrap();
+        assert_eq!((session.world().steps(), partner.world().steps()), (0, 0), "both restart");
+        assert_eq!(session.world().robot_obs(), partner.world().robot_obs());
+        assert_eq!(session.world().scene_obs(), partner.world().scene_obs());
+
+        let led_on = session.world().state().led_on;
+        session.submit(if led_on { "turn off the led" } else { "turn on the led" });
+        for _ in 0..4 {
+            session.step();
+        }
+        let partner = session.partner().unwrap();
+        assert_eq!(partner.history().len(), 1);
+        assert_eq!(partner.history()[0].task, session.history()[0].task);
+        assert_eq!(partner.driver(), Driver::Vla);
+        assert_eq!((partner.timeline().oracle.len(), session.timeline().oracle.len()), (4, 4));
+        assert_ne!(partner.world().robot_obs(), session.world().robot_obs(), "the expert and the VLA move differently");
+        session.interrupt();
+        assert!(!session.is_busy() && !session.partner().unwrap().is_busy(), "stopping stops both");
+        session.stop_comparing();
+        assert!(session.partner().is_none());
     }
 
     #[test]

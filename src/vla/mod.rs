@@ -120,6 +120,6 @@ pub fn read_config(path: &Path) -> Result<VlaConfig, VlaError> {
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod training_tests;
