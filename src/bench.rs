@@ -320,6 +320,7 @@ fn timed(mut job: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
 /// compositions. Run with `RAYON_NUM_THREADS=1` for single-threaded figures.
 pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
     use candle_nn::Optimizer;
+    use vlasim::vla::attention_maps::PatchAttention;
     use vlasim::vla::{ForwardOptions, Vla, VlaPolicy, presets as zoo};
 
     println!(
@@ -328,8 +329,10 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
     );
     fused_kernels()?;
     println!("formulation {formulation}, training batch {batch}");
-    println!("| preset | params | image tokens | inference ms/step (CPU / wall) | training samples/s (CPU / wall) |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| preset | params | image tokens | inference ms/step (CPU / wall) | with attention maps | occlusion check | training samples/s (CPU / wall) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let names: Vec<String> =
         if presets.is_empty() { zoo::PRESETS.iter().map(|s| s.to_string()).collect() } else { presets.to_vec() };
     for name in &names {
@@ -358,6 +361,22 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
             Ok(())
         })?;
         let ms_per_step = |secs: f64| secs * 1000.0 / steps as f64;
+        // What the GUI's overlay adds: a full pass over the window capturing attention, turned
+        // into the patch maps; the occlusion check on top of it, over the map's grid.
+        let (_, attention_cpu) = timed(|| {
+            for _ in 0..steps {
+                let (_, capture) = policy.act_with_attention(&image, None, &obs)?;
+                PatchAttention::of_newest_frame(&capture)?;
+            }
+            Ok(())
+        })?;
+        let occlusion_steps = 10;
+        let (_, occlusion_cpu) = timed(|| {
+            for _ in 0..occlusion_steps {
+                policy.occlusion(8)?;
+            }
+            Ok(())
+        })?;
 
         let mut optimizer = candle_nn::AdamW::new_lr(model.vars(), 1e-4)?;
         let options = ForwardOptions { capture_attention: false, teacher_actions: Some(&targets.actions) };
@@ -371,11 +390,13 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
         let (train_wall, train_cpu) = timed(|| (0..train_steps).try_for_each(|_| train_step()))?;
         let samples_per_sec = |secs: f64| (train_steps * batch) as f64 / secs;
         println!(
-            "| {name} | {:.2} M | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
+            "| {name} | {:.2} M | {} | {:.2} / {:.2} | {:.2} | {:.1} | {:.1} / {:.1} |",
             model.params().parameter_count() as f64 / 1e6,
             model.image_tokens(),
             ms_per_step(cpu),
             ms_per_step(wall),
+            ms_per_step(attention_cpu),
+            occlusion_cpu * 1000.0 / occlusion_steps as f64,
             samples_per_sec(train_cpu),
             samples_per_sec(train_wall),
         );
