@@ -12,12 +12,14 @@ use bevy_egui::egui::{self, Color32, RichText};
 use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, EguiTextureHandle, PrimaryEguiContext};
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use super::models::ModelCatalog;
 use super::orbit_camera::ViewportInset;
 use super::recording::Recording;
 use super::session::{Command, Driver, Outcome, Session};
 use super::{SimControl, StepRequest};
+use crate::data::teleop::{self, DEFAULT_DEMOS_DIR};
 use crate::sim::camera::Image;
 use crate::sim::chains::CHAIN_LENGTH;
 use crate::sim::scene::Scene;
@@ -50,6 +52,8 @@ pub struct PanelState {
     seed_choice: u64,
     chain_choice: u64,
     error: Option<String>,
+    /// What became of the last teleop demonstration saved.
+    demo_saved: Option<Result<String, String>>,
 }
 
 /// Which attention map is blended over the static camera's image, and how strongly.
@@ -174,6 +178,7 @@ fn draw_panel(
             instruction_section(ui, &mut session, &mut state);
             ui.separator();
             driver_section(ui, &mut session, &mut catalog);
+            demo_section(ui, &mut session, &mut state);
             ui.separator();
             camera_section(ui, &policy_images, &images);
             let mut settings = *overlay;
@@ -252,6 +257,36 @@ fn driver_section(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelC
     side_by_side_selector(ui, session, catalog);
     if let Some(problem) = session.model_problem() {
         ui.colored_label(FAILURE, problem);
+    }
+}
+
+/// Saving a teleoperated subtask the oracle saw done as a LeRobot v3 demonstration.
+fn demo_section(ui: &mut egui::Ui, session: &mut Session, state: &mut PanelState) {
+    if session.driver() != Driver::Teleop {
+        return;
+    }
+    if session.has_demo()
+        && ui.button(format!("Save the demonstration to {DEFAULT_DEMOS_DIR}")).clicked()
+        && let Some(demo) = session.take_demo()
+    {
+        let frames = demo.frames.len();
+        state.demo_saved = Some(
+            teleop::add_demo(Path::new(DEFAULT_DEMOS_DIR), demo)
+                .map(|summary| format!("saved ({frames} frames); the dataset holds {} episodes", summary.episodes))
+                .map_err(|error| format!("{error:#}")),
+        );
+    }
+    match &state.demo_saved {
+        Some(Ok(message)) => {
+            ui.colored_label(SUCCESS, message);
+        }
+        Some(Err(error)) => {
+            ui.colored_label(FAILURE, error);
+        }
+        None if !session.has_demo() => {
+            ui.small("A subtask you drive to success can be saved as a demonstration.");
+        }
+        None => {}
     }
 }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use bevy::prelude::Resource;
 
+use crate::data::episode::{EpisodeInfo, RawEpisode, RawFrame, Source};
 use crate::lang::instructions::Instructions;
 use crate::lang::{self, Problem, Understanding};
 use crate::sim::arm::Action;
@@ -137,6 +138,10 @@ pub struct Session {
     /// Side-by-side mode: a second session with another model, given every instruction, chain,
     /// reset and step this one gets.
     partner: Option<Box<Session>>,
+    /// The teleoperated subtask's frames so far.
+    teleop_frames: Vec<RawFrame>,
+    /// The last teleoperated subtask the oracle saw done, until it is taken.
+    demo: Option<RawEpisode>,
 }
 
 impl Session {
@@ -164,6 +169,8 @@ impl Session {
             model: None,
             model_problem: None,
             partner: None,
+            teleop_frames: Vec::new(),
+            demo: None,
         })
     }
 
@@ -458,7 +465,12 @@ impl Session {
         }
         let action = match (self.driver, self.is_busy()) {
             (Driver::Expert, _) | (Driver::Vla, false) => None,
-            (Driver::Teleop, _) => Some(Action::Relative(self.teleop_action)),
+            (Driver::Teleop, busy) => {
+                if busy {
+                    self.record_teleop_frame();
+                }
+                Some(Action::Relative(self.teleop_action))
+            }
             (Driver::Vla, true) => match self.vla_action() {
                 Ok(action) => Some(action),
                 Err(error) => {
@@ -493,7 +505,10 @@ impl Session {
         self.model_problem = None;
         match self.driver {
             Driver::Expert => Ok(Attempt::begin(&self.world, &mut self.expert, task, MAX_STEPS_PER_SUBTASK)),
-            Driver::Teleop => Ok(Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK)),
+            Driver::Teleop => {
+                self.teleop_frames.clear();
+                Ok(Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK))
+            }
             Driver::Vla => {
                 let model = self.model.as_mut().ok_or("no VLA model is loaded")?;
                 model.attention = None;
@@ -504,6 +519,28 @@ impl Session {
                 Ok(Attempt::watch(&self.world, task, MAX_STEPS_PER_SUBTASK))
             }
         }
+    }
+
+    /// Keeps the observation a teleop action is taken from, for the demonstration.
+    fn record_teleop_frame(&mut self) {
+        let as_f32 = |values: &[f64]| values.iter().map(|v| *v as f32).collect::<Vec<f32>>();
+        self.teleop_frames.push(RawFrame {
+            static_image: self.static_image.clone(),
+            gripper_image: self.gripper_image.clone(),
+            robot_obs: as_f32(&self.world.robot_obs()).try_into().expect("15 values"),
+            scene_obs: as_f32(&self.world.scene_obs()).try_into().expect("24 values"),
+            action: as_f32(&self.teleop_action).try_into().expect("7 values"),
+        });
+    }
+
+    /// The last teleoperated subtask the oracle saw done, as a demonstration; taken once.
+    pub fn take_demo(&mut self) -> Option<RawEpisode> {
+        self.demo.take()
+    }
+
+    /// Whether a teleoperated demonstration waits to be saved.
+    pub fn has_demo(&self) -> bool {
+        self.demo.is_some()
     }
 
     fn vla_action(&mut self) -> Result<Action, DriverError> {
@@ -527,6 +564,20 @@ impl Session {
         };
         if !over {
             return;
+        }
+        let frames = std::mem::take(&mut self.teleop_frames);
+        if self.driver == Driver::Teleop && report.success {
+            let instruction = self.history.iter().rev().find(|c| c.outcome == Outcome::Running);
+            self.demo = Some(RawEpisode {
+                info: EpisodeInfo {
+                    scene: self.scene.name.clone(),
+                    task: report.task.name(),
+                    instruction: instruction.map_or_else(|| report.task.name(), |c| c.instruction.clone()),
+                    source: Source::Teleop,
+                    seed: self.seed,
+                },
+                frames,
+            });
         }
         let outcome = if report.success { Outcome::Succeeded(report.step) } else { Outcome::Failed(report.step) };
         self.finish_command(outcome);
@@ -739,6 +790,43 @@ mod tests {
         assert!(!session.is_busy() && !session.partner().unwrap().is_busy(), "stopping stops both");
         session.stop_comparing();
         assert!(session.partner().is_none());
+    }
+
+    #[test]
+    fn a_teleoperated_success_becomes_a_demonstration_in_a_lerobot_dataset() {
+        use crate::data::reader::Dataset;
+        use crate::sim::expert::Policy;
+
+        let mut session = session(0);
+        session.set_driver(Driver::Teleop);
+        let led_on = session.world().state().led_on;
+        session.submit(if led_on { "turn off the led" } else { "turn on the led" });
+        let task = session.timeline().task.unwrap();
+        // The keyboard's actions, played by the expert's hand.
+        let mut hand = Expert::new(ExpertSettings::default());
+        hand.begin(task, session.world());
+        while session.is_busy() {
+            let Action::Relative(action) = hand.act(session.world()) else { panic!("the expert acts relatively") };
+            session.set_teleop_action(action);
+            session.step();
+        }
+        let Outcome::Succeeded(steps) = session.history()[0].outcome else { panic!("{:?}", session.history()) };
+        let demo = session.take_demo().expect("a succeeded teleop subtask is a demonstration");
+        assert!(session.take_demo().is_none(), "taken once");
+        assert_eq!((demo.frames.len(), demo.info.task.as_str()), (steps, task.name().as_str()));
+
+        let dir = std::env::temp_dir().join(format!("vlasim-teleop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::data::teleop::add_demo(&dir, demo.clone()).unwrap();
+        let summary = crate::data::teleop::add_demo(&dir, demo.clone()).unwrap();
+        assert_eq!(summary.episodes, 2, "demonstrations accumulate");
+        let dataset = Dataset::open(&dir).unwrap();
+        let episode = &dataset.episodes[1];
+        assert_eq!((episode.source.as_str(), episode.task.as_str()), ("teleop", task.name().as_str()));
+        assert_eq!(episode.instruction, session.history()[0].instruction);
+        let actions: Vec<f32> = demo.frames.iter().flat_map(|f| f.action).collect();
+        assert_eq!(episode.actions, actions, "the keyboard's actions, exactly");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Source {
     Demo,
     /// A window of a long expert play sequence, labelled by the oracle.
     Play,
+    /// A person drove the arm with the keyboard in the GUI until the oracle saw the task done.
+    Teleop,
 }
 
 impl Source {
@@ -41,6 +43,7 @@ impl Source {
         match self {
             Source::Demo => "demo",
             Source::Play => "play",
+            Source::Teleop => "teleop",
         }
     }
 }
@@ -71,7 +74,7 @@ pub struct RawFrame {
     pub robot_obs: [f32; ROBOT_OBS_DIM],
     /// CALVIN's scene_obs.
     pub scene_obs: [f32; SCENE_OBS_DIM],
-    /// The expert's clean action from this state.
+    /// The action taken from this state (the expert's clean action; a person's for teleop).
     pub action: [f32; ACTION_DIM],
 }
 

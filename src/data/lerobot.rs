@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Beyond LeRobot's columns, each episode row also carries `task_name` (the task id, e.g.
-//! `open_drawer`), `scene`, `source` (`demo` or `play`) and `seed`.
+//! `open_drawer`), `scene`, `source` (`demo`, `play` or `teleop`) and `seed`.
 
 use std::path::Path;
 

@@ -11,3 +11,4 @@ pub mod reader;
 pub mod simulate;
 pub mod stats;
 pub mod table;
+pub mod teleop;
