@@ -14,6 +14,7 @@ pub mod eval;
 pub mod lang;
 pub mod parallel;
 pub mod pretrain;
+pub mod report;
 pub mod sim;
 pub mod train;
 pub mod video;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod collect_command;
+mod compare_command;
 mod eval_command;
 mod lang_command;
 mod pretrain_command;
@@ -60,6 +61,8 @@ enum Command {
     Collect(collect_command::CollectArgs),
     /// Train a VLA on a demonstration dataset, checkpointing into a model folder (resumable).
     Train(train_command::TrainArgs),
+    /// Evaluate every model folder on the same chains and write the backbone report (Table V).
+    Compare(compare_command::CompareArgs),
     /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
     PretrainData(pretrain_command::PretrainDataArgs),
 }
@@ -355,6 +358,7 @@ fn main() -> ExitCode {
         Command::Lang(args) => lang_command::run(args),
         Command::Eval(args) => eval_command::run(args),
         Command::Collect(args) => collect_command::run(args),
+        Command::Compare(args) => compare_command::run(args),
         Command::PretrainData(args) => pretrain_command::run(args),
         Command::Train(args) => train_command::run(args),
     };

@@ -1,5 +1,6 @@
-//! 2-D drawing on an [`Image`] for recording frames: filled rectangles (caption bars, colour
-//! chips), nearest-neighbour blits (policy-camera insets) and text in the embedded bitmap font.
+//! 2-D drawing on an [`Image`] for recording frames and report plots: filled rectangles (caption
+//! bars, colour chips), lines, nearest-neighbour blits (policy-camera insets) and text in the
+//! embedded bitmap font.
 //!
 //! Everything clips at the image border, so callers can lay out without bounds checks, and uses
 //! integer arithmetic only, so frames are the same bytes on every machine.
@@ -44,6 +45,17 @@ pub fn fill_rect(image: &mut Image, rect: Rect, rgb: [u8; 3]) {
         for pixel in line.chunks_exact_mut(3) {
             pixel.copy_from_slice(&rgb);
         }
+    }
+}
+
+/// Draws a line from `from` to `to` as `thickness`-pixel squares stepped along its longer axis.
+pub fn draw_line(image: &mut Image, from: (i32, i32), to: (i32, i32), thickness: u32, rgb: [u8; 3]) {
+    let steps = (to.0 - from.0).abs().max((to.1 - from.1).abs()).max(1);
+    let half = thickness as i32 / 2;
+    for i in 0..=steps {
+        let x = from.0 + (to.0 - from.0) * i / steps;
+        let y = from.1 + (to.1 - from.1) * i / steps;
+        fill_rect(image, Rect { x: x - half, y: y - half, width: thickness, height: thickness }, rgb);
     }
 }
 

@@ -1,0 +1,164 @@
+//! `vlasim compare`: vlasim's Table V. Every model folder under `--models` is evaluated on the
+//! same chains (reusing a `results.json` in the folder when it covers exactly those chains),
+//! timed per control step, and written up as `reports/backbones.md` with PNG plots.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use vlasim::eval::{self, EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
+use vlasim::parallel;
+use vlasim::report::backbones::{self, BackboneRow};
+use vlasim::report::plot;
+use vlasim::sim::chains::{self, EVAL_SEED};
+use vlasim::sim::episode;
+use vlasim::sim::scene::Scene;
+use vlasim::vla::catalog::{self, RESULTS_FILE};
+use vlasim::vla::driver::VlaDriver;
+
+/// Arguments of `vlasim compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Folder of model folders (each with config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = catalog::SHIPPED_MODELS)]
+    models: PathBuf,
+    /// Chains every model is evaluated on (seed 1000, CALVIN's protocol).
+    #[arg(long, default_value_t = 1000)]
+    chains: u64,
+    /// Scene the chains run in.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Evaluation threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The report; the plots are written beside it.
+    #[arg(long, default_value = "reports/backbones.md")]
+    out: PathBuf,
+}
+
+/// Control steps timed per model for its latency.
+const LATENCY_STEPS: usize = 200;
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    let scene = Scene::resolve(&args.scene)?;
+    let folders = catalog::discover(&args.models);
+    if folders.is_empty() {
+        bail!("no model folder (with a config.json) in {}", args.models.display());
+    }
+    let threads = args.threads.unwrap_or_else(parallel::available_threads);
+    let mut rows = Vec::new();
+    for dir in &folders {
+        let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
+        let results = evaluation(dir, &scene, args.chains, threads)?;
+        let row = BackboneRow {
+            name: card.name,
+            preset: card.preset,
+            image_tokens: card.image_tokens,
+            // `vlasim train` has no `--init` from a pre-trained backbone yet: all start from scratch.
+            pretraining: "none".to_string(),
+            parameters: card.parameters,
+            avg_len_ci95: backbones::avg_len_ci95(&results),
+            metrics: results.metrics,
+            latency_ms: latency_ms(dir, &scene)?,
+        };
+        println!(
+            "{}: Avg. Len. {:.2} ± {:.2}, {:.2} ms/step",
+            row.name, row.metrics.avg_len, row.avg_len_ci95, row.latency_ms
+        );
+        rows.push(row);
+    }
+    write_report(&args, &rows)
+}
+
+/// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation saved there.
+fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Result<EvalResults> {
+    let path = dir.join(RESULTS_FILE);
+    if let Ok(saved) = EvalResults::load(&path)
+        && saved.scene == scene.name
+        && saved.seed == EVAL_SEED
+        && saved.total_chains == chains
+        && saved.chains.len() as u64 == chains
+    {
+        println!("{}: reusing {}", dir.display(), path.display());
+        return Ok(saved);
+    }
+    let settings = EvalSettings {
+        model: dir.display().to_string(),
+        scene: scene.clone(),
+        seed: EVAL_SEED,
+        total_chains: chains,
+        shard: Shard::WHOLE,
+        threads,
+    };
+    let progress = ProgressBar::new(chains).with_style(
+        ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} chains [{elapsed_precise} < {eta_precise}]")
+            .expect("valid progress template"),
+    );
+    progress.set_prefix(dir.display().to_string());
+    let make = || Ok(Box::new(HeldOutPhrasings(VlaDriver::load(dir)?)) as WorkerPolicy);
+    let results = eval::evaluate(&settings, &make, &|_| progress.inc(1))?;
+    progress.finish_and_clear();
+    results.save(&path)?;
+    Ok(results)
+}
+
+/// Wall milliseconds per closed-loop step on one thread: render the policy cameras, run the
+/// model, step the world, on evaluation chain 0's first subtask.
+fn latency_ms(dir: &Path, scene: &Scene) -> Result<f64> {
+    let chain = chains::chain(EVAL_SEED, 0);
+    let mut world = episode::chain_world(scene, &chain, 0)?;
+    let mut driver = VlaDriver::load(dir)?;
+    driver.begin(vlasim::lang::instructions::Instructions::embedded().eval_phrasing(chain.tasks[0]), &world)?;
+    let mut act = |world: &mut vlasim::sim::world::World| -> Result<()> {
+        let action = driver.act(world)?;
+        world.step(&action);
+        Ok(())
+    };
+    act(&mut world)?;
+    let start = Instant::now();
+    for _ in 0..LATENCY_STEPS {
+        act(&mut world)?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3 / LATENCY_STEPS as f64)
+}
+
+fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
+    let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let plots = [
+        ("backbones_avg_len.png", plot::avg_len_bars(rows)),
+        ("backbones_success_rates.png", plot::success_rate_curves(rows)),
+        ("backbones_latency.png", plot::avg_len_against_latency(rows)),
+    ];
+    for (name, image) in &plots {
+        let path = folder.join(name);
+        image.save_png(1, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let command = format!(
+        "vlasim compare --models {} --chains {} --scene {} --out {}",
+        args.models.display(),
+        args.chains,
+        args.scene,
+        args.out.display()
+    );
+    let mut text = format!(
+        "# Backbones compared\n\nEvery model folder in `{}`, evaluated on the same {} chains of scene {} \
+         (CALVIN's protocol: seed {EVAL_SEED}, held-out phrasings, 360 steps per subtask, first failure ends \
+         the chain). Latency: wall time per closed-loop control step (cameras, model, world step), one \
+         thread. Regenerate with:\n\n```sh\n{command}\n```\n\n",
+        args.models.display(),
+        args.chains,
+        args.scene
+    );
+    text += &backbones::markdown_table(rows);
+    text += "\n";
+    for (name, _) in &plots {
+        text += &format!("![{name}]({name})\n");
+    }
+    std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("wrote {} and its plots", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The backbone comparison: one row per evaluated model folder — what the backbone is (preset,
+//! image tokens, vision-language pre-training, size), how it did on the CALVIN-style chains
+//! (SR@1..5, Avg. Len. with a 95 % confidence interval) and what a control step costs.
+
+use crate::eval::{EvalResults, Metrics};
+use crate::sim::chains::CHAIN_LENGTH;
+
+/// One model of the comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneRow {
+    /// Model folder name.
+    pub name: String,
+    /// Preset it was built from.
+    pub preset: String,
+    /// Image tokens per frame in the language model.
+    pub image_tokens: usize,
+    /// Vision-language pre-training it started from (`none` when trained from scratch).
+    pub pretraining: String,
+    /// Parameter count.
+    pub parameters: usize,
+    /// Its evaluation.
+    pub metrics: Metrics,
+    /// Half-width of the 95 % confidence interval of the Avg. Len.
+    pub avg_len_ci95: f64,
+    /// Wall milliseconds per closed-loop control step (render, model, action), one thread.
+    pub latency_ms: f64,
+}
+
+/// Half-width of the normal-approximation 95 % confidence interval of the mean number of
+/// consecutive subtasks completed per chain (1.96 standard errors).
+pub fn avg_len_ci95(results: &EvalResults) -> f64 {
+    let completed: Vec<f64> = results.chains.iter().map(|c| c.completed() as f64).collect();
+    let n = completed.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let mean = completed.iter().sum::<f64>() / n as f64;
+    let variance = completed.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / (n - 1) as f64;
+    1.96 * (variance / n as f64).sqrt()
+}
+
+/// The comparison as a Markdown table, rows in the order given.
+pub fn markdown_table(rows: &[BackboneRow]) -> String {
+    let mut table = String::from("| model | preset | image tokens | VL pre-training | parameters |");
+    for i in 1..=CHAIN_LENGTH {
+        table += &format!(" SR@{i} |");
+    }
+    table += " Avg. Len. (95 % CI) | latency ms/step |\n|---|---|---|---|---|";
+    table += &"---|".repeat(CHAIN_LENGTH);
+    table += "---|---|\n";
+    for row in rows {
+        table += &format!(
+            "| {} | {} | {} | {} | {:.2} M |",
+            row.name,
+            row.preset,
+            row.image_tokens,
+            row.pretraining,
+            row.parameters as f64 / 1e6
+        );
+        for rate in row.metrics.success_rates {
+            table += &format!(" {:.1} % |", rate * 100.0);
+        }
+        table += &format!(" {:.2} ± {:.2} | {:.2} |\n", row.metrics.avg_len, row.avg_len_ci95, row.latency_ms);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::results::SubtaskRecord;
+    use crate::eval::{ChainRecord, Shard};
+
+    fn chain(index: u64, completed: usize) -> ChainRecord {
+        let tasks: Vec<String> = (0..CHAIN_LENGTH).map(|i| format!("task{i}")).collect();
+        let subtasks = (0..(completed + 1).min(CHAIN_LENGTH))
+            .map(|i| SubtaskRecord { task: tasks[i].clone(), success: i < completed, steps: 10 })
+            .collect();
+        ChainRecord { index, tasks, subtasks }
+    }
+
+    fn results(completed: &[usize]) -> EvalResults {
+        let chains: Vec<ChainRecord> = completed.iter().enumerate().map(|(i, &c)| chain(i as u64, c)).collect();
+        EvalResults {
+            model: "m".into(),
+            scene: "d".into(),
+            seed: 1000,
+            total_chains: chains.len() as u64,
+            shards: vec![Shard::WHOLE],
+            metrics: Metrics::of(&chains),
+            wall_time_s: 1.0,
+            threads: 1,
+            chains,
+        }
+    }
+
+    #[test]
+    fn the_interval_is_1_96_standard_errors_of_the_chain_lengths() {
+        // Completed 0, 2, 4: mean 2, sample variance 4, standard error 2 / sqrt(3).
+        let half = avg_len_ci95(&results(&[0, 2, 4]));
+        assert!((half - 1.96 * 2.0 / 3f64.sqrt()).abs() < 1e-12, "{half}");
+        assert_eq!(avg_len_ci95(&results(&[3, 3, 3, 3])), 0.0);
+        assert!(avg_len_ci95(&results(&[5])).is_nan(), "one chain gives no interval");
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_model_with_every_column() {
+        let evaluated = results(&[0, 2, 4, 5]);
+        let row = BackboneRow {
+            name: "kosmos".into(),
+            preset: "kosmos".into(),
+            image_tokens: 16,
+            pretraining: "none".into(),
+            parameters: 300_000,
+            avg_len_ci95: avg_len_ci95(&evaluated),
+            metrics: evaluated.metrics,
+            latency_ms: 1.5,
+        };
+        let table = markdown_table(&[row]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("SR@5") && lines[0].contains("Avg. Len. (95 % CI)"));
+        assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
+        assert!(
+            lines[2].starts_with(
+                "| kosmos | kosmos | 16 | none | 0.30 M | 75.0 % | 75.0 % | 50.0 % | 50.0 % | 25.0 % | 2.75 ± "
+            ),
+            "{}",
+            lines[2]
+        );
+    }
+}

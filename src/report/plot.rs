@@ -1,0 +1,213 @@
+//! The comparison's plots as images: Avg. Len. per model with its 95 % interval, the SR@1..5
+//! curves, and Avg. Len. against latency. Plain axes, ticks and labels in the bitmap font, the
+//! same bytes on every machine.
+
+use super::backbones::BackboneRow;
+use crate::sim::camera::Image;
+use crate::sim::chains::CHAIN_LENGTH;
+use crate::video::draw::{self, Rect};
+
+/// Plot size (px).
+pub const WIDTH: u32 = 720;
+/// Plot size (px).
+pub const HEIGHT: u32 = 440;
+
+const BACKGROUND: [u8; 3] = [255, 255, 255];
+const INK: [u8; 3] = [40, 40, 40];
+const GRID: [u8; 3] = [225, 225, 225];
+/// One colour per model, in row order (repeating after eight).
+const PALETTE: [[u8; 3]; 8] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+];
+const MARGIN_LEFT: i32 = 64;
+const MARGIN_RIGHT: i32 = 24;
+const MARGIN_TOP: i32 = 40;
+const MARGIN_BOTTOM: i32 = 56;
+
+fn colour(index: usize) -> [u8; 3] {
+    PALETTE[index % PALETTE.len()]
+}
+
+/// A blank chart: title, axes, a labelled y grid from 0 to `y_max`, and a mapping from data to pixels.
+struct Chart {
+    image: Image,
+    x_range: (f64, f64),
+    y_max: f64,
+}
+
+impl Chart {
+    fn new(title: &str, y_label: &str, x_label: &str, x_range: (f64, f64), y_max: f64, y_ticks: usize) -> Chart {
+        let mut image = Image::new(WIDTH, HEIGHT);
+        draw::fill_rect(&mut image, Rect { x: 0, y: 0, width: WIDTH, height: HEIGHT }, BACKGROUND);
+        let mut chart = Chart { image, x_range, y_max };
+        let (left, right, top, bottom) = chart.area();
+        for tick in 0..=y_ticks {
+            let value = y_max * tick as f64 / y_ticks as f64;
+            let (_, y) = chart.to_px(x_range.0, value);
+            draw::draw_line(&mut chart.image, (left, y), (right, y), 1, GRID);
+            let label = format!("{value:.1}");
+            let x = left - 6 - draw::text_width(&label, 1) as i32;
+            draw::draw_text(&mut chart.image, x, y - 4, &label, 1, INK);
+        }
+        draw::draw_line(&mut chart.image, (left, top), (left, bottom), 1, INK);
+        draw::draw_line(&mut chart.image, (left, bottom), (right, bottom), 1, INK);
+        draw::draw_text(&mut chart.image, left, 12, title, 2, INK);
+        draw::draw_text(&mut chart.image, 8, top - 22, y_label, 1, INK);
+        let x_label_x = (left + right) / 2 - draw::text_width(x_label, 1) as i32 / 2;
+        draw::draw_text(&mut chart.image, x_label_x, HEIGHT as i32 - 16, x_label, 1, INK);
+        chart
+    }
+
+    /// Left, right, top and bottom of the plotting area.
+    fn area(&self) -> (i32, i32, i32, i32) {
+        (MARGIN_LEFT, WIDTH as i32 - MARGIN_RIGHT, MARGIN_TOP, HEIGHT as i32 - MARGIN_BOTTOM)
+    }
+
+    fn to_px(&self, x: f64, y: f64) -> (i32, i32) {
+        let (left, right, top, bottom) = self.area();
+        let (x0, x1) = self.x_range;
+        let fx = if x1 > x0 { (x - x0) / (x1 - x0) } else { 0.5 };
+        let fy = (y / self.y_max).clamp(0.0, 1.0);
+        (left + (fx * f64::from(right - left)).round() as i32, bottom - (fy * f64::from(bottom - top)).round() as i32)
+    }
+
+    fn x_tick(&mut self, x: f64, label: &str) {
+        let (px, bottom) = self.to_px(x, 0.0);
+        draw::draw_line(&mut self.image, (px, bottom), (px, bottom + 4), 1, INK);
+        draw::draw_text(&mut self.image, px - draw::text_width(label, 1) as i32 / 2, bottom + 8, label, 1, INK);
+    }
+
+    fn marker(&mut self, (x, y): (i32, i32), rgb: [u8; 3]) {
+        draw::fill_rect(&mut self.image, Rect { x: x - 3, y: y - 3, width: 7, height: 7 }, rgb);
+    }
+
+    /// Model names in their colours, top right.
+    fn legend(&mut self, rows: &[BackboneRow]) {
+        let (_, right, top, _) = self.area();
+        let widest = rows.iter().map(|r| draw::text_width(&r.name, 1)).max().unwrap_or(0) as i32;
+        for (i, row) in rows.iter().enumerate() {
+            let y = top + 4 + 12 * i as i32;
+            let x = right - widest - 16;
+            draw::fill_rect(&mut self.image, Rect { x, y, width: 8, height: 8 }, colour(i));
+            draw::draw_text(&mut self.image, x + 12, y, &row.name, 1, INK);
+        }
+    }
+}
+
+/// Avg. Len. per model as bars with 95 % interval whiskers.
+pub fn avg_len_bars(rows: &[BackboneRow]) -> Image {
+    let count = rows.len().max(1) as f64;
+    let mut chart = Chart::new("Avg. Len. (95 % CI)", "Avg. Len.", "model", (0.0, count), 5.0, 5);
+    let (left, right, _, _) = chart.area();
+    let slot = f64::from(right - left) / count;
+    for (i, row) in rows.iter().enumerate() {
+        let centre = i as f64 + 0.5;
+        let (x, top) = chart.to_px(centre, row.metrics.avg_len);
+        let (_, bottom) = chart.to_px(centre, 0.0);
+        let half = (slot * 0.3) as i32;
+        let bar = Rect { x: x - half, y: top, width: (2 * half) as u32, height: (bottom - top).max(0) as u32 };
+        draw::fill_rect(&mut chart.image, bar, colour(i));
+        if row.avg_len_ci95.is_finite() {
+            let (_, low) = chart.to_px(centre, (row.metrics.avg_len - row.avg_len_ci95).max(0.0));
+            let (_, high) = chart.to_px(centre, row.metrics.avg_len + row.avg_len_ci95);
+            draw::draw_line(&mut chart.image, (x, low), (x, high), 2, INK);
+            draw::draw_line(&mut chart.image, (x - 6, low), (x + 6, low), 2, INK);
+            draw::draw_line(&mut chart.image, (x - 6, high), (x + 6, high), 2, INK);
+        }
+        let value = format!("{:.2}", row.metrics.avg_len);
+        draw::draw_text(&mut chart.image, x - draw::text_width(&value, 1) as i32 / 2, top - 22, &value, 1, INK);
+        chart.x_tick(centre, &row.name);
+    }
+    chart.image
+}
+
+/// SR@1..5 per model, one curve each.
+pub fn success_rate_curves(rows: &[BackboneRow]) -> Image {
+    let mut chart = Chart::new("SR@n: chains with n tasks done in a row", "success", "n", (0.5, 5.5), 1.0, 5);
+    for n in 1..=CHAIN_LENGTH {
+        chart.x_tick(n as f64, &n.to_string());
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let points: Vec<(i32, i32)> =
+            row.metrics.success_rates.iter().enumerate().map(|(n, rate)| chart.to_px((n + 1) as f64, *rate)).collect();
+        for pair in points.windows(2) {
+            draw::draw_line(&mut chart.image, pair[0], pair[1], 2, colour(i));
+        }
+        for point in points {
+            chart.marker(point, colour(i));
+        }
+    }
+    chart.legend(rows);
+    chart.image
+}
+
+/// Avg. Len. against milliseconds per control step, one labelled point per model.
+pub fn avg_len_against_latency(rows: &[BackboneRow]) -> Image {
+    let slowest = rows.iter().map(|r| r.latency_ms).fold(0.0, f64::max);
+    let x_max = (slowest * 1.15).max(1.0).ceil();
+    let mut chart = Chart::new("Avg. Len. against latency", "Avg. Len.", "ms per control step", (0.0, x_max), 5.0, 5);
+    for tick in 0..=4 {
+        let value = x_max * f64::from(tick) / 4.0;
+        chart.x_tick(value, &format!("{value:.1}"));
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let point = chart.to_px(row.latency_ms, row.metrics.avg_len);
+        chart.marker(point, colour(i));
+        draw::draw_text(&mut chart.image, point.0 + 6, point.1 - 10, &row.name, 1, INK);
+    }
+    chart.image
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Metrics;
+
+    fn row(name: &str, avg_len: f64, latency_ms: f64) -> BackboneRow {
+        let mut metrics = Metrics::of(&[]);
+        metrics.avg_len = avg_len;
+        metrics.success_rates = [0.9, 0.7, 0.5, 0.3, 0.1];
+        BackboneRow {
+            name: name.into(),
+            preset: name.into(),
+            image_tokens: 16,
+            pretraining: "none".into(),
+            parameters: 1,
+            metrics,
+            avg_len_ci95: 0.2,
+            latency_ms,
+        }
+    }
+
+    fn count(image: &Image, rgb: [u8; 3]) -> usize {
+        image.rgb.chunks_exact(3).filter(|p| *p == rgb).count()
+    }
+
+    #[test]
+    fn bars_are_as_tall_as_their_values_in_their_colours() {
+        let rows = [row("a", 1.0, 1.0), row("b", 3.0, 2.0)];
+        let image = avg_len_bars(&rows);
+        assert_eq!((image.width, image.height), (WIDTH, HEIGHT));
+        let (short, tall) = (count(&image, colour(0)), count(&image, colour(1)));
+        // Same width, three times the height (up to the whisker drawn over each).
+        assert!((tall as f64 / short as f64 - 3.0).abs() < 0.2, "{short} vs {tall} pixels");
+    }
+
+    #[test]
+    fn every_model_appears_in_every_plot() {
+        let rows = [row("a", 1.0, 1.0), row("b", 3.0, 2.0), row("c", 2.0, 4.0)];
+        for image in [success_rate_curves(&rows), avg_len_against_latency(&rows)] {
+            for i in 0..rows.len() {
+                assert!(count(&image, colour(i)) > 20, "model {i} is missing");
+            }
+        }
+        assert_eq!(avg_len_bars(&rows), avg_len_bars(&rows), "the same rows draw the same pixels");
+    }
+}
