@@ -602,7 +602,7 @@ fn create_policy_images(
     session: Res<Session>,
 ) {
     let mut view = |image: &Image| {
-        let handle = images.add(bevy_image(image));
+        let handle = images.add(bevy_image(image, ImageSampler::nearest()));
         PolicyView { texture: contexts.add_image(EguiTextureHandle::Strong(handle.clone())), handle }
     };
     let static_view = view(session.static_image());
@@ -629,17 +629,18 @@ fn update_policy_images(
         [(&policy_images.static_view, &*static_image), (&policy_images.gripper_view, session.gripper_image())]
     {
         if let Some(mut asset) = images.get_mut(&view.handle) {
-            *asset = bevy_image(image);
+            *asset = bevy_image(image, ImageSampler::nearest());
         }
     }
 }
 
 /// Identifies the session's latest step.
-fn stamp(session: &Session) -> (u64, u64) {
+pub(super) fn stamp(session: &Session) -> (u64, u64) {
     (session.generation(), session.world().steps())
 }
 
-fn bevy_image(image: &Image) -> bevy::image::Image {
+/// `image` as a texture egui can draw, sampled with `sampler`.
+pub(super) fn bevy_image(image: &Image, sampler: ImageSampler) -> bevy::image::Image {
     let rgba: Vec<u8> = image.rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     let size = Extent3d { width: image.width, height: image.height, depth_or_array_layers: 1 };
     let mut bevy_image = bevy::image::Image::new(
@@ -649,6 +650,6 @@ fn bevy_image(image: &Image) -> bevy::image::Image {
         TextureFormat::Rgba8UnormSrgb,
         RenderAssetUsages::RENDER_WORLD,
     );
-    bevy_image.sampler = ImageSampler::nearest();
+    bevy_image.sampler = sampler;
     bevy_image
 }

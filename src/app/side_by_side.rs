@@ -3,13 +3,11 @@
 //! the desk with its instruction, step, oracle status and chain chips, and its policy cameras with
 //! the attention overlay — by the deterministic renderer recordings use.
 
-use bevy::asset::RenderAssetUsages;
 use bevy::image::ImageSampler;
 use bevy::prelude::*;
-use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, EguiTextureHandle, egui};
 
-use super::panel::AttentionOverlay;
+use super::panel::{AttentionOverlay, bevy_image, stamp};
 use super::recording::caption;
 use super::session::Session;
 use crate::video::compose::{ComposeOptions, Composer};
@@ -49,7 +47,7 @@ fn compose_partner_view(
         view.shown = None;
         return;
     };
-    let stamp = (partner.generation(), partner.world().steps());
+    let stamp = stamp(partner);
     if view.shown == Some(stamp) && !overlay.is_changed() {
         return;
     }
@@ -67,16 +65,7 @@ fn compose_partner_view(
     let static_inset = overlay.draw(partner);
     let Some(composer) = &mut view.composer else { return };
     let frame = composer.compose_with_static_inset(partner.world(), &caption(partner), static_inset.as_ref());
-    let rgba: Vec<u8> = frame.rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-    let size = Extent3d { width: frame.width, height: frame.height, depth_or_array_layers: 1 };
-    let mut image = bevy::image::Image::new(
-        size,
-        TextureDimension::D2,
-        rgba,
-        TextureFormat::Rgba8UnormSrgb,
-        RenderAssetUsages::all(),
-    );
-    image.sampler = ImageSampler::linear();
+    let image = bevy_image(frame, ImageSampler::linear());
     match &view.texture {
         Some((handle, _)) => {
             if let Some(mut asset) = images.get_mut(handle) {
