@@ -214,7 +214,8 @@ fn is_drawn(image: &bevy::image::Image, panel_left: u32) -> bool {
         colours.len()
     };
     let panel_left = panel_left as usize;
-    distinct(0..panel_left) > 16 && distinct(panel_left..width) > 4
+    // The right third of the 3D view: the teleop help and side-by-side windows cover its left side.
+    distinct(panel_left * 2 / 3..panel_left) > 16 && distinct(panel_left..width) > 4
 }
 
 fn save_screenshot(image: &bevy::image::Image, path: &Path, probe: &ScreenshotProbe) -> anyhow::Result<()> {
