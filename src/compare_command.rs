@@ -16,6 +16,7 @@ use vlasim::report::plot;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
+use vlasim::train::checkpoint;
 use vlasim::vla::catalog::{self, RESULTS_FILE};
 use vlasim::vla::driver::VlaDriver;
 
@@ -53,12 +54,15 @@ pub fn run(args: CompareArgs) -> Result<()> {
     for dir in &folders {
         let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
         let results = evaluation(dir, &scene, args.chains, threads)?;
+        let pretraining = checkpoint::read_record(dir)
+            .ok()
+            .and_then(|record| record.recipe.init)
+            .map_or_else(|| "none".to_string(), |init| init.display().to_string());
         let row = BackboneRow {
             name: card.name,
             preset: card.preset,
             image_tokens: card.image_tokens,
-            // `vlasim train` has no `--init` from a pre-trained backbone yet: all start from scratch.
-            pretraining: "none".to_string(),
+            pretraining,
             parameters: card.parameters,
             avg_len_ci95: backbones::avg_len_ci95(&results),
             metrics: results.metrics,

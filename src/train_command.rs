@@ -77,6 +77,10 @@ pub struct TrainArgs {
     /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
+    /// Start from the matching parameters of this model folder (e.g. a pre-trained backbone of
+    /// the same preset); the rest, such as the action head, starts fresh.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: one trained on the training
     /// phrasings and the dataset's instructions. A resumed run uses the checkpoint's.
     #[arg(long)]
@@ -113,6 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         scenes: args.scenes,
         data_share: args.data_share,
+        init: args.init,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job = TrainJob {
@@ -160,6 +165,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainEvent::Validated { step, train_loss, validation_loss } => {
             let validation = validation_loss.map_or("—".to_string(), |loss| format!("{loss:.4}"));
             say(format!("step {step}: train loss {train_loss:.4}, validation loss {validation}"));
+        }
+        TrainEvent::Initialised { tensors, of } => {
+            let from = job.recipe.init.as_deref().map_or_else(String::new, |dir| dir.display().to_string());
+            say(format!("started {tensors} of {of} parameter tensors from {from}"))
         }
         TrainEvent::Saved { step } => say(format!("step {step}: checkpoint {}", job.out.display())),
     };

@@ -61,6 +61,7 @@ fn recipe(steps: u64) -> Recipe {
         seed: 3,
         scenes: Vec::new(),
         data_share: 1.0,
+        init: None,
     }
 }
 
@@ -119,6 +120,21 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
     let record = checkpoint::read_record(&out).expect("training.json");
     assert_eq!(record, trained.record);
     assert!(!out.with_file_name("train-falls.partial").exists(), "no staging folder left behind");
+
+    // A new run can start from this model folder: every tensor matches, so it starts from these weights.
+    let refined = out_dir("train-init");
+    let mut started = None;
+    let job = job(&refined, Recipe { init: Some(out.clone()), ..recipe(1) }, 1, false);
+    trainer::train(&job, None, &AtomicBool::new(false), &mut |event| {
+        if let TrainEvent::Initialised { tensors, of } = event {
+            started = Some((*tensors, *of));
+        }
+    })
+    .expect("a run from --init");
+    let count = trained.model.params().vars().len();
+    assert_eq!(started, Some((count, count)));
+    let record = checkpoint::read_record(&refined).unwrap();
+    assert_eq!(record.recipe.init.as_deref(), Some(out.as_path()), "training.json names where it started");
 }
 
 #[test]

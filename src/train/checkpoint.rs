@@ -66,6 +66,10 @@ pub struct Recipe {
     /// Share of those scenes' episodes trained on (plus validation).
     #[serde(default = "whole_dataset")]
     pub data_share: f64,
+    /// Model folder whose matching parameters the run started from (a pre-trained backbone);
+    /// none when trained from scratch.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
 }
 
 fn whole_dataset() -> f64 {

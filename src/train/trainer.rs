@@ -32,6 +32,7 @@ use crate::data::episode::ROBOT_OBS_DIM;
 use crate::data::reader::{Dataset, Selection};
 use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
 use crate::vla::config::RobotObsNorm;
+use crate::vla::model::WEIGHTS_FILE;
 use crate::vla::{ForwardOptions, Vla, VlaConfig};
 
 /// Weight of the newest loss in the progress bar's moving average.
@@ -62,6 +63,8 @@ pub struct TrainJob {
 /// What the loop reports as it goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent {
+    /// A new run copied `tensors` of the model's `of` parameters from the `--init` folder.
+    Initialised { tensors: usize, of: usize },
     /// A run starts (or resumes) at `step`.
     Started { step: u64, steps: u64, train_windows: usize, parameters: usize },
     /// A step finished.
@@ -247,7 +250,13 @@ pub fn train(
             Some(tokenizer) => tokenizer,
             None => tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?,
         };
-        (Vla::new(config)?, tokenizer, Progress::default(), None)
+        let model = Vla::new(config)?;
+        if let Some(init) = &recipe.init {
+            let weights = init.join(WEIGHTS_FILE);
+            let tensors = model.params().init_from(&weights)?;
+            report(&TrainEvent::Initialised { tensors, of: model.params().vars().len() });
+        }
+        (model, tokenizer, Progress::default(), None)
     };
     let config = model.config().clone();
     ensure!(

@@ -89,6 +89,12 @@ pub enum VlaError {
         /// The tensor's name in the file.
         name: String,
     },
+    /// A weights file to start from shares no parameter with the model.
+    #[error("{}: no tensor of this file matches a parameter of the model", file.display())]
+    NothingShared {
+        /// The weights file.
+        file: PathBuf,
+    },
     /// The weights file is unreadable or corrupt, or candle failed.
     #[error("{}: {source}", file.display())]
     TensorFile {

@@ -135,6 +135,33 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Copies every tensor of the safetensors file at `path` whose name matches a parameter (say,
+    /// a pre-trained backbone's into a VLA); the other parameters keep their initial values. A
+    /// matching name with another shape is an error naming it. Returns the parameters copied.
+    pub fn init_from(&self, path: &Path) -> Result<usize, VlaError> {
+        let tensors =
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(|source| VlaError::tensor_file(path, source))?;
+        let mut copied = 0;
+        for (name, var) in self.vars() {
+            let Some(tensor) = tensors.get(&name) else { continue };
+            if tensor.dims() != var.dims() {
+                return Err(VlaError::TensorShape {
+                    file: path.to_path_buf(),
+                    name,
+                    expected: var.dims().to_vec(),
+                    found: tensor.dims().to_vec(),
+                });
+            }
+            let tensor = tensor.to_dtype(DType::F32).map_err(|source| VlaError::tensor_file(path, source))?;
+            var.set(&tensor).map_err(|source| VlaError::tensor_file(path, source))?;
+            copied += 1;
+        }
+        if copied == 0 {
+            return Err(VlaError::NothingShared { file: path.to_path_buf() });
+        }
+        Ok(copied)
+    }
+
     /// [`ParamStore::load_tensors`] from a safetensors file.
     pub fn load(&self, path: &Path) -> Result<(), VlaError> {
         let tensors =
@@ -165,5 +192,36 @@ mod tests {
         assert_eq!(a, values(7, &["y", "x"]));
         assert_ne!(a["x"], a["y"]);
         assert_ne!(a["x"], values(8, &["x"])["x"]);
+    }
+
+    #[test]
+    fn starting_from_another_model_copies_the_shared_parameters_only() {
+        let store = |seed: u64, shapes: &[(&str, (usize, usize))]| {
+            let store = ParamStore::new(seed);
+            for (name, shape) in shapes {
+                store.var_builder().get_with_hints(*shape, name, candle_nn::init::DEFAULT_KAIMING_NORMAL).unwrap();
+            }
+            store
+        };
+        let value = |store: &ParamStore, name: &str| {
+            let vars: BTreeMap<String, Var> = store.vars().into_iter().collect();
+            vars[name].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let path = std::env::temp_dir().join(format!("vlasim-init-{}.safetensors", std::process::id()));
+        let pretrained = store(1, &[("backbone", (3, 4)), ("lm_head", (4, 2))]);
+        pretrained.save(&path).unwrap();
+
+        let vla = store(2, &[("backbone", (3, 4)), ("action_head", (4, 7))]);
+        let head_before = value(&vla, "action_head");
+        assert_eq!(vla.init_from(&path).unwrap(), 1);
+        assert_eq!(value(&vla, "backbone"), value(&pretrained, "backbone"));
+        assert_eq!(value(&vla, "action_head"), head_before, "what the file lacks keeps its initial value");
+
+        let reshaped = store(2, &[("backbone", (4, 3))]);
+        let error = reshaped.init_from(&path).unwrap_err().to_string();
+        assert!(error.contains("`backbone` has shape [3, 4], expected [4, 3]"), "{error}");
+        let unrelated = store(2, &[("other", (2, 2))]);
+        assert!(matches!(unrelated.init_from(&path), Err(VlaError::NothingShared { .. })));
+        std::fs::remove_file(&path).unwrap();
     }
 }
