@@ -6,6 +6,7 @@ mod compare_command;
 mod eval_command;
 mod lang_command;
 mod pretrain_command;
+mod rollout_command;
 mod train_command;
 
 use std::ops::ControlFlow;
@@ -61,6 +62,8 @@ enum Command {
     Collect(collect_command::CollectArgs),
     /// Train a VLA on a demonstration dataset, checkpointing into a model folder (resumable).
     Train(train_command::TrainArgs),
+    /// A model acts on one free-form instruction from a start state, headless, with the oracle's view each step.
+    Rollout(rollout_command::RolloutArgs),
     /// Evaluate every model folder on the same chains and write the backbone report (Table V).
     Compare(compare_command::CompareArgs),
     /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
@@ -359,6 +362,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command::run(args),
         Command::Collect(args) => collect_command::run(args),
         Command::Compare(args) => compare_command::run(args),
+        Command::Rollout(args) => rollout_command::run(args),
         Command::PretrainData(args) => pretrain_command::run(args),
         Command::Train(args) => train_command::run(args),
     };

@@ -191,3 +191,40 @@ fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
     send_and_sync::<vlasim::video::Recorder>();
     send_and_sync::<Composer>();
 }
+
+/// `vlasim rollout ARGS` with the shipped model; its stdout.
+fn rollout(args: &[&str]) -> String {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vlasim"))
+        .args(["rollout", "--model", model])
+        .args(args)
+        .output()
+        .expect("run vlasim rollout");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
+    let path = scratch_dir("rollout").join("rollout.mp4");
+    let args = ["--instruction", "pull the handle to open the drawer", "--seed", "0", "--steps", "90", "--json"];
+    let report: serde_json::Value = serde_json::from_str(&rollout(&args)).expect("--json prints JSON");
+    assert_eq!(report["task"], "open_drawer");
+    let steps = report["steps"].as_array().unwrap();
+    let done_at = steps.iter().position(|achieved| achieved.as_array().unwrap().contains(&"open_drawer".into()));
+    // The run ends at the step the named task is done, or runs out of steps without it.
+    match done_at {
+        Some(step) => assert_eq!(step + 1, steps.len(), "the run ends once the named task is done"),
+        None => assert_eq!(steps.len(), 90),
+    }
+    let again: serde_json::Value =
+        serde_json::from_str(&rollout(&[&args[..], &["--out", path.to_str().unwrap()]].concat())).unwrap();
+    assert_eq!(again, report, "same model, seed and words: same rollout");
+    let video = read_mp4(&path).expect("a readable MP4");
+    assert_eq!(video.samples.len(), steps.len() + 1, "the start frame, then one per step");
+
+    let garbage: serde_json::Value =
+        serde_json::from_str(&rollout(&["--instruction", "dance 🤖", "--steps", "5", "--json"])).unwrap();
+    assert_eq!((garbage["task"].clone(), garbage["steps"].as_array().unwrap().len()), (serde_json::Value::Null, 5));
+    assert!(garbage["unknown_words"].as_array().unwrap().contains(&"dance".into()), "{garbage}");
+}

@@ -1,0 +1,146 @@
+//! `vlasim rollout`: a model folder acts on one free-form instruction from a start state, headless
+//! — the scriptable twin of typing a command in the GUI. Every step prints which tasks the oracle
+//! sees achieved since the start; at the end, every task it saw completed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use vlasim::lang;
+use vlasim::sim::chains::{self, EVAL_SEED};
+use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
+use vlasim::sim::oracle;
+use vlasim::sim::scene::Scene;
+use vlasim::sim::world::CONTROL_HZ;
+use vlasim::video::compose::{Caption, ComposeOptions, Composer, SubtaskStatus};
+use vlasim::video::recorder::Recorder;
+use vlasim::vla::driver::VlaDriver;
+
+/// Arguments of `vlasim rollout`.
+#[derive(Args)]
+pub struct RolloutArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// What to tell the model, in any words.
+    #[arg(long)]
+    instruction: String,
+    /// Scene: a, b, c, d or a path to a scene file.
+    #[arg(long, default_value = "d")]
+    scene: String,
+    /// Start state: evaluation chain SEED's, as in the GUI.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Control steps at most; when the instruction names a task, the run also ends once it is done.
+    #[arg(long, default_value_t = MAX_STEPS_PER_SUBTASK)]
+    steps: usize,
+    /// Also record the rollout (.mp4 or .gif), with the policy cameras inset.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the whole run as one JSON object instead of a line per step.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Serialize)]
+struct RolloutReport {
+    instruction: String,
+    /// The task the words name, when the language layer finds one.
+    task: Option<String>,
+    unknown_words: Vec<String>,
+    /// Per step (1-based), the tasks achieved since the start.
+    steps: Vec<Vec<String>>,
+    /// Every task seen achieved at some step, in the order first seen.
+    completed: Vec<String>,
+}
+
+pub fn run(args: RolloutArgs) -> Result<()> {
+    if args.instruction.trim().is_empty() {
+        bail!("the instruction is empty: say what the arm should do, e.g. --instruction \"open the drawer\"");
+    }
+    let scene = Scene::resolve(&args.scene)?;
+    let mut driver =
+        VlaDriver::load(&args.model).with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    let understanding = lang::understand(&args.instruction);
+    let task = understanding.task.filter(|_| understanding.problem.is_none());
+    if !args.json {
+        if let Some(problem) = &understanding.problem {
+            eprintln!("note: the words name no single task ({problem}); the model acts on them anyway");
+        }
+        if !understanding.unknown_words.is_empty() {
+            eprintln!("note: words the instruction set never uses: {}", understanding.unknown_words.join(", "));
+        }
+    }
+
+    let chain = chains::chain(EVAL_SEED, args.seed);
+    let mut world = episode::chain_world(&scene, &chain, args.seed)?;
+    let start = world.state();
+    driver.begin(&args.instruction, &world)?;
+    let mut video = match &args.out {
+        Some(path) => {
+            let options = ComposeOptions { inset: true, ..ComposeOptions::default() };
+            let composer = Composer::new(&world, options)?;
+            Some((Recorder::create(path, options.width, options.height, CONTROL_HZ)?, composer))
+        }
+        None => None,
+    };
+    let caption = |step: usize, done: bool| Caption {
+        instruction: args.instruction.clone(),
+        step,
+        budget: args.steps,
+        status: if done { SubtaskStatus::Succeeded } else { SubtaskStatus::Running },
+        chain: Vec::new(),
+    };
+    if let Some((recorder, composer)) = &mut video {
+        recorder.push(composer.compose(&world, &caption(0, false)))?;
+    }
+    let mut report = RolloutReport {
+        instruction: args.instruction.clone(),
+        task: task.map(|t| t.name()),
+        unknown_words: understanding.unknown_words.clone(),
+        steps: Vec::new(),
+        completed: Vec::new(),
+    };
+    for step in 1..=args.steps {
+        let action = driver.act(&world)?;
+        world.step(&action);
+        let achieved: Vec<String> = oracle::achieved(&start, &world.state()).iter().map(|t| t.name()).collect();
+        for name in &achieved {
+            if !report.completed.contains(name) {
+                report.completed.push(name.clone());
+            }
+        }
+        let done = task.is_some_and(|t| achieved.contains(&t.name()));
+        if !args.json {
+            let seen = if achieved.is_empty() { "-".to_string() } else { achieved.join(", ") };
+            println!("step {step:3}: {seen}");
+        }
+        if let Some((recorder, composer)) = &mut video {
+            recorder.push(composer.compose(&world, &caption(step, done)))?;
+        }
+        report.steps.push(achieved);
+        if done {
+            break;
+        }
+    }
+    if let Some((recorder, _)) = video {
+        let summary = recorder.finish()?;
+        if !args.json {
+            println!("wrote {} ({} frames)", summary.path.display(), summary.frames);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let completed = if report.completed.is_empty() { "none".to_string() } else { report.completed.join(", ") };
+        println!("completed: {completed}");
+        if let Some(task) = task {
+            let verdict = if report.completed.contains(&task.name()) { "done" } else { "not done" };
+            println!("{task}: {verdict} after {} steps", report.steps.len());
+        }
+    }
+    Ok(())
+}
