@@ -111,6 +111,42 @@ mod tests {
     use super::*;
     use crate::sim::expert::{Expert, ExpertSettings};
 
+    /// Uniform random arm actions and a random gripper command every step.
+    struct RandomPolicy(crate::sim::rng::Rng);
+
+    impl Policy for RandomPolicy {
+        fn begin(&mut self, _: Task, _: &World) {}
+
+        fn act(&mut self, _: &World) -> Action {
+            let mut action = [0.0; 7];
+            for value in &mut action[..6] {
+                *value = self.0.uniform(-1.0, 1.0);
+            }
+            action[6] = if self.0.chance(0.5) { 1.0 } else { -1.0 };
+            Action::Relative(action)
+        }
+    }
+
+    #[test]
+    fn a_random_policy_completes_next_to_nothing() {
+        let settings = EvalSettings {
+            model: "random".into(),
+            scene: Scene::resolve("d").unwrap(),
+            seed: chains::EVAL_SEED,
+            total_chains: 6,
+            shard: Shard::WHOLE,
+            threads: 2,
+        };
+        let random = || Ok(Box::new(RandomPolicy(crate::sim::rng::Rng::new(5))) as WorkerPolicy);
+        let results = evaluate(&settings, &random, &|_| {}).unwrap();
+        assert!(
+            results.metrics.avg_len <= 1.0 / 6.0,
+            "random actions should complete almost nothing: {:?}",
+            results.metrics
+        );
+        assert_eq!(results.metrics.success_rates[1], 0.0, "never two tasks in a row");
+    }
+
     #[test]
     fn results_do_not_depend_on_threads_or_shards() {
         let settings = EvalSettings {
