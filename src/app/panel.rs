@@ -290,24 +290,41 @@ fn demo_section(ui: &mut egui::Ui, session: &mut Session, state: &mut PanelState
     }
 }
 
-/// The backbone selector: every loadable model folder with its tokens, size and Avg. Len.
-fn model_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
-    let current = session.model().map(|card| card.name.clone());
+/// A labelled drop-down of the catalog's models (and "off" when `off` is given); returns the
+/// choice made this frame: `Some(None)` for "off".
+fn model_choice(
+    ui: &mut egui::Ui,
+    label: &str,
+    current: Option<&str>,
+    cards: &[ModelCard],
+    off: Option<&str>,
+) -> Option<Option<ModelCard>> {
     let mut chosen = None;
     ui.horizontal(|ui| {
-        ui.label("Model:");
-        egui::ComboBox::from_id_salt("model")
+        ui.label(label);
+        egui::ComboBox::from_id_salt(label)
             .width(ui.available_width())
-            .selected_text(current.as_deref().unwrap_or("none"))
+            .selected_text(current.or(off).unwrap_or("none"))
             .show_ui(ui, |ui| {
-                for card in &catalog.cards {
-                    if ui.selectable_label(current.as_ref() == Some(&card.name), card.summary()).clicked() {
-                        chosen = Some(card.clone());
+                if let Some(off) = off
+                    && ui.selectable_label(current.is_none(), off).clicked()
+                {
+                    chosen = Some(None);
+                }
+                for card in cards {
+                    if ui.selectable_label(current == Some(card.name.as_str()), card.summary()).clicked() {
+                        chosen = Some(Some(card.clone()));
                     }
                 }
             });
     });
-    if let Some(card) = chosen.filter(|card| current.as_ref() != Some(&card.name)) {
+    chosen.filter(|choice| choice.as_ref().map(|card| card.name.as_str()) != current)
+}
+
+/// The backbone selector: every loadable model folder with its tokens, size and Avg. Len.
+fn model_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
+    let current = session.model().map(|card| card.name.clone());
+    if let Some(Some(card)) = model_choice(ui, "Model:", current.as_deref(), &catalog.cards, None) {
         catalog.switch(session, &card);
     }
     if let Some(card) = session.model() {
@@ -318,29 +335,11 @@ fn model_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelC
     }
 }
 
-/// Side-by-side mode: a second model, restarted with this one, gets every instruction.
+/// Side-by-side mode: a second model, restarted from this start state with this one, gets every
+/// instruction.
 fn side_by_side_selector(ui: &mut egui::Ui, session: &mut Session, catalog: &mut ModelCatalog) {
     let current = session.partner().and_then(Session::model).map(|card| card.name.clone());
-    let mut chosen: Option<Option<ModelCard>> = None;
-    ui.horizontal(|ui| {
-        ui.label("Side by side:");
-        egui::ComboBox::from_id_salt("side_by_side")
-            .width(ui.available_width())
-            .selected_text(current.as_deref().unwrap_or("off"))
-            .show_ui(ui, |ui| {
-                if ui.selectable_label(current.is_none(), "off").clicked() {
-                    chosen = Some(None);
-                }
-                for card in &catalog.cards {
-                    if ui.selectable_label(current.as_ref() == Some(&card.name), card.summary()).clicked() {
-                        chosen = Some(Some(card.clone()));
-                    }
-                }
-            })
-            .response
-            .on_hover_text("Both models restart from this start state and get the same instructions.");
-    });
-    match chosen {
+    match model_choice(ui, "Side by side:", current.as_deref(), &catalog.cards, Some("off")) {
         Some(Some(card)) => catalog.compare(session, &card),
         Some(None) => session.stop_comparing(),
         None => {}

@@ -127,16 +127,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_random_policy_completes_next_to_nothing() {
-        let settings = EvalSettings {
-            model: "random".into(),
+    fn settings(model: &str, total_chains: u64) -> EvalSettings {
+        EvalSettings {
+            model: model.into(),
             scene: Scene::resolve("d").unwrap(),
             seed: chains::EVAL_SEED,
-            total_chains: 6,
+            total_chains,
             shard: Shard::WHOLE,
             threads: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn a_random_policy_completes_next_to_nothing() {
+        let settings = settings("random", 6);
         let random = || Ok(Box::new(RandomPolicy(crate::sim::rng::Rng::new(5))) as WorkerPolicy);
         let results = evaluate(&settings, &random, &|_| {}).unwrap();
         assert!(
@@ -149,14 +153,7 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_threads_or_shards() {
-        let settings = EvalSettings {
-            model: "expert".into(),
-            scene: Scene::resolve("d").unwrap(),
-            seed: chains::EVAL_SEED,
-            total_chains: 4,
-            shard: Shard::WHOLE,
-            threads: 2,
-        };
+        let settings = settings("expert", 4);
         let expert = || Ok(Box::new(Expert::new(ExpertSettings::default())) as WorkerPolicy);
         let seen = std::sync::Mutex::new(Vec::new());
         let whole = evaluate(&settings, &expert, &|record| seen.lock().unwrap().push(record.index)).unwrap();
