@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use vlasim::eval::{self, EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
+use crate::eval_command::evaluate_with_progress;
+use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::report::backbones::{self, BackboneRow};
 use vlasim::report::plot;
@@ -97,14 +97,9 @@ fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Result<
         shard: Shard::WHOLE,
         threads,
     };
-    let progress = ProgressBar::new(chains).with_style(
-        ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} chains [{elapsed_precise} < {eta_precise}]")
-            .expect("valid progress template"),
-    );
-    progress.set_prefix(dir.display().to_string());
-    let make = || Ok(Box::new(HeldOutPhrasings(VlaDriver::load(dir)?)) as WorkerPolicy);
-    let results = eval::evaluate(&settings, &make, &|_| progress.inc(1))?;
-    progress.finish_and_clear();
+    println!("{}: evaluating on {chains} chains", dir.display());
+    let make = || Ok(Box::new(HeldOutPhrasings::load(dir)?) as WorkerPolicy);
+    let results = evaluate_with_progress(&settings, &make)?;
     results.save(&path)?;
     Ok(results)
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -12,7 +12,6 @@ use vlasim::parallel;
 use vlasim::sim::chains::EVAL_SEED;
 use vlasim::sim::expert::{Expert, ExpertSettings};
 use vlasim::sim::scene::Scene;
-use vlasim::vla::driver::VlaDriver;
 
 /// Arguments of `vlasim eval`.
 #[derive(Args)]
@@ -85,11 +84,7 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         if !dir.is_dir() {
             bail!("--model {}: not a model folder, nor `expert`", dir.display());
         }
-        Box::new(move || {
-            let driver =
-                VlaDriver::load(&dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
-            Ok(Box::new(HeldOutPhrasings(driver)) as WorkerPolicy)
-        })
+        Box::new(move || Ok(Box::new(HeldOutPhrasings::load(&dir)?) as WorkerPolicy))
     };
     let settings = EvalSettings {
         model: args.model.clone(),
@@ -100,19 +95,7 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         threads: args.threads.unwrap_or_else(parallel::available_threads),
     };
     let range = settings.shard.range(settings.total_chains);
-    let progress = ProgressBar::new(range.end - range.start).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} chains  {msg}  [{elapsed_precise} < {eta_precise}]")
-            .expect("valid progress template"),
-    );
-    let completed = std::sync::Mutex::new((0usize, 0usize));
-    let results = eval::evaluate(&settings, make_policy.as_ref(), &|record| {
-        let mut completed = completed.lock().expect("progress lock");
-        completed.0 += 1;
-        completed.1 += record.completed();
-        progress.set_message(format!("Avg. Len. {:.2}", completed.1 as f64 / completed.0 as f64));
-        progress.inc(1);
-    })?;
-    progress.finish();
+    let results = evaluate_with_progress(&settings, make_policy.as_ref())?;
     results.save(&args.out)?;
     println!(
         "{} on scene {}, chains {}..{} of {} (seed {}), {:.1} s on {} threads",
@@ -128,6 +111,28 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
     print!("{}", results.metrics.summary());
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// [`eval::evaluate`] with a progress bar of chains done and the running Avg. Len.
+pub fn evaluate_with_progress(
+    settings: &EvalSettings,
+    make_policy: &dyn Fn() -> Result<WorkerPolicy>,
+) -> Result<EvalResults> {
+    let range = settings.shard.range(settings.total_chains);
+    let progress = ProgressBar::new(range.end - range.start).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} chains  {msg}  [{elapsed_precise} < {eta_precise}]")
+            .expect("valid progress template"),
+    );
+    let completed = std::sync::Mutex::new((0usize, 0usize));
+    let results = eval::evaluate(settings, make_policy, &|record| {
+        let mut completed = completed.lock().expect("progress lock");
+        completed.0 += 1;
+        completed.1 += record.completed();
+        progress.set_message(format!("Avg. Len. {:.2}", completed.1 as f64 / completed.0 as f64));
+        progress.inc(1);
+    })?;
+    progress.finish();
+    Ok(results)
 }
 
 fn run_merge(args: MergeArgs) -> Result<()> {

@@ -29,7 +29,6 @@ use vlasim::sim::tasks::Task;
 use vlasim::sim::world::World;
 use vlasim::video::ComposeOptions;
 use vlasim::video::rollout::{RecordSettings, Rollout, RolloutRecording};
-use vlasim::vla::driver::VlaDriver;
 
 #[derive(Parser)]
 #[command(name = "vlasim", version, about = "Simulator and visualizer for Vision-Language-Action models")]
@@ -145,9 +144,7 @@ fn record(args: RecordArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let mut policy: Box<dyn Policy> = match &args.model {
-        Some(dir) => Box::new(HeldOutPhrasings(
-            VlaDriver::load(dir).with_context(|| format!("cannot load the model {}", dir.display()))?,
-        )),
+        Some(dir) => Box::new(HeldOutPhrasings::load(dir)?),
         None => Box::new(Expert::new(ExpertSettings::default())),
     };
     let recording = RolloutRecording::new(&scene, &settings, &out)?;

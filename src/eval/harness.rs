@@ -4,6 +4,7 @@
 //! subtasks run through [`episode::run_chain`], the loop the GUI and the recorder use, so a result
 //! does not depend on the thread count or on how the chains are split into shards.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -26,6 +27,14 @@ pub type WorkerPolicy = Box<dyn Policy + Send>;
 /// A trained model under evaluation: for each subtask it is told nothing but the task's held-out
 /// evaluation phrasing, which never appeared in training.
 pub struct HeldOutPhrasings(pub VlaDriver);
+
+impl HeldOutPhrasings {
+    /// The model folder `dir` under evaluation; the error names the folder.
+    pub fn load(dir: &Path) -> Result<HeldOutPhrasings> {
+        let driver = VlaDriver::load(dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        Ok(HeldOutPhrasings(driver))
+    }
+}
 
 impl Policy for HeldOutPhrasings {
     fn begin(&mut self, task: Task, world: &World) {

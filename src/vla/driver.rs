@@ -219,7 +219,7 @@ mod tests {
             shard: Shard::WHOLE,
             threads: 1,
         };
-        let make = || Ok(Box::new(HeldOutPhrasings(VlaDriver::load(&dir)?)) as WorkerPolicy);
+        let make = || Ok(Box::new(HeldOutPhrasings::load(&dir)?) as WorkerPolicy);
         let results = evaluate(&settings, &make, &|_| {}).unwrap();
         let record = &results.chains[0];
         assert!(!record.subtasks.is_empty());
