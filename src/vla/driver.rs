@@ -36,7 +36,14 @@ pub enum DriverError {
     NotStarted,
     /// A tensor operation failed.
     #[error("model inference failed: {0}")]
-    Inference(#[from] candle_core::Error),
+    Inference(candle_core::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the cause a `source` that `{:#}` prints twice.
+impl From<candle_core::Error> for DriverError {
+    fn from(error: candle_core::Error) -> Self {
+        DriverError::Inference(error)
+    }
 }
 
 /// A model with its tokenizer and policy cameras.

@@ -52,7 +52,7 @@ enum HfConfigFile {
 /// Reads the vision config from an HF folder's `config.json`.
 pub fn read_config(dir: &Path) -> Result<SiglipVisionConfig, VlaError> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| VlaError::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|cause| VlaError::Io { path: path.clone(), cause })?;
     let file: HfConfigFile = serde_json::from_str(&text).map_err(|e| VlaError::ConfigFile {
         path: path.clone(),
         reason: format!("not a SigLIP config (need hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, image_size, patch_size): {e}"),
@@ -145,12 +145,12 @@ pub fn vla_with_siglip(preset_name: &str, formulation_name: &str, dir: &Path) ->
 pub fn load_vision_weights(model: &Vla, hf: &SiglipVisionConfig, dir: &Path) -> Result<(), VlaError> {
     let file = dir.join(WEIGHTS_FILE);
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&file, &Device::Cpu)
-        .map_err(|source| VlaError::TensorFile { file: file.clone(), source })?;
+        .map_err(|cause| VlaError::TensorFile { file: file.clone(), cause })?;
     // `SiglipModel` and `SiglipVisionModel` both write `vision_model.…`; accept a bare tower too.
     let prefix = if tensors.keys().any(|k| k.starts_with("vision_model.")) { "vision_model." } else { "" };
     let tower = "backbone.vision.";
     let source_grid = hf.image_size / hf.patch_size;
-    let candle_error = |source| VlaError::TensorFile { file: file.clone(), source };
+    let candle_error = |cause| VlaError::TensorFile { file: file.clone(), cause };
     for (name, var) in model.params().vars() {
         let Some(local) = name.strip_prefix(tower) else { continue };
         let sources = hf_sources(local, prefix);

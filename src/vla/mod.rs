@@ -51,13 +51,14 @@ pub enum VlaError {
         /// What is wrong.
         reason: String,
     },
-    /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing failed. The message carries the cause, so it is not also a `source`
+    /// (which `{:#}` would print a second time).
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A weights file lacks a tensor the model needs.
     #[error("{}: missing tensor `{name}` (expected shape {expected:?})", file.display())]
@@ -96,27 +97,34 @@ pub enum VlaError {
         file: PathBuf,
     },
     /// The weights file is unreadable or corrupt, or candle failed.
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {cause}", file.display())]
     TensorFile {
         /// The weights file.
         file: PathBuf,
         /// The cause.
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
     /// Building the model failed inside candle.
     #[error("building the model: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the cause a `source` that `{:#}` prints twice.
+impl From<candle_core::Error> for VlaError {
+    fn from(error: candle_core::Error) -> Self {
+        VlaError::Candle(error)
+    }
 }
 
 impl VlaError {
-    fn tensor_file(file: &Path, source: candle_core::Error) -> Self {
-        Self::TensorFile { file: file.to_path_buf(), source }
+    fn tensor_file(file: &Path, cause: candle_core::Error) -> Self {
+        Self::TensorFile { file: file.to_path_buf(), cause }
     }
 }
 
 /// Reads and validates a `config.json`.
 pub fn read_config(path: &Path) -> Result<VlaConfig, VlaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VlaError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|cause| VlaError::Io { path: path.to_path_buf(), cause })?;
     let config: VlaConfig = serde_json::from_str(&text)
         .map_err(|e| VlaError::ConfigFile { path: path.to_path_buf(), reason: e.to_string() })?;
     config.validate().map_err(|reason| VlaError::ConfigFile { path: path.to_path_buf(), reason })?;

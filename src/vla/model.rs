@@ -355,10 +355,10 @@ impl Vla {
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if missing).
     pub fn save(&self, dir: &Path) -> std::result::Result<(), VlaError> {
-        std::fs::create_dir_all(dir).map_err(|source| VlaError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| VlaError::Io { path: dir.to_path_buf(), cause })?;
         let config_path = dir.join(CONFIG_FILE);
         let json = serde_json::to_string_pretty(&self.config).expect("configs are plain data and always serialise");
-        std::fs::write(&config_path, json).map_err(|source| VlaError::Io { path: config_path, source })?;
+        std::fs::write(&config_path, json).map_err(|cause| VlaError::Io { path: config_path, cause })?;
         self.params.save(&dir.join(WEIGHTS_FILE))
     }
 
