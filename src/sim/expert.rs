@@ -582,15 +582,16 @@ fn clear_of_desk(scene: &Scene, state: &SceneState, color: BlockColor) -> bool {
 /// Hooks closed fingertips in between the drawer's handle bar and its front, and pulls it fully open.
 fn open_drawer(out: &mut Vec<Waypoint>, scene: &Scene, state: &SceneState) {
     let handle = drawer_handle(scene, state);
-    let bar_half_x = 0.008;
-    let hook = Vector3::new(
-        handle.x + bar_half_x + (build::DRAWER_HANDLE_STANDOFF_M as f64 - bar_half_x) / 2.0,
-        handle.y,
-        handle.z,
-    );
-    // Down slowly from well above: fingertips knocking the bar drive the drawer into its end stop.
+    let bar_half_x = build::drawer_geometry(scene).handle_half_extents_m.x as f64;
+    // Just clear of the bar: the side a tracking error near the robot's base pushes the hand to
+    // is the drawer's front, and fingertips landing on it slam the drawer shut.
+    let bar_clearance = 0.004;
+    let hook =
+        Vector3::new(handle.x + bar_half_x + build::FINGER_HALF_EXTENTS_M.x as f64 + bar_clearance, handle.y, handle.z);
+    // Lined up slowly above the slot, then down slowly: fingertips knocking the bar or the front
+    // drive the drawer into its end stop.
     out.push(Waypoint::new(Vector3::new(hook.x, hook.y, TRANSIT_Z_M), 0.0, Grip::Closed));
-    out.push(Waypoint::new(hook + Vector3::z() * 0.1, 0.0, Grip::Closed));
+    out.push(Waypoint::new(hook + Vector3::z() * 0.1, 0.0, Grip::Closed).slow());
     out.push(Waypoint::new(hook, 0.0, Grip::Closed).slow());
     let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
     out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
