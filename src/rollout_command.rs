@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use vlasim::lang;
+use vlasim::sim::arm::Action;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
 use vlasim::sim::oracle;
@@ -51,10 +52,21 @@ struct RolloutReport {
     /// The task the words name, when the language layer finds one.
     task: Option<String>,
     unknown_words: Vec<String>,
-    /// Per step (1-based), the tasks achieved since the start.
-    steps: Vec<Vec<String>>,
+    /// Every step, in order.
+    steps: Vec<StepReport>,
     /// Every task seen achieved at some step, in the order first seen.
     completed: Vec<String>,
+}
+
+/// One control step of `--json`: what the model did and what came of it.
+#[derive(Serialize)]
+struct StepReport {
+    /// The 7-D action the model chose (relative: Δposition, ΔEuler, gripper).
+    action: [f64; 7],
+    /// CALVIN's 15-D robot state after the step.
+    robot_obs: [f64; 15],
+    /// The tasks achieved since the start.
+    achieved: Vec<String>,
 }
 
 pub fn run(args: RolloutArgs) -> Result<()> {
@@ -121,7 +133,8 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         if let Some((recorder, composer)) = &mut video {
             recorder.push(composer.compose(&world, &caption(step, done)))?;
         }
-        report.steps.push(achieved);
+        let (Action::Relative(action) | Action::Absolute(action)) = action;
+        report.steps.push(StepReport { action, robot_obs: world.robot_obs(), achieved });
         if done {
             break;
         }

@@ -211,7 +211,9 @@ fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
     let report: serde_json::Value = serde_json::from_str(&rollout(&args)).expect("--json prints JSON");
     assert_eq!(report["task"], "open_drawer");
     let steps = report["steps"].as_array().unwrap();
-    let done_at = steps.iter().position(|achieved| achieved.as_array().unwrap().contains(&"open_drawer".into()));
+    let done_at = steps.iter().position(|step| step["achieved"].as_array().unwrap().contains(&"open_drawer".into()));
+    assert!(steps.iter().all(|step| step["action"].as_array().unwrap().len() == 7), "every step's action");
+    assert!(steps.iter().all(|step| step["robot_obs"].as_array().unwrap().len() == 15), "every step's robot state");
     // The run ends at the step the named task is done, or runs out of steps without it.
     match done_at {
         Some(step) => assert_eq!(step + 1, steps.len(), "the run ends once the named task is done"),
