@@ -6,6 +6,7 @@ mod compare_command;
 mod eval_command;
 mod lang_command;
 mod pretrain_command;
+mod pretrain_data_command;
 mod rollout_command;
 mod train_command;
 
@@ -66,7 +67,9 @@ enum Command {
     /// Evaluate every model folder on the same chains and write the backbone report (Table V).
     Compare(compare_command::CompareArgs),
     /// Write a vision-language pre-training corpus: random scenes with exact captions and questions.
-    PretrainData(pretrain_command::PretrainDataArgs),
+    PretrainData(pretrain_data_command::PretrainDataArgs),
+    /// Pre-train a preset's backbone on the corpus (next-token loss) for `vlasim train --init`.
+    Pretrain(pretrain_command::PretrainArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -360,7 +363,8 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_command::run(args),
         Command::Compare(args) => compare_command::run(args),
         Command::Rollout(args) => rollout_command::run(args),
-        Command::PretrainData(args) => pretrain_command::run(args),
+        Command::PretrainData(args) => pretrain_data_command::run(args),
+        Command::Pretrain(args) => pretrain_command::run(args),
         Command::Train(args) => train_command::run(args),
     };
     match result {

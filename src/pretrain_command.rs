@@ -1,59 +1,130 @@
-//! `vlasim pretrain-data`: write a vision-language pre-training corpus (manifest, description and,
-//! for inspection, the images of its first samples).
+//! `vlasim pretrain`: vision-language pre-training of a preset's backbone on the corpus
+//! ([`vlasim::train::pretrainer`]), into a model folder that `vlasim train --init` fine-tunes.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
-use vlasim::pretrain::{write_corpus, write_images};
+use vlasim::lang::tokenizer::Tokenizer;
+use vlasim::parallel;
+use vlasim::pretrain::PretrainCorpus;
+use vlasim::train::pretrainer::{self, PretrainJob, PretrainRecipe};
+use vlasim::train::schedule::Decay;
+use vlasim::vla::presets;
 
-/// Arguments of `vlasim pretrain-data`.
+use crate::train_command::{TrainingDisplay, stop_on_ctrl_c};
+
+/// Arguments of `vlasim pretrain`.
 #[derive(Args)]
-pub struct PretrainDataArgs {
-    /// Number of samples (scenes); a corpus is the first N samples of its seed, so smaller corpora
-    /// of the same seed are prefixes of larger ones.
+pub struct PretrainArgs {
+    /// Model preset (a vision-language one: every preset but film).
+    #[arg(long, default_value = "paligemma")]
+    preset: String,
+    /// Formulation the folder is saved with, the one `vlasim train --init` will fine-tune.
+    #[arg(long, default_value = "policy_head")]
+    formulation: String,
+    /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
     #[arg(long)]
-    samples: u64,
-    /// Corpus seed.
+    out: PathBuf,
+    /// Pre-training scale: the first N samples of the corpus (corpora of one seed are prefixes of each other).
+    #[arg(long)]
+    samples: Option<u64>,
+    /// Take the corpus seed (and, without --samples, its size) from this `vlasim pretrain-data` folder.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Corpus seed, without --corpus.
+    #[arg(long, default_value_t = 0)]
+    corpus_seed: u64,
+    /// Optimiser steps of the whole run.
+    #[arg(long, default_value_t = 5000)]
+    steps: u64,
+    /// (sample, text) pairs per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 200)]
+    warmup: u64,
+    /// Learning rate after the warm-up.
+    #[arg(long, value_enum, default_value_t = Decay::Cosine)]
+    decay: Decay,
+    /// AdamW's decoupled weight decay (matrices only).
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Global gradient-norm limit (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f64,
+    /// Held-out samples (scenes after the corpus's last) for the validation loss.
+    #[arg(long, default_value_t = 256)]
+    validation_samples: u64,
+    /// Steps between validation passes.
+    #[arg(long, default_value_t = 500)]
+    eval_every: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Seed of the draws and of the validation texts.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output folder: samples.jsonl and info.json go here.
-    #[arg(long, default_value = "data/pretrain")]
-    out: PathBuf,
-    /// Also write PNGs of the static and gripper images (and a .txt of the texts) of the first K samples into OUT/images.
-    #[arg(long, value_name = "K")]
-    images: Option<u64>,
-    /// Enlarge the PNGs this many times (nearest neighbour), for people to look at.
-    #[arg(long, default_value_t = 1, requires = "images")]
-    zoom: u32,
+    /// Tokenizer of a new run; default: one trained on the training phrasings and every corpus text.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint, with the same recipe.
+    #[arg(long)]
+    resume: bool,
+    /// Data-parallel worker threads (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
-/// Runs `vlasim pretrain-data`.
-pub fn run(args: PretrainDataArgs) -> Result<()> {
-    if args.samples == 0 {
-        bail!("--samples must be at least 1");
-    }
-    if args.zoom == 0 {
-        bail!("--zoom must be at least 1");
-    }
-    let begin = Instant::now();
-    let info = write_corpus(&args.out, args.seed, args.samples)
-        .with_context(|| format!("cannot write the corpus into {}", args.out.display()))?;
-    let elapsed = begin.elapsed().as_secs_f64();
-    println!(
-        "wrote {} samples (seed {}) into {} in {elapsed:.1} s: {:.1} MB manifest, {} text pairs",
-        info.samples,
-        info.seed,
-        args.out.display(),
-        info.manifest_bytes as f64 / 1e6,
-        info.text_kinds.values().sum::<u64>()
-    );
-    if let Some(count) = args.images {
-        let count = count.min(args.samples);
-        let written = write_images(&args.out, args.seed, count, args.zoom)?;
-        println!("wrote {} image and text files for the first {count} samples", written.len());
-    }
+/// Runs `vlasim pretrain`.
+pub fn run(args: PretrainArgs) -> Result<()> {
+    let (corpus_seed, written) = match &args.corpus {
+        Some(dir) => {
+            let info = PretrainCorpus::open(dir)?.info().clone();
+            (info.seed, Some(info.samples))
+        }
+        None => (args.corpus_seed, None),
+    };
+    let samples = match (args.samples, written) {
+        (Some(samples), Some(written)) if samples > written => {
+            bail!("--samples {samples} is more than the {written} of the corpus given")
+        }
+        (Some(samples), _) | (None, Some(samples)) => samples,
+        (None, None) => bail!("say how many corpus samples to pre-train on: --samples N (or --corpus DIR)"),
+    };
+    let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let recipe = PretrainRecipe {
+        preset: args.preset,
+        formulation: args.formulation,
+        corpus_seed,
+        samples,
+        steps: args.steps,
+        batch_size: args.batch,
+        lr: args.lr,
+        warmup_steps: args.warmup,
+        decay: args.decay,
+        weight_decay: args.weight_decay,
+        grad_clip: (args.grad_clip > 0.0).then_some(args.grad_clip),
+        validation_samples: args.validation_samples,
+        eval_every: args.eval_every,
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+    };
+    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
+    let job = PretrainJob {
+        out: args.out,
+        recipe,
+        model,
+        workers: args.workers.unwrap_or_else(parallel::available_threads).max(1),
+        resume: args.resume,
+    };
+    let stop = stop_on_ctrl_c()?;
+    let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
+    let pretrained = pretrainer::pretrain(&job, tokenizer, stop, &mut |event| display.show(event))?;
+    display.finish(&pretrained.record.progress, pretrained.stopped);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `vlasim train`: arguments, the progress bar and Ctrl-C for [`vlasim::train::trainer`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
-use vlasim::train::checkpoint::Recipe;
+use vlasim::train::checkpoint::{Progress, Recipe};
 use vlasim::train::schedule::Decay;
 use vlasim::train::trainer::{self, TrainEvent, TrainJob};
 use vlasim::vla::presets;
@@ -77,12 +77,13 @@ pub struct TrainArgs {
     /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
-    /// Start from the matching parameters of this model folder (e.g. a pre-trained backbone of
-    /// the same preset); the rest, such as the action head, starts fresh.
+    /// Start from the matching parameters of this model folder (e.g. a `vlasim pretrain` backbone of
+    /// the same preset), and from its tokenizer; the rest, such as the action head, starts fresh.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: one trained on the training
-    /// phrasings and the dataset's instructions. A resumed run uses the checkpoint's.
+    /// Tokenizer of a new run (`vlasim lang --tokenizer`); default: the --init folder's, else one
+    /// trained on the training phrasings and the dataset's instructions. A resumed run uses the
+    /// checkpoint's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, with the same recipe.
@@ -95,6 +96,96 @@ pub struct TrainArgs {
 
 /// Set by Ctrl-C: the loop saves a checkpoint after the current step and stops.
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The stop flag of a training run: the first Ctrl-C sets it (the run saves a checkpoint after
+/// the current step), the second quits at once.
+pub fn stop_on_ctrl_c() -> Result<&'static AtomicBool> {
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(&STOP)
+}
+
+/// The progress bar and log lines of a training or pre-training run.
+pub struct TrainingDisplay {
+    bar: ProgressBar,
+    out: PathBuf,
+    workers: usize,
+    /// What the run's examples are called in the start line ("training windows", "corpus samples").
+    examples: &'static str,
+    init: Option<PathBuf>,
+    samples_per_sec_ema: Option<f64>,
+}
+
+impl TrainingDisplay {
+    /// A bar over `steps` for a run checkpointing into `out`.
+    pub fn new(steps: u64, out: &Path, workers: usize, examples: &'static str, init: Option<PathBuf>) -> Result<Self> {
+        let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, eta {eta} {msg}")
+                .context("progress bar template")?
+                .progress_chars("=> "),
+        );
+        Ok(Self { bar, out: out.to_path_buf(), workers, examples, init, samples_per_sec_ema: None })
+    }
+
+    /// Through `suspend`, not `println`: the lines also reach a log when stderr is not a terminal.
+    fn say(&self, line: String) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    /// Shows one event of the run.
+    pub fn show(&mut self, event: &TrainEvent) {
+        match *event {
+            TrainEvent::Started { step, steps, train_windows, parameters } => {
+                self.bar.set_position(step);
+                self.say(format!(
+                    "{} at step {step} of {steps}: {:.2} M parameters, {train_windows} {}, {} worker(s)",
+                    if step == 0 { "training" } else { "resuming" },
+                    parameters as f64 / 1e6,
+                    self.examples,
+                    self.workers
+                ));
+            }
+            TrainEvent::Step { step, loss_ema, lr, samples_per_sec, .. } => {
+                let rate = self.samples_per_sec_ema.map_or(samples_per_sec, |r| 0.9 * r + 0.1 * samples_per_sec);
+                self.samples_per_sec_ema = Some(rate);
+                self.bar.set_position(step);
+                self.bar.set_message(format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s"));
+            }
+            TrainEvent::Validated { step, train_loss, validation_loss } => {
+                let validation = validation_loss.map_or("—".to_string(), |loss| format!("{loss:.4}"));
+                self.say(format!("step {step}: train loss {train_loss:.4}, validation loss {validation}"));
+            }
+            TrainEvent::Initialised { tensors, of } => {
+                let from = self.init.as_deref().map_or_else(String::new, |dir| dir.display().to_string());
+                self.say(format!("started {tensors} of {of} parameter tensors from {from}"))
+            }
+            TrainEvent::Saved { step } => self.say(format!("step {step}: checkpoint {}", self.out.display())),
+        }
+    }
+
+    /// Clears the bar and prints how the run ended.
+    pub fn finish(self, progress: &Progress, stopped: bool) {
+        self.bar.finish_and_clear();
+        let verb = if stopped { "stopped" } else { "finished" };
+        println!(
+            "{verb} at step {} ({} samples, {:.0} s, {:.1} samples/s); model in {}",
+            progress.step,
+            progress.samples_seen,
+            progress.wall_secs,
+            progress.samples_seen as f64 / progress.wall_secs.max(1e-9),
+            self.out.display()
+        );
+        if stopped {
+            println!("continue with the same command and --resume");
+        }
+    }
+}
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let model = presets::preset_with(&args.preset, &args.formulation)?;
@@ -129,63 +220,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume: args.resume,
     };
 
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
-    })
-    .context("installing the Ctrl-C handler")?;
-
-    let bar = ProgressBar::with_draw_target(Some(job.recipe.steps), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, eta {eta} {msg}")
-            .context("progress bar template")?
-            .progress_chars("=> "),
-    );
-    // Through `suspend`, not `println`: the lines also reach a log when stderr is not a terminal.
-    let say = |line: String| bar.suspend(|| eprintln!("{line}"));
-    let mut samples_per_sec_ema: Option<f64> = None;
-    let mut on_event = |event: &TrainEvent| match *event {
-        TrainEvent::Started { step, steps, train_windows, parameters } => {
-            bar.set_position(step);
-            say(format!(
-                "{} at step {step} of {steps}: {:.2} M parameters, {train_windows} training windows, {} worker(s)",
-                if step == 0 { "training" } else { "resuming" },
-                parameters as f64 / 1e6,
-                job.workers
-            ));
-        }
-        TrainEvent::Step { step, loss_ema, lr, samples_per_sec, .. } => {
-            let rate = samples_per_sec_ema.map_or(samples_per_sec, |r| 0.9 * r + 0.1 * samples_per_sec);
-            samples_per_sec_ema = Some(rate);
-            bar.set_position(step);
-            bar.set_message(format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s"));
-        }
-        TrainEvent::Validated { step, train_loss, validation_loss } => {
-            let validation = validation_loss.map_or("—".to_string(), |loss| format!("{loss:.4}"));
-            say(format!("step {step}: train loss {train_loss:.4}, validation loss {validation}"));
-        }
-        TrainEvent::Initialised { tensors, of } => {
-            let from = job.recipe.init.as_deref().map_or_else(String::new, |dir| dir.display().to_string());
-            say(format!("started {tensors} of {of} parameter tensors from {from}"))
-        }
-        TrainEvent::Saved { step } => say(format!("step {step}: checkpoint {}", job.out.display())),
-    };
-    let trained = trainer::train(&job, tokenizer, &STOP, &mut on_event)?;
-    bar.finish_and_clear();
-    let verb = if trained.stopped { "stopped" } else { "finished" };
-    let progress = &trained.record.progress;
-    println!(
-        "{verb} at step {} ({} samples, {:.0} s, {:.1} samples/s); model in {}",
-        progress.step,
-        progress.samples_seen,
-        progress.wall_secs,
-        progress.samples_seen as f64 / progress.wall_secs.max(1e-9),
-        job.out.display()
-    );
-    if trained.stopped {
-        println!("continue with the same command and --resume");
-    }
+    let stop = stop_on_ctrl_c()?;
+    let mut display =
+        TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let trained = trainer::train(&job, tokenizer, stop, &mut |event| display.show(event))?;
+    display.finish(&trained.record.progress, trained.stopped);
     Ok(())
 }

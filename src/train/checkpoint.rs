@@ -1,6 +1,7 @@
 //! Training checkpoints: an HF-style model folder (`config.json`, `model.safetensors`,
-//! `tokenizer.json`) plus `training.json` (the recipe, the data and the progress) and
-//! `optimizer.safetensors` (AdamW's moments, for resuming).
+//! `tokenizer.json`) plus the run's record (`training.json`: the recipe, the data and the progress;
+//! `pretraining.json` for vision-language pre-training) and `optimizer.safetensors` (AdamW's
+//! moments, for resuming).
 //!
 //! A checkpoint is written into `<out>.partial` and then swapped in by renaming (`<out>` →
 //! `<out>.previous`, `<out>.partial` → `<out>`, then `<out>.previous` removed), so an interrupted
@@ -10,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
@@ -123,6 +125,35 @@ pub struct Progress {
     pub workers: usize,
 }
 
+impl Progress {
+    /// Books a finished step of `samples` samples with `loss`, `wall_secs` into the run; returns the
+    /// loss's moving average.
+    pub fn record_step(&mut self, loss: f64, samples: usize, wall_secs: f64) -> f64 {
+        self.step += 1;
+        self.samples_seen += samples as u64;
+        let ema = match self.loss_ema {
+            Some(ema) => (1.0 - LOSS_EMA_WEIGHT) * ema + LOSS_EMA_WEIGHT * loss,
+            None => loss,
+        };
+        self.loss_ema = Some(ema);
+        self.interval_loss_sum += loss;
+        self.interval_steps += 1;
+        self.wall_secs = wall_secs;
+        ema
+    }
+
+    /// Ends the current history interval: its mean training loss, also added to `train_loss`.
+    pub fn close_interval(&mut self) -> f64 {
+        let loss = self.interval_loss_sum / self.interval_steps.max(1) as f64;
+        self.train_loss.push(LossPoint { step: self.step, loss });
+        (self.interval_loss_sum, self.interval_steps) = (0.0, 0);
+        loss
+    }
+}
+
+/// Weight of the newest loss in the progress bar's moving average.
+const LOSS_EMA_WEIGHT: f64 = 0.02;
+
 /// `training.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingRecord {
@@ -141,8 +172,16 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Writes a checkpoint into `out`, replacing the one there only once the new one is complete.
-pub fn save(out: &Path, model: &Vla, tokenizer: &Tokenizer, optimizer: &AdamW, record: &TrainingRecord) -> Result<()> {
+/// Writes a checkpoint into `out` with the run's `record` as `record_file`, replacing the one there
+/// only once the new one is complete.
+pub fn save(
+    out: &Path,
+    model: &Vla,
+    tokenizer: &Tokenizer,
+    optimizer: &AdamW,
+    record_file: &str,
+    record: &impl Serialize,
+) -> Result<()> {
     let staging = sibling(out, ".partial");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
@@ -151,7 +190,7 @@ pub fn save(out: &Path, model: &Vla, tokenizer: &Tokenizer, optimizer: &AdamW, r
     tokenizer.save(&staging.join(TOKENIZER_FILE))?;
     let optimizer_path = staging.join(OPTIMIZER_FILE);
     optimizer.save(&optimizer_path).with_context(|| format!("cannot write {}", optimizer_path.display()))?;
-    let record_path = staging.join(TRAINING_FILE);
+    let record_path = staging.join(record_file);
     let json = serde_json::to_string_pretty(record).expect("training records are plain data and always serialise");
     std::fs::write(&record_path, json).with_context(|| format!("cannot write {}", record_path.display()))?;
 
@@ -177,9 +216,14 @@ pub fn recover(out: &Path) -> Result<()> {
 
 /// Reads `training.json` from a checkpoint folder.
 pub fn read_record(out: &Path) -> Result<TrainingRecord> {
-    let path = out.join(TRAINING_FILE);
+    read(out, TRAINING_FILE)
+}
+
+/// Reads the run record `record_file` from a checkpoint folder.
+pub fn read<R: DeserializeOwned>(out: &Path, record_file: &str) -> Result<R> {
+    let path = out.join(record_file);
     if !path.exists() {
-        bail!("{} does not exist: {} holds no checkpoint to resume", path.display(), out.display());
+        bail!("{} does not exist: {} holds no such checkpoint", path.display(), out.display());
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid training record", path.display()))

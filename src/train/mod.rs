@@ -1,8 +1,10 @@
-//! Training: the optimiser and learning-rate schedules the VLA and pre-training loops share, and
-//! the VLA training loop (`vlasim train`) with its checkpoints.
+//! Training: the optimiser and learning-rate schedules the VLA and pre-training loops share, the
+//! VLA training loop (`vlasim train`), the vision-language pre-training loop (`vlasim pretrain`),
+//! and their checkpoints.
 
 pub mod checkpoint;
 pub mod optim;
+pub mod pretrainer;
 pub mod schedule;
 pub mod tensors;
 pub mod trainer;

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use super::checkpoint::{
-    self, DataRecord, LossPoint, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TrainingRecord,
+    self, DataRecord, LossPoint, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TRAINING_FILE, TrainingRecord,
 };
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
@@ -35,8 +35,6 @@ use crate::vla::config::RobotObsNorm;
 use crate::vla::model::WEIGHTS_FILE;
 use crate::vla::{ForwardOptions, Vla, VlaConfig};
 
-/// Weight of the newest loss in the progress bar's moving average.
-const LOSS_EMA_WEIGHT: f64 = 0.02;
 /// Smallest `robot_obs` standard deviation used: a near-constant dimension is not blown up.
 const MIN_ROBOT_OBS_STD: f64 = 1e-3;
 /// Offset of the validation sampler's seed from the run's, so its draws are independent.
@@ -126,18 +124,21 @@ fn shard_loss(model: &Vla, batch: &Batch, samples: Range<usize>, instructions: &
     Ok(model.loss(&model.forward(&input, options)?, &targets)?)
 }
 
-/// Loss and gradients of a whole batch: the shard losses' gradients, weighted by shard size.
-fn batch_gradients(
+/// The loss of a shard (a range of a batch's samples) as a graph to differentiate.
+pub(super) type ShardLoss<'a> = dyn Fn(Range<usize>) -> Result<Tensor> + Sync + 'a;
+
+/// Loss and gradients of a batch of `size` samples: the shard losses' gradients, weighted by shard size.
+pub(super) fn batch_gradients(
     model: &Vla,
-    batch: &Batch,
-    instructions: &EncodedInstructions,
+    size: usize,
     workers: &ThreadPool,
+    shard_loss: &ShardLoss,
 ) -> Result<(f64, GradStore)> {
-    let shards = per_shard(batch.size, workers, &|samples| {
-        let loss = shard_loss(model, batch, samples, instructions)?;
+    let shards = per_shard(size, workers, &|samples| {
+        let loss = shard_loss(samples)?;
         Ok((f64::from(loss.to_scalar::<f32>()?), loss.backward()?))
     })?;
-    let total = batch.size as f64;
+    let total = size as f64;
     let loss = shards.iter().map(|(n, (loss, _))| *n as f64 / total * loss).sum();
     let mut shards = shards.into_iter();
     let (first_size, (_, mut grads)) = shards.next().expect("a batch has at least one shard");
@@ -163,6 +164,12 @@ fn batch_gradients(
     Ok((loss, grads))
 }
 
+/// Mean loss of a batch of `size` samples, without gradients.
+pub(super) fn batch_loss(size: usize, workers: &ThreadPool, shard_loss: &ShardLoss) -> Result<f64> {
+    let shards = per_shard(size, workers, &|samples| Ok(f64::from(shard_loss(samples)?.to_scalar::<f32>()?)))?;
+    Ok(shards.iter().map(|(n, loss)| *n as f64 / size as f64 * loss).sum())
+}
+
 /// Mean loss over the fixed validation batches.
 fn validation_loss(
     model: &Vla,
@@ -175,18 +182,15 @@ fn validation_loss(
     }
     let mut total = 0.0;
     for batch in batches {
-        let shards = per_shard(batch.size, workers, &|samples| {
-            Ok(f64::from(shard_loss(model, batch, samples, instructions)?.to_scalar::<f32>()?))
-        })?;
-        total += shards.iter().map(|(n, loss)| *n as f64 / batch.size as f64 * loss).sum::<f64>();
+        total += batch_loss(batch.size, workers, &|samples| shard_loss(model, batch, samples, instructions))?;
     }
     Ok(Some(total / batches.len() as f64))
 }
 
 /// Trains (or resumes) `job`, checkpointing into `job.out`; a set `stop` flag ends the run after
-/// the current step with a checkpoint. A new run uses `tokenizer`, or without one trains the
-/// default tokenizer on the training phrasings and the dataset's instructions; a resumed run uses
-/// the checkpoint's.
+/// the current step with a checkpoint. A new run uses `tokenizer`, or without one the `init`
+/// folder's, or trains the default tokenizer on the training phrasings and the dataset's
+/// instructions; a resumed run uses the checkpoint's.
 pub fn train(
     job: &TrainJob,
     tokenizer: Option<Tokenizer>,
@@ -220,7 +224,7 @@ pub fn train(
         if saved.recipe != *recipe {
             bail!(
                 "{} was trained with a different recipe:\n  saved: {:?}\n  given: {recipe:?}",
-                job.out.join(checkpoint::TRAINING_FILE).display(),
+                job.out.join(TRAINING_FILE).display(),
                 saved.recipe
             );
         }
@@ -246,9 +250,14 @@ pub fn train(
     } else {
         let mut config = job.model.clone();
         config.robot_obs_norm = Some(robot_obs_norm(&dataset, &train_episodes));
-        let tokenizer = match tokenizer {
-            Some(tokenizer) => tokenizer,
-            None => tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?,
+        // Token embeddings learnt with one tokenizer mean nothing under another: a run from
+        // `init` keeps its tokenizer unless told otherwise.
+        let tokenizer = match (tokenizer, &recipe.init) {
+            (Some(tokenizer), _) => tokenizer,
+            (None, Some(init)) => Tokenizer::load(&init.join(TOKENIZER_FILE))?,
+            (None, None) => {
+                tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?
+            }
         };
         let model = Vla::new(config)?;
         if let Some(init) = &recipe.init {
@@ -289,7 +298,7 @@ pub fn train(
             "{} has {} steps, {} says {}",
             path.display(),
             optimizer.steps(),
-            checkpoint::TRAINING_FILE,
+            TRAINING_FILE,
             progress.step
         );
     }
@@ -344,31 +353,22 @@ pub fn train(
     while record.progress.step < recipe.steps {
         let step_start = Instant::now();
         sampler.fill(&mut batch);
-        let (loss, grads) = batch_gradients(&model, &batch, &instructions, &workers)?;
+        let (loss, grads) = batch_gradients(&model, batch.size, &workers, &|samples| {
+            shard_loss(&model, &batch, samples, &instructions)
+        })?;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress.step);
         let lr = schedule.lr(record.progress.step);
         optimizer.step(&grads, lr, recipe.grad_clip)?;
 
         let progress = &mut record.progress;
-        progress.step += 1;
-        progress.samples_seen += batch.size as u64;
-        let ema = match progress.loss_ema {
-            Some(ema) => (1.0 - LOSS_EMA_WEIGHT) * ema + LOSS_EMA_WEIGHT * loss,
-            None => loss,
-        };
-        progress.loss_ema = Some(ema);
-        progress.interval_loss_sum += loss;
-        progress.interval_steps += 1;
-        progress.wall_secs = wall_before + session_start.elapsed().as_secs_f64();
+        let ema = progress.record_step(loss, batch.size, wall_before + session_start.elapsed().as_secs_f64());
         let step = progress.step;
         let samples_per_sec = batch.size as f64 / step_start.elapsed().as_secs_f64();
         report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
 
         let last = step == recipe.steps;
         if step.is_multiple_of(recipe.eval_every) || last {
-            let train_loss = progress.interval_loss_sum / progress.interval_steps as f64;
-            progress.train_loss.push(LossPoint { step, loss: train_loss });
-            (progress.interval_loss_sum, progress.interval_steps) = (0.0, 0);
+            let train_loss = progress.close_interval();
             let validation = validation_loss(&model, &validation_batches, &instructions, &workers)?;
             if let Some(loss) = validation {
                 progress.validation_loss.push(LossPoint { step, loss });
@@ -377,7 +377,7 @@ pub fn train(
         }
         let stopping = stop.load(Ordering::SeqCst);
         if step.is_multiple_of(recipe.checkpoint_every) || last || stopping {
-            checkpoint::save(&job.out, &model, &tokenizer, &optimizer, &record)?;
+            checkpoint::save(&job.out, &model, &tokenizer, &optimizer, TRAINING_FILE, &record)?;
             report(&TrainEvent::Saved { step });
         }
         if stopping && !last {

@@ -9,9 +9,11 @@
 //!   text and LRN₁ seeing frame 1, LRNᵢ frame i, action tokens the last frame;
 //!
 //! where LRNᵢ is the learnable action token plus a projection of frame i's `robot_obs`, and `a₁ … aⱼ`
-//! the discrete action tokens already known (teacher forcing or greedy decoding). Masks are causal;
-//! with a prefix-LM (PaliGemma) the prefix (everything before LRN₁) attends to itself fully. Padded
-//! instruction tokens are never attended to.
+//! the discrete action tokens already known (teacher forcing or greedy decoding). Vision-language
+//! pre-training answers a prompt about one frame instead: `[image, prompt, answer]` (Flamingo:
+//! `[prompt, answer]`), the answer read out through the token embedding (tied LM head). Masks are
+//! causal; with a prefix-LM (PaliGemma) the prefix (everything before LRN₁, or before the answer)
+//! attends to itself fully. Padded instruction tokens are never attended to.
 
 use std::ops::Range;
 
@@ -25,6 +27,10 @@ use super::film::{FilmEncoder, FilmText};
 use super::ops::AttentionMask;
 use super::projector::Connector;
 use super::vit::{VisionOutput, VisionTransformer, pixel_unshuffle};
+
+/// Longest teacher-forced answer of vision-language pre-training, in tokens (a scene caption takes
+/// about 45).
+pub const MAX_ANSWER_TOKENS: usize = 64;
 
 /// Frames in a flat batch: `n` = sequences × frames per sequence.
 #[derive(Debug, Clone)]
@@ -106,6 +112,11 @@ pub enum Slot {
         /// Action dimension.
         index: usize,
     },
+    /// Answer token `index` of vision-language pre-training (teacher-forced).
+    Answer {
+        /// Index in the answer.
+        index: usize,
+    },
 }
 
 /// Where things are in the language-model sequence; the same for every sequence of a batch.
@@ -117,8 +128,10 @@ pub struct TokenLayout {
     pub image: Vec<Range<usize>>,
     /// Per frame, the position of its action token.
     pub action: Vec<usize>,
-    /// Positions of the instruction.
+    /// Positions of the instruction (or the pre-training prompt).
     pub text: Range<usize>,
+    /// Positions of the pre-training answer (empty in a VLA's sequence).
+    pub answer: Range<usize>,
     /// Language-model image tokens per frame (with cross-attention: media tokens per frame).
     pub image_tokens_per_frame: usize,
     /// Of those, the static camera's when tokens map one-to-one to its patch grid, else `None`
@@ -155,11 +168,37 @@ impl TokenLayout {
             slots.push(Slot::Action { frame });
         }
         slots.extend((0..action_tokens).map(|index| Slot::ActionToken { index }));
+        let end = slots.len();
         Self {
             slots,
             image,
             action,
             text,
+            answer: end..end,
+            image_tokens_per_frame: vlm.tokens_per_frame,
+            static_patch_tokens: vlm.static_patch_tokens,
+            static_grid: vlm.static_grid,
+        }
+    }
+
+    /// The pre-training sequence: one frame's image (unless cross-attended), the prompt, the answer.
+    fn answering(prompt_len: usize, answer_len: usize, vlm: &VlmBackbone) -> Self {
+        let mut slots = Vec::new();
+        let mut image = Vec::new();
+        if !vlm.cross_attention {
+            slots.extend((0..vlm.tokens_per_frame).map(|_| Slot::Image { frame: 0 }));
+            image.push(0..slots.len());
+        }
+        let text = slots.len()..slots.len() + prompt_len;
+        slots.extend((0..prompt_len).map(|index| Slot::Text { index }));
+        let answer = slots.len()..slots.len() + answer_len;
+        slots.extend((0..answer_len).map(|index| Slot::Answer { index }));
+        Self {
+            slots,
+            image,
+            action: Vec::new(),
+            text,
+            answer,
             image_tokens_per_frame: vlm.tokens_per_frame,
             static_patch_tokens: vlm.static_patch_tokens,
             static_grid: vlm.static_grid,
@@ -170,7 +209,7 @@ impl TokenLayout {
     fn self_mask(&self, kind: MaskKind, text_mask: &[Vec<u32>]) -> AttentionMask {
         let length = self.slots.len();
         let prefix = match kind {
-            MaskKind::PrefixLm => self.action[0],
+            MaskKind::PrefixLm => self.action.first().copied().unwrap_or(self.answer.start),
             MaskKind::Causal => 0,
         };
         AttentionMask::from_fn(text_mask.len(), length, length, |sample, query, key| {
@@ -184,7 +223,7 @@ impl TokenLayout {
     fn media_mask(&self, frames: usize, per_frame: usize) -> AttentionMask {
         AttentionMask::from_fn(1, self.slots.len(), frames * per_frame, |_, query, key| {
             let frame = match self.slots[query] {
-                Slot::Text { .. } | Slot::Image { .. } => 0,
+                Slot::Text { .. } | Slot::Image { .. } | Slot::Answer { .. } => 0,
                 Slot::Action { frame } => frame,
                 Slot::ActionToken { .. } => frames - 1,
             };
@@ -271,7 +310,9 @@ impl VlmBackbone {
         let text_len = config.max_text_len;
         let window = config.formulation.history_window;
         let in_sequence = if cross_attention { 0 } else { tokens_per_frame };
-        let max_positions = window * (in_sequence + 1) + text_len + super::model::ACTION_DIMS;
+        let acting = window * (in_sequence + 1) + text_len + super::model::ACTION_DIMS;
+        let answering = in_sequence + text_len + MAX_ANSWER_TOKENS;
+        let max_positions = acting.max(answering);
         Ok(Self {
             static_tower,
             gripper_tower,
@@ -369,6 +410,32 @@ impl VlmBackbone {
             cross: out.cross_attention,
         };
         Ok(LanguageOutput { hidden: out.hidden, layout, attention })
+    }
+
+    /// Vision-language pre-training: logits over the vocabulary `[n, answer_len, vocab]` after each
+    /// answer token, for frames `encoded` (one per sequence), prompts `prompt` and the teacher-forced
+    /// answers `answer_ids` `[n, answer_len]` (up to [`MAX_ANSWER_TOKENS`]).
+    pub fn answer_logits(&self, encoded: &EncodedFrames, prompt: &Text, answer_ids: &Tensor) -> Result<Tensor> {
+        let (sequences, per_frame, hidden) = encoded.tokens.dims3()?;
+        let answer_len = answer_ids.dim(1)?;
+        if answer_len > MAX_ANSWER_TOKENS {
+            candle_core::bail!("answers of {answer_len} tokens; at most {MAX_ANSWER_TOKENS} fit");
+        }
+        let layout = TokenLayout::answering(prompt.ids.dim(1)?, answer_len, self);
+        let mut pieces = Vec::new();
+        if !self.cross_attention {
+            pieces.push(encoded.tokens.clone());
+        }
+        pieces.push(self.decoder.embed(&prompt.ids)?);
+        pieces.push(self.decoder.embed(answer_ids)?);
+        let sequence = Tensor::cat(&pieces, 1)?;
+        let mask = layout.self_mask(self.mask_kind, &prompt.mask.to_vec2::<u32>()?);
+        let media_mask = layout.media_mask(1, per_frame);
+        let media = self.cross_attention.then_some(CrossAttentionMedia { tokens: &encoded.tokens, mask: &media_mask });
+        let out = self.decoder.forward(&sequence, &mask, media, false)?;
+        let answer_hidden = out.hidden.narrow(1, layout.answer.start, answer_len)?;
+        debug_assert_eq!(answer_hidden.dims(), &[sequences, answer_len, hidden]);
+        self.decoder.tied_logits(&answer_hidden)
     }
 
     /// Logits over action bins `[sequences, positions, bins]` for the hidden states of `positions`.

@@ -5,7 +5,7 @@
 //! with optional Flamingo gated cross-attention layers. The mask (causal or prefix-LM) comes from the
 //! caller, who knows which tokens form the prefix.
 
-use candle_core::{Result, Tensor};
+use candle_core::{D, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder, embedding};
 
 use super::attention::{Attention, AttentionShape};
@@ -129,6 +129,14 @@ impl Decoder {
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let embeddings = ids.apply(&self.embed_tokens)?;
         if self.embedding_scale == 1.0 { Ok(embeddings) } else { embeddings * self.embedding_scale }
+    }
+
+    /// Hidden states `[n, s, hidden]` → logits over the vocabulary `[n, s, vocab]`, through the
+    /// token embedding (a tied LM head, as Gemma and PaliGemma use), scaled by `1/sqrt(hidden)` as
+    /// T5 does: the embeddings start at unit variance, which would make the first logits huge.
+    pub fn tied_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let width = hidden.dim(D::Minus1)? as f64;
+        hidden.broadcast_matmul(&self.embed_tokens.embeddings().t()?)? / width.sqrt()
     }
 
     /// Runs the layers over `embeddings` `[n, s, hidden]` (positions 0..s).

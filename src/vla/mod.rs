@@ -6,7 +6,8 @@
 //!
 //! Entry points: [`presets::preset`] → [`VlaConfig`] → [`Vla::new`]; [`Vla::forward`] and
 //! [`Vla::loss`] for training; [`VlaPolicy`] for closed-loop control; [`Vla::save`] / [`Vla::load`]
-//! for HF-style model folders; [`attention_maps`] for what the GUI draws.
+//! for HF-style model folders; [`attention_maps`] for what the GUI draws; [`Vla::answer_loss`] for
+//! vision-language pre-training.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub mod ops;
 pub mod params;
 pub mod policy;
 pub mod presets;
+pub mod pretraining;
 pub mod projector;
 pub mod resampler;
 pub mod vit;

@@ -164,6 +164,14 @@ impl Vla {
         self.params.vars().into_iter().map(|(_, var)| var).collect()
     }
 
+    /// The vision-language backbone (none for the FiLM baseline).
+    pub(super) fn vlm_backbone(&self) -> Option<&VlmBackbone> {
+        match &self.backbone {
+            Backbone::Vlm(vlm) => Some(vlm),
+            Backbone::Film(_) => None,
+        }
+    }
+
     /// Language-model image tokens per frame (for FiLM: its TokenLearner tokens per camera).
     pub fn image_tokens(&self) -> usize {
         match &self.backbone {

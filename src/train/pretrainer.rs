@@ -1,0 +1,342 @@
+//! The vision-language pre-training loop (`vlasim pretrain`): next-token training of a VLA's
+//! backbone on the pre-training corpus ([`crate::pretrain`]), with the VLA loop's optimiser,
+//! schedule, data-parallel shards, checkpoints and exact resumption.
+//!
+//! Step `k` draws `batch_size` (sample, text) pairs from a generator seeded with `(seed, k)`, so a
+//! resumed run sees what an uninterrupted one would. Validation uses the samples right after the
+//! corpus's last: scenes the run never trained on.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{Device, Tensor};
+use rayon::ThreadPoolBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, LossPoint, OPTIMIZER_FILE, Progress, TOKENIZER_FILE};
+use super::optim::{AdamW, AdamWConfig};
+use super::schedule::{Decay, Schedule};
+use super::trainer::{TrainEvent, batch_gradients, batch_loss};
+use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
+use crate::pretrain::PretrainCorpus;
+use crate::sim::camera::Image;
+use crate::sim::rng::Rng;
+use crate::vla::backbone::{MAX_ANSWER_TOKENS, Text};
+use crate::vla::policy::rgb_tensor;
+use crate::vla::pretraining::AnswerBatch;
+use crate::vla::{Vla, VlaConfig};
+
+/// The run record of a pre-training checkpoint.
+pub const PRETRAINING_FILE: &str = "pretraining.json";
+/// Offset of the validation texts' seed from the run's.
+const VALIDATION_SEED_OFFSET: u64 = 0x5E_ED0F_7A11;
+/// Rendered samples kept in memory (about 62 kB each): a small corpus is rendered once.
+const IMAGE_CACHE_SAMPLES: usize = 20_000;
+
+/// Everything that decides what a pre-training run computes; a resumed run must have the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainRecipe {
+    /// Preset of the model.
+    pub preset: String,
+    /// Formulation of the model (its heads are saved untrained, ready for `vlasim train --init`).
+    pub formulation: String,
+    /// Seed of the corpus.
+    pub corpus_seed: u64,
+    /// Corpus samples trained on: the first `samples` of the seed (the pre-training scale).
+    pub samples: u64,
+    /// Optimiser steps of the whole run.
+    pub steps: u64,
+    /// (sample, text) pairs per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// What follows the warm-up.
+    pub decay: Decay,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm limit (none when absent).
+    pub grad_clip: Option<f64>,
+    /// Held-out samples (after the corpus), one text each, for the validation loss.
+    pub validation_samples: u64,
+    /// Steps between validation passes.
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Seed of the draws.
+    pub seed: u64,
+}
+
+/// `pretraining.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainingRecord {
+    /// The recipe.
+    pub recipe: PretrainRecipe,
+    /// The progress.
+    pub progress: Progress,
+}
+
+/// A pre-training run to start or resume.
+#[derive(Debug, Clone)]
+pub struct PretrainJob {
+    /// The checkpoint folder (= a model folder `vlasim train --init` takes).
+    pub out: PathBuf,
+    /// The recipe.
+    pub recipe: PretrainRecipe,
+    /// The model; when resuming, it must match the checkpoint's.
+    pub model: VlaConfig,
+    /// Data-parallel worker threads.
+    pub workers: usize,
+    /// Continue from the checkpoint in `out`.
+    pub resume: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Pretrained {
+    /// The model after the last step.
+    pub model: Vla,
+    /// `pretraining.json` as last saved.
+    pub record: PretrainingRecord,
+    /// Whether the stop flag ended the run before its last step.
+    pub stopped: bool,
+}
+
+/// Tokenized (sample, text) pairs with their images, as flat buffers.
+#[derive(Debug, Default)]
+struct Pairs {
+    size: usize,
+    static_rgb: Vec<u8>,
+    gripper_rgb: Vec<u8>,
+    prompt_ids: Vec<u32>,
+    prompt_mask: Vec<u32>,
+    answer_ids: Vec<u32>,
+    answer_mask: Vec<u32>,
+}
+
+/// Image sizes and text lengths of every pair.
+#[derive(Debug, Clone, Copy)]
+struct PairShape {
+    static_size: usize,
+    gripper_size: usize,
+    use_gripper: bool,
+    prompt_len: usize,
+}
+
+/// Tokens per answer row: `<s>`, up to [`MAX_ANSWER_TOKENS`] − 1 text tokens, `</s>`.
+const ANSWER_ROW: usize = MAX_ANSWER_TOKENS + 1;
+
+impl Pairs {
+    /// Pair `text` (an index into the sample's texts, wrapped) of corpus sample `index`.
+    fn push(
+        &mut self,
+        corpus: &mut PretrainCorpus,
+        index: u64,
+        text: usize,
+        tokenizer: &Tokenizer,
+        shape: PairShape,
+    ) -> Result<()> {
+        let example = corpus.example(index)?;
+        let check = |image: &Image, side: usize, camera: &str| {
+            ensure!(
+                (image.width as usize, image.height as usize) == (side, side),
+                "the corpus's {camera} camera is {}×{}, the model takes {side}²",
+                image.width,
+                image.height
+            );
+            Ok(())
+        };
+        check(&example.static_image, shape.static_size, "static")?;
+        self.static_rgb.extend_from_slice(&example.static_image.rgb);
+        if shape.use_gripper {
+            check(&example.gripper_image, shape.gripper_size, "gripper")?;
+            self.gripper_rgb.extend_from_slice(&example.gripper_image.rgb);
+        }
+        ensure!(!example.texts.is_empty(), "corpus sample {index} has no texts");
+        let pair = &example.texts[text % example.texts.len()];
+        let prompt = tokenizer.encode(&pair.prompt, shape.prompt_len)?;
+        let answer = tokenizer.encode(&pair.target, ANSWER_ROW)?;
+        self.prompt_ids.extend(prompt.ids);
+        self.prompt_mask.extend(prompt.attention_mask);
+        self.answer_ids.extend(answer.ids);
+        self.answer_mask.extend(answer.attention_mask);
+        self.size += 1;
+        Ok(())
+    }
+
+    /// Pairs `samples` as a model batch.
+    fn batch(&self, samples: Range<usize>, shape: PairShape) -> Result<AnswerBatch> {
+        let n = samples.len();
+        let images = |rgb: &[u8], side: usize| -> Result<Tensor> {
+            let bytes = side * side * 3;
+            Ok(rgb_tensor(&rgb[samples.start * bytes..samples.end * bytes], &[n], side, side)?)
+        };
+        let rows = |values: &[u32], width: usize| -> Result<Tensor> {
+            let slice = values[samples.start * width..samples.end * width].to_vec();
+            Ok(Tensor::from_vec(slice, (n, width), &Device::Cpu)?)
+        };
+        Ok(AnswerBatch {
+            static_images: images(&self.static_rgb, shape.static_size)?,
+            gripper_images: shape.use_gripper.then(|| images(&self.gripper_rgb, shape.gripper_size)).transpose()?,
+            prompt: Text {
+                ids: rows(&self.prompt_ids, shape.prompt_len)?,
+                mask: rows(&self.prompt_mask, shape.prompt_len)?,
+            },
+            answer_ids: rows(&self.answer_ids, ANSWER_ROW)?,
+            answer_mask: rows(&self.answer_mask, ANSWER_ROW)?,
+        })
+    }
+}
+
+/// Pre-trains (or resumes) `job`, checkpointing into `job.out`; a set `stop` flag ends the run
+/// after the current step with a checkpoint. A new run uses `tokenizer`, or without one the
+/// default tokenizer (the training phrasings and every corpus text); a resumed run uses the
+/// checkpoint's.
+pub fn pretrain(
+    job: &PretrainJob,
+    tokenizer: Option<Tokenizer>,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&TrainEvent),
+) -> Result<Pretrained> {
+    let recipe = &job.recipe;
+    ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
+    ensure!(recipe.samples > 0, "the corpus needs at least one sample");
+    ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
+
+    let (model, tokenizer, progress, optimizer_state) = if job.resume {
+        ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
+        checkpoint::recover(&job.out)?;
+        let saved: PretrainingRecord = checkpoint::read(&job.out, PRETRAINING_FILE)?;
+        if saved.recipe != *recipe {
+            bail!(
+                "{} was pre-trained with a different recipe:\n  saved: {:?}\n  given: {recipe:?}",
+                job.out.join(PRETRAINING_FILE).display(),
+                saved.recipe
+            );
+        }
+        let model = Vla::load(&job.out).with_context(|| format!("loading the model from {}", job.out.display()))?;
+        ensure!(
+            *model.config() == job.model,
+            "{} holds a different model than the preset and formulation given",
+            job.out.display()
+        );
+        let tokenizer = Tokenizer::load(&job.out.join(TOKENIZER_FILE))?;
+        (model, tokenizer, saved.progress, Some(job.out.join(OPTIMIZER_FILE)))
+    } else {
+        let tokenizer = match tokenizer {
+            Some(tokenizer) => tokenizer,
+            None => tokenizer::train([], DEFAULT_VOCAB_SIZE)?,
+        };
+        (Vla::new(job.model.clone())?, tokenizer, Progress::default(), None)
+    };
+    let config = model.config().clone();
+    ensure!(
+        tokenizer.vocab_size() <= config.vocab_size,
+        "the tokenizer has {} tokens, the model's vocabulary only {}",
+        tokenizer.vocab_size(),
+        config.vocab_size
+    );
+    let shape = PairShape {
+        static_size: config.static_image_size,
+        gripper_size: config.gripper_image_size,
+        use_gripper: config.use_gripper_camera,
+        prompt_len: config.max_text_len,
+    };
+
+    let mut optimizer =
+        AdamW::new(model.params().vars(), AdamWConfig { weight_decay: recipe.weight_decay, ..AdamWConfig::default() });
+    if let Some(path) = optimizer_state {
+        optimizer.load(&path).with_context(|| format!("loading the optimiser state {}", path.display()))?;
+        ensure!(
+            optimizer.steps() == progress.step,
+            "{} has {} steps, the record {}",
+            path.display(),
+            optimizer.steps(),
+            progress.step
+        );
+    }
+    let schedule = Schedule {
+        peak_lr: recipe.lr,
+        warmup_steps: recipe.warmup_steps,
+        total_steps: recipe.steps,
+        decay: recipe.decay,
+        floor: 0.0,
+    };
+
+    let cached = usize::try_from(recipe.samples).unwrap_or(usize::MAX).min(IMAGE_CACHE_SAMPLES);
+    let mut corpus = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples).with_image_cache(cached);
+    let mut held_out = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples + recipe.validation_samples);
+    let mut validation = Pairs::default();
+    let mut texts = Rng::new(recipe.seed.wrapping_add(VALIDATION_SEED_OFFSET));
+    for index in recipe.samples..recipe.samples + recipe.validation_samples {
+        validation.push(&mut held_out, index, texts.below(usize::MAX), &tokenizer, shape)?;
+    }
+
+    ensure!(job.workers > 0, "at least one worker is needed");
+    let workers = ThreadPoolBuilder::new()
+        .num_threads(job.workers)
+        .thread_name(|i| format!("pretrain-worker-{i}"))
+        .build()
+        .context("starting the pre-training workers")?;
+    let mut record =
+        PretrainingRecord { recipe: recipe.clone(), progress: Progress { workers: job.workers, ..progress } };
+    report(&TrainEvent::Started {
+        step: record.progress.step,
+        steps: recipe.steps,
+        train_windows: usize::try_from(recipe.samples).unwrap_or(usize::MAX),
+        parameters: model.params().parameter_count(),
+    });
+    let session_start = Instant::now();
+    let wall_before = record.progress.wall_secs;
+    while record.progress.step < recipe.steps {
+        let step_start = Instant::now();
+        let mut draws = Rng::stream(recipe.seed, record.progress.step);
+        let mut pairs = Pairs::default();
+        for _ in 0..recipe.batch_size {
+            let index = draws.below(usize::try_from(recipe.samples).unwrap_or(usize::MAX)) as u64;
+            pairs.push(&mut corpus, index, draws.below(usize::MAX), &tokenizer, shape)?;
+        }
+        let (loss, grads) = batch_gradients(&model, pairs.size, &workers, &|samples| {
+            Ok(model.answer_loss(&pairs.batch(samples, shape)?)?)
+        })?;
+        ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress.step);
+        let lr = schedule.lr(record.progress.step);
+        optimizer.step(&grads, lr, recipe.grad_clip)?;
+
+        let progress = &mut record.progress;
+        let ema = progress.record_step(loss, pairs.size, wall_before + session_start.elapsed().as_secs_f64());
+        let step = progress.step;
+        let samples_per_sec = pairs.size as f64 / step_start.elapsed().as_secs_f64();
+        report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
+
+        let last = step == recipe.steps;
+        if step.is_multiple_of(recipe.eval_every) || last {
+            let train_loss = progress.close_interval();
+            let validation_loss = (validation.size > 0)
+                .then(|| {
+                    batch_loss(validation.size, &workers, &|samples| {
+                        Ok(model.answer_loss(&validation.batch(samples, shape)?)?)
+                    })
+                })
+                .transpose()?;
+            if let Some(loss) = validation_loss {
+                progress.validation_loss.push(LossPoint { step, loss });
+            }
+            report(&TrainEvent::Validated { step, train_loss, validation_loss });
+        }
+        let stopping = stop.load(Ordering::SeqCst);
+        if step.is_multiple_of(recipe.checkpoint_every) || last || stopping {
+            checkpoint::save(&job.out, &model, &tokenizer, &optimizer, PRETRAINING_FILE, &record)?;
+            report(&TrainEvent::Saved { step });
+        }
+        if stopping && !last {
+            return Ok(Pretrained { model, record, stopped: true });
+        }
+    }
+    Ok(Pretrained { model, record, stopped: false })
+}
