@@ -17,6 +17,7 @@ use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
 use vlasim::train::checkpoint;
+use vlasim::train::pretrainer::{PRETRAINING_FILE, PretrainingRecord};
 use vlasim::vla::catalog::{self, RESULTS_FILE};
 use vlasim::vla::driver::VlaDriver;
 
@@ -54,10 +55,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     for dir in &folders {
         let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
         let results = evaluation(dir, &scene, args.chains, threads)?;
-        let pretraining = checkpoint::read_record(dir)
-            .ok()
-            .and_then(|record| record.recipe.init)
-            .map_or_else(|| "none".to_string(), |init| init.display().to_string());
+        let pretraining = pretraining_scale(dir);
         let row = BackboneRow {
             name: card.name,
             preset: card.preset,
@@ -75,6 +73,18 @@ pub fn run(args: CompareArgs) -> Result<()> {
         rows.push(row);
     }
     write_report(&args, &rows)
+}
+
+/// What the model in `dir` started from: `none`, the vision-language pre-training scale of its
+/// `--init` folder ("100000 VL samples"), or that folder when it was not pre-trained by `vlasim pretrain`.
+fn pretraining_scale(dir: &Path) -> String {
+    let Some(init) = checkpoint::read_record(dir).ok().and_then(|record| record.recipe.init) else {
+        return "none".to_string();
+    };
+    match checkpoint::read::<PretrainingRecord>(&init, PRETRAINING_FILE) {
+        Ok(pretraining) => format!("{} VL samples", pretraining.recipe.samples),
+        Err(_) => init.display().to_string(),
+    }
 }
 
 /// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation saved there.
