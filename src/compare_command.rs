@@ -1,6 +1,8 @@
-//! `vlasim compare`: vlasim's Table V. Every model folder under `--models` is evaluated on the
-//! same chains (reusing a `results.json` in the folder when it covers exactly those chains),
-//! timed per control step, and written up as `reports/backbones.md` with PNG plots.
+//! `vlasim compare`: vlasim's Table V. With `--presets`, each preset missing from `--models` is
+//! first trained there with one recipe and dataset (a `training.json`'s). Every model folder under
+//! `--models` is then evaluated on the same chains (reusing a `results.json` in the folder when it
+//! covers exactly those chains), timed per control step, and written up as `reports/backbones.md`
+//! with PNG plots.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::eval_command::evaluate_with_progress;
+use crate::train_command::{TrainingDisplay, stop_on_ctrl_c};
 use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::report::backbones::{self, BackboneRow};
@@ -16,10 +19,13 @@ use vlasim::report::plot;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
-use vlasim::train::checkpoint;
+use vlasim::train::checkpoint::{self, Recipe, TrainingRecord};
 use vlasim::train::pretrainer::{PRETRAINING_FILE, PretrainingRecord};
+use vlasim::train::trainer::{self, TrainJob};
 use vlasim::vla::catalog::{self, RESULTS_FILE};
 use vlasim::vla::driver::VlaDriver;
+use vlasim::vla::model::CONFIG_FILE;
+use vlasim::vla::presets::{self, PRESETS};
 
 /// Arguments of `vlasim compare`.
 #[derive(Args)]
@@ -39,6 +45,20 @@ pub struct CompareArgs {
     /// The report; the plots are written beside it.
     #[arg(long, default_value = "reports/backbones.md")]
     out: PathBuf,
+    /// First train these presets (comma-separated, or `all`) into MODELS/<preset>, each with the
+    /// recipe and dataset of --recipe; a finished model there is reused, an unfinished run resumed.
+    #[arg(long, value_delimiter = ',', requires = "recipe")]
+    presets: Vec<String>,
+    /// The `training.json` whose recipe and dataset every preset is trained with (e.g. the shipped
+    /// model's, assets/models/paligemma/training.json).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// Train on this dataset instead of the one --recipe names.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Data-parallel training workers (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 /// Control steps timed per model for its latency.
@@ -46,6 +66,9 @@ const LATENCY_STEPS: usize = 200;
 
 pub fn run(args: CompareArgs) -> Result<()> {
     let scene = Scene::resolve(&args.scene)?;
+    if let Some(recipe) = &args.recipe {
+        train_presets(&args, recipe)?;
+    }
     let folders = catalog::discover(&args.models);
     if folders.is_empty() {
         bail!("no model folder (with a config.json) in {}", args.models.display());
@@ -73,6 +96,49 @@ pub fn run(args: CompareArgs) -> Result<()> {
         rows.push(row);
     }
     write_report(&args, &rows)
+}
+
+/// Trains each of `args.presets` missing from `args.models` with the recipe and data of the
+/// `training.json` at `recipe_path` (the preset swapped in, no `--init`).
+fn train_presets(args: &CompareArgs, recipe_path: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(recipe_path).with_context(|| format!("cannot read {}", recipe_path.display()))?;
+    let reference: TrainingRecord = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a training.json (a model folder's training record)", recipe_path.display())
+    })?;
+    let presets: Vec<String> = match args.presets.as_slice() {
+        [all] if all == "all" => PRESETS.iter().map(|p| p.to_string()).collect(),
+        named => named.to_vec(),
+    };
+    let data = args.data.clone().unwrap_or(reference.data.path);
+    let workers = args.workers.unwrap_or_else(parallel::available_threads).max(1);
+    let stop = stop_on_ctrl_c()?;
+    for preset in presets {
+        let formulation = &reference.recipe.formulation;
+        if !presets::supports(&preset, formulation) {
+            println!("{preset}: no {formulation} formulation (the FiLM baseline has no language model), skipped");
+            continue;
+        }
+        let model = presets::preset_with(&preset, formulation)?;
+        let recipe = Recipe { preset: preset.clone(), init: None, ..reference.recipe.clone() };
+        let out = args.models.join(&preset);
+        let saved = checkpoint::read_record(&out).ok();
+        if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps)
+            || (saved.is_none() && out.join(CONFIG_FILE).is_file())
+        {
+            println!("{}: trained already", out.display());
+            continue;
+        }
+        println!("{}: training {preset} ({formulation}) on {}", out.display(), data.display());
+        let job = TrainJob { data: data.clone(), out, recipe, model, workers, resume: saved.is_some() };
+        let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, workers, "training windows", None)?;
+        let trained = trainer::train(&job, None, stop, &mut |event| display.show(event))?;
+        display.finish(&trained.record.progress, trained.stopped);
+        if trained.stopped {
+            bail!("stopped while training {preset}; the same command resumes it");
+        }
+    }
+    Ok(())
 }
 
 /// What the model in `dir` started from: `none`, the vision-language pre-training scale of its

@@ -2,7 +2,8 @@
 //! checkpoint folder loads back to the same outputs, an interrupted and resumed run ends with the
 //! same weights as an uninterrupted one, and a corrupt checkpoint is an error naming the file.
 //! `vlasim pretrain` on a tiny corpus lowers the answer loss on unseen scenes, resumes exactly, and
-//! a VLA run starts from its backbone and tokenizer.
+//! a VLA run starts from its backbone and tokenizer. `vlasim compare --presets` trains the missing
+//! presets with one recipe, then reports them.
 
 mod common;
 
@@ -249,4 +250,49 @@ fn pretraining_learns_resumes_and_hands_its_backbone_to_a_vla_run() {
     assert_eq!(started, Some((count, count)));
     let tokenizer = |dir: &Path| std::fs::read(dir.join(checkpoint::TOKENIZER_FILE)).unwrap();
     assert!(tokenizer(&refined) == tokenizer(&out), "the run keeps the pre-trained tokenizer");
+}
+
+#[test]
+fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
+    let dir = out_dir("compare-presets");
+    let models = dir.join("models");
+    let reference = dir.join("training.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = checkpoint::TrainingRecord {
+        recipe: Recipe { steps: 2, batch_size: 2, formulation: "one_step".into(), ..recipe(2) },
+        data: checkpoint::DataRecord {
+            path: dataset().to_path_buf(),
+            episodes: 0,
+            frames: 0,
+            train_episodes: Vec::new(),
+            validation_episodes: Vec::new(),
+        },
+        progress: Default::default(),
+    };
+    std::fs::write(&reference, serde_json::to_string(&record).unwrap()).unwrap();
+    let report = dir.join("backbones.md");
+    let compare = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vlasim"))
+            .args(["compare", "--presets", "uform,kosmos", "--chains", "2", "--workers", "1", "--threads", "1"])
+            .args(["--recipe".as_ref(), reference.as_os_str(), "--models".as_ref(), models.as_os_str()])
+            .args(["--out".as_ref(), report.as_os_str()])
+            .output()
+            .expect("run vlasim compare");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = compare();
+    for preset in ["uform", "kosmos"] {
+        let trained = checkpoint::read_record(&models.join(preset)).expect("trained into MODELS/<preset>");
+        assert_eq!(trained.recipe, Recipe { preset: preset.into(), ..record.recipe.clone() }, "the same recipe");
+        assert_eq!(trained.progress.step, 2);
+    }
+    let table = std::fs::read_to_string(&report).unwrap();
+    assert!(table.contains("| uform |") && table.contains("| kosmos |"), "{table}");
+    assert!(first.contains("training uform"), "{first}");
+    let second = compare();
+    assert!(
+        second.contains("trained already") && second.contains("reusing"),
+        "a second run trains and evaluates nothing: {second}"
+    );
 }
