@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::eval_command::evaluate_with_progress;
-use crate::train_command::{TrainingDisplay, stop_on_ctrl_c};
+use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::report::backbones::{self, BackboneRow};
@@ -19,12 +19,11 @@ use vlasim::report::plot;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
-use vlasim::train::checkpoint::{self, Recipe, TrainingRecord};
+use vlasim::train::checkpoint::{self, Recipe};
 use vlasim::train::pretrainer::{PRETRAINING_FILE, PretrainingRecord};
-use vlasim::train::trainer::{self, TrainJob};
+use vlasim::train::trainer::TrainJob;
 use vlasim::vla::catalog::{self, RESULTS_FILE};
 use vlasim::vla::driver::VlaDriver;
-use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets::{self, PRESETS};
 
 /// Arguments of `vlasim compare`.
@@ -101,11 +100,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
 /// Trains each of `args.presets` missing from `args.models` with the recipe and data of the
 /// `training.json` at `recipe_path` (the preset swapped in, no `--init`).
 fn train_presets(args: &CompareArgs, recipe_path: &Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(recipe_path).with_context(|| format!("cannot read {}", recipe_path.display()))?;
-    let reference: TrainingRecord = serde_json::from_str(&text).with_context(|| {
-        format!("{} is not a training.json (a model folder's training record)", recipe_path.display())
-    })?;
+    let reference = read_training_record(recipe_path)?;
     let presets: Vec<String> = match args.presets.as_slice() {
         [all] if all == "all" => PRESETS.iter().map(|p| p.to_string()).collect(),
         named => named.to_vec(),
@@ -119,24 +114,15 @@ fn train_presets(args: &CompareArgs, recipe_path: &Path) -> Result<()> {
             println!("{preset}: no {formulation} formulation (the FiLM baseline has no language model), skipped");
             continue;
         }
-        let model = presets::preset_with(&preset, formulation)?;
-        let recipe = Recipe { preset: preset.clone(), init: None, ..reference.recipe.clone() };
-        let out = args.models.join(&preset);
-        let saved = checkpoint::read_record(&out).ok();
-        if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps)
-            || (saved.is_none() && out.join(CONFIG_FILE).is_file())
-        {
-            println!("{}: trained already", out.display());
-            continue;
-        }
-        println!("{}: training {preset} ({formulation}) on {}", out.display(), data.display());
-        let job = TrainJob { data: data.clone(), out, recipe, model, workers, resume: saved.is_some() };
-        let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, workers, "training windows", None)?;
-        let trained = trainer::train(&job, None, stop, &mut |event| display.show(event))?;
-        display.finish(&trained.record.progress, trained.stopped);
-        if trained.stopped {
-            bail!("stopped while training {preset}; the same command resumes it");
-        }
+        let job = TrainJob {
+            data: data.clone(),
+            out: args.models.join(&preset),
+            recipe: Recipe { preset: preset.clone(), init: None, ..reference.recipe.clone() },
+            model: presets::preset_with(&preset, formulation)?,
+            workers,
+            resume: false,
+        };
+        train_unless_done(job, stop)?;
     }
     Ok(())
 }
@@ -154,7 +140,7 @@ fn pretraining_scale(dir: &Path) -> String {
 }
 
 /// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation saved there.
-fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Result<EvalResults> {
+pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Result<EvalResults> {
     let path = dir.join(RESULTS_FILE);
     if let Ok(saved) = EvalResults::load(&path)
         && saved.scene == scene.name

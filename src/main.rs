@@ -8,6 +8,7 @@ mod lang_command;
 mod pretrain_command;
 mod pretrain_data_command;
 mod rollout_command;
+mod study_command;
 mod train_command;
 
 use std::ops::ControlFlow;
@@ -70,6 +71,8 @@ enum Command {
     PretrainData(pretrain_data_command::PretrainDataArgs),
     /// Pre-train a preset's backbone on the corpus (next-token loss) for `vlasim train --init`.
     Pretrain(pretrain_command::PretrainArgs),
+    /// Finding 5: pre-train at several scales, fine-tune seen / unseen / 10 % data, evaluate, report.
+    Study(study_command::StudyArgs),
 }
 
 /// Which episode: one task from a seeded start state, or an evaluation chain.
@@ -365,6 +368,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => rollout_command::run(args),
         Command::PretrainData(args) => pretrain_data_command::run(args),
         Command::Pretrain(args) => pretrain_command::run(args),
+        Command::Study(args) => study_command::run(args),
         Command::Train(args) => train_command::run(args),
     };
     match result {

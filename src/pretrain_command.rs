@@ -2,6 +2,7 @@
 //! ([`vlasim::train::pretrainer`]), into a model folder that `vlasim train --init` fine-tunes.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -9,7 +10,8 @@ use clap::Args;
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
 use vlasim::pretrain::PretrainCorpus;
-use vlasim::train::pretrainer::{self, PretrainJob, PretrainRecipe};
+use vlasim::train::checkpoint;
+use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, PretrainingRecord};
 use vlasim::train::schedule::Decay;
 use vlasim::vla::presets;
 
@@ -126,5 +128,23 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
     let pretrained = pretrainer::pretrain(&job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&pretrained.record.progress, pretrained.stopped);
+    Ok(())
+}
+
+/// Pre-trains `job.out` unless a finished run is there; an unfinished one there is resumed.
+pub fn pretrain_unless_done(mut job: PretrainJob, stop: &AtomicBool) -> Result<()> {
+    let saved: Option<PretrainingRecord> = checkpoint::read(&job.out, PRETRAINING_FILE).ok();
+    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps) {
+        println!("{}: pre-trained already", job.out.display());
+        return Ok(());
+    }
+    job.resume = saved.is_some();
+    println!("{}: pre-training {} on {} corpus samples", job.out.display(), job.recipe.preset, job.recipe.samples);
+    let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
+    let pretrained = pretrainer::pretrain(&job, None, stop, &mut |event| display.show(event))?;
+    display.finish(&pretrained.record.progress, pretrained.stopped);
+    if pretrained.stopped {
+        bail!("stopped while pre-training {}; the same command resumes it", job.out.display());
+    }
     Ok(())
 }

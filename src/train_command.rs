@@ -3,15 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
-use vlasim::train::checkpoint::{Progress, Recipe};
+use vlasim::train::checkpoint::{self, Progress, Recipe, TrainingRecord};
 use vlasim::train::schedule::Decay;
 use vlasim::train::trainer::{self, TrainEvent, TrainJob};
+use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets;
 
 #[derive(Args)]
@@ -225,5 +226,40 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
     let trained = trainer::train(&job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&trained.record.progress, trained.stopped);
+    Ok(())
+}
+
+/// A model folder's `training.json`, e.g. to train other models with its recipe and data.
+pub fn read_training_record(path: &Path) -> Result<TrainingRecord> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a training.json (a model folder's training record)", path.display()))
+}
+
+/// Trains `job.out` with `job`'s recipe unless a finished model is there; an unfinished run there is
+/// resumed. For commands that train many models in turn (each run's own `resume` is decided here).
+pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
+    let saved = checkpoint::read_record(&job.out).ok();
+    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps)
+        || (saved.is_none() && job.out.join(CONFIG_FILE).is_file())
+    {
+        println!("{}: trained already", job.out.display());
+        return Ok(());
+    }
+    job.resume = saved.is_some();
+    println!(
+        "{}: training {} ({}) on {}",
+        job.out.display(),
+        job.recipe.preset,
+        job.recipe.formulation,
+        job.data.display()
+    );
+    let mut display =
+        TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let trained = trainer::train(&job, None, stop, &mut |event| display.show(event))?;
+    display.finish(&trained.record.progress, trained.stopped);
+    if trained.stopped {
+        bail!("stopped while training {}; the same command resumes it", job.out.display());
+    }
     Ok(())
 }

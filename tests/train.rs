@@ -3,7 +3,7 @@
 //! same weights as an uninterrupted one, and a corrupt checkpoint is an error naming the file.
 //! `vlasim pretrain` on a tiny corpus lowers the answer loss on unseen scenes, resumes exactly, and
 //! a VLA run starts from its backbone and tokenizer. `vlasim compare --presets` trains the missing
-//! presets with one recipe, then reports them.
+//! presets with one recipe, then reports them; `vlasim study` pre-trains, fine-tunes and reports.
 
 mod common;
 
@@ -252,12 +252,9 @@ fn pretraining_learns_resumes_and_hands_its_backbone_to_a_vla_run() {
     assert!(tokenizer(&refined) == tokenizer(&out), "the run keeps the pre-trained tokenizer");
 }
 
-#[test]
-fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
-    let dir = out_dir("compare-presets");
-    let models = dir.join("models");
-    let reference = dir.join("training.json");
-    std::fs::create_dir_all(&dir).unwrap();
+/// A `training.json` in `dir` with a two-step one-step recipe on the tiny dataset.
+fn reference_record(dir: &Path) -> (PathBuf, checkpoint::TrainingRecord) {
+    std::fs::create_dir_all(dir).unwrap();
     let record = checkpoint::TrainingRecord {
         recipe: Recipe { steps: 2, batch_size: 2, formulation: "one_step".into(), ..recipe(2) },
         data: checkpoint::DataRecord {
@@ -269,17 +266,30 @@ fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
         },
         progress: Default::default(),
     };
-    std::fs::write(&reference, serde_json::to_string(&record).unwrap()).unwrap();
+    let path = dir.join("training.json");
+    std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+    (path, record)
+}
+
+/// `vlasim ARGS`; its stdout.
+fn vlasim(args: &[&std::ffi::OsStr]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vlasim")).args(args).output().expect("run vlasim");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
+    let dir = out_dir("compare-presets");
+    let models = dir.join("models");
+    let (reference, record) = reference_record(&dir);
     let report = dir.join("backbones.md");
     let compare = || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vlasim"))
-            .args(["compare", "--presets", "uform,kosmos", "--chains", "2", "--workers", "1", "--threads", "1"])
-            .args(["--recipe".as_ref(), reference.as_os_str(), "--models".as_ref(), models.as_os_str()])
-            .args(["--out".as_ref(), report.as_os_str()])
-            .output()
-            .expect("run vlasim compare");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).unwrap()
+        let fixed = ["compare", "--presets", "uform,kosmos", "--chains", "2", "--workers", "1", "--threads", "1"];
+        let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(|a| a.as_ref()).collect();
+        args.extend(["--recipe".as_ref(), reference.as_os_str(), "--models".as_ref(), models.as_os_str()]);
+        args.extend(["--out".as_ref(), report.as_os_str()]);
+        vlasim(&args)
     };
     let first = compare();
     for preset in ["uform", "kosmos"] {
@@ -295,4 +305,47 @@ fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
         second.contains("trained already") && second.contains("reusing"),
         "a second run trains and evaluates nothing: {second}"
     );
+}
+
+#[test]
+fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
+    let dir = out_dir("study");
+    let (reference, _) = reference_record(&dir);
+    let (runs, report) = (dir.join("runs"), dir.join("pretraining.md"));
+    let study = || {
+        let fixed = [
+            "study",
+            "--presets",
+            "uform",
+            "--scales",
+            "0,8",
+            "--settings",
+            "seen",
+            "--pretrain-steps",
+            "2",
+            "--pretrain-batch",
+            "2",
+            "--chains",
+            "1",
+            "--threads",
+            "1",
+        ];
+        let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(|a| a.as_ref()).collect();
+        args.extend(["--recipe".as_ref(), reference.as_os_str(), "--runs".as_ref(), runs.as_os_str()]);
+        args.extend(["--out".as_ref(), report.as_os_str()]);
+        vlasim(&args)
+    };
+    let first = study();
+    let pretrained: PretrainingRecord = checkpoint::read(&runs.join("pt-uform-8"), PRETRAINING_FILE).unwrap();
+    assert_eq!((pretrained.recipe.samples, pretrained.progress.step), (8, 2));
+    let scratch = checkpoint::read_record(&runs.join("uform-0-seen")).unwrap();
+    let fine_tuned = checkpoint::read_record(&runs.join("uform-8-seen")).unwrap();
+    assert_eq!(scratch.recipe.init, None);
+    assert_eq!(fine_tuned.recipe.init, Some(runs.join("pt-uform-8")), "scale 8 starts from its pre-training");
+    let table = std::fs::read_to_string(&report).unwrap();
+    let row = table.lines().find(|line| line.starts_with("| uform | seen |")).unwrap_or_else(|| panic!("{table}"));
+    assert!(!row.contains('—'), "both scales evaluated: {row}");
+    assert!(first.contains("pre-training uform"), "{first}");
+    let second = study();
+    assert!(second.contains("pre-trained already") && second.contains("trained already"), "{second}");
 }

@@ -1,0 +1,189 @@
+//! `vlasim study`: RoboVLMs' Finding 5 in vlasim. For each preset and vision-language pre-training
+//! scale, the backbone is pre-trained on the first N corpus samples (none for scale 0), fine-tuned
+//! into a VLA with one recipe in each setting — the seen scene (the recipe's scenes), the unseen
+//! scene (a–c only) and 10 % of the demonstrations — and evaluated on the same chains of scene d.
+//! Every run lives in its own folder under `--runs` and is reused when finished or resumed when
+//! not, so the study can be spread over many sessions; `reports/pretraining.md` is rewritten from
+//! whatever is finished.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use clap::{Args, ValueEnum};
+
+use crate::compare_command::evaluation;
+use crate::pretrain_command::pretrain_unless_done;
+use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
+use vlasim::parallel;
+use vlasim::sim::scene::Scene;
+use vlasim::train::checkpoint::Recipe;
+use vlasim::train::pretrainer::{PretrainJob, PretrainRecipe};
+use vlasim::train::schedule::Decay;
+use vlasim::train::trainer::TrainJob;
+use vlasim::vla::presets;
+
+/// A fine-tuning setting of the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Setting {
+    /// The recipe's scenes and share (ABCD→D with the shipped recipe).
+    Seen,
+    /// Scenes a, b and c only (ABC→D).
+    Unseen,
+    /// A tenth of the recipe's share of the demonstrations (data efficiency, the paper's Table IV).
+    Data10,
+}
+
+impl Setting {
+    fn name(self) -> &'static str {
+        match self {
+            Setting::Seen => "seen",
+            Setting::Unseen => "unseen",
+            Setting::Data10 => "data10",
+        }
+    }
+
+    /// `recipe` adapted to this setting.
+    fn recipe(self, recipe: &Recipe) -> Recipe {
+        match self {
+            Setting::Seen => recipe.clone(),
+            Setting::Unseen => Recipe { scenes: ["a", "b", "c"].map(String::from).to_vec(), ..recipe.clone() },
+            Setting::Data10 => Recipe { data_share: recipe.data_share / 10.0, ..recipe.clone() },
+        }
+    }
+}
+
+/// Arguments of `vlasim study`.
+#[derive(Args)]
+pub struct StudyArgs {
+    /// Presets to study (vision-language ones).
+    #[arg(long, value_delimiter = ',', default_value = "paligemma,kosmos")]
+    presets: Vec<String>,
+    /// Pre-training scales: corpus samples (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "0,10000,100000,1000000")]
+    scales: Vec<u64>,
+    /// Settings to fine-tune in.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "seen,unseen,data10")]
+    settings: Vec<Setting>,
+    /// The `training.json` whose recipe and dataset every fine-tuning run gets (its preset swapped).
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Fine-tune on this dataset instead of the one --recipe names.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Pre-training optimiser steps at every scale.
+    #[arg(long, default_value_t = 5000)]
+    pretrain_steps: u64,
+    /// Pre-training (sample, text) pairs per step.
+    #[arg(long, default_value_t = 64)]
+    pretrain_batch: usize,
+    /// Where the runs go: pt-<preset>-<scale> and <preset>-<scale>-<setting>.
+    #[arg(long, default_value = "runs/study")]
+    runs: PathBuf,
+    /// Evaluation chains of scene d.
+    #[arg(long, default_value_t = 1000)]
+    chains: u64,
+    /// Training workers and evaluation threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The report.
+    #[arg(long, default_value = "reports/pretraining.md")]
+    out: PathBuf,
+}
+
+/// Runs `vlasim study`.
+pub fn run(args: StudyArgs) -> Result<()> {
+    let reference = read_training_record(&args.recipe)?;
+    let data = args.data.clone().unwrap_or(reference.data.path);
+    let threads = args.threads.unwrap_or_else(parallel::available_threads).max(1);
+    let scene = Scene::resolve("d")?;
+    let stop = stop_on_ctrl_c()?;
+    let formulation = reference.recipe.formulation.clone();
+    let mut rows = Vec::new();
+    for preset in &args.presets {
+        ensure!(preset != "film", "the FiLM baseline has no language model to pre-train");
+        let model = presets::preset_with(preset, &formulation)?;
+        for &scale in &args.scales {
+            let init = (scale > 0).then(|| args.runs.join(format!("pt-{preset}-{scale}")));
+            if let Some(out) = &init {
+                let recipe = PretrainRecipe {
+                    preset: preset.clone(),
+                    formulation: formulation.clone(),
+                    corpus_seed: 0,
+                    samples: scale,
+                    steps: args.pretrain_steps,
+                    batch_size: args.pretrain_batch,
+                    lr: 1e-3,
+                    warmup_steps: args.pretrain_steps / 25,
+                    decay: Decay::Cosine,
+                    weight_decay: 0.01,
+                    grad_clip: Some(1.0),
+                    validation_samples: 256,
+                    eval_every: (args.pretrain_steps / 10).max(1),
+                    checkpoint_every: (args.pretrain_steps / 10).max(1),
+                    seed: 0,
+                };
+                let job =
+                    PretrainJob { out: out.clone(), recipe, model: model.clone(), workers: threads, resume: false };
+                pretrain_unless_done(job, stop)?;
+            }
+            for &setting in &args.settings {
+                let base = Recipe { preset: preset.clone(), init: init.clone(), ..reference.recipe.clone() };
+                let out = args.runs.join(format!("{preset}-{scale}-{}", setting.name()));
+                let job = TrainJob {
+                    data: data.clone(),
+                    out: out.clone(),
+                    recipe: setting.recipe(&base),
+                    model: model.clone(),
+                    workers: threads,
+                    resume: false,
+                };
+                train_unless_done(job, stop)?;
+                let results = evaluation(&out, &scene, args.chains, threads)?;
+                rows.push((preset.clone(), scale, setting, results.metrics.avg_len));
+                write_report(&args, &rows)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Avg. Len. per preset and setting (rows) against the pre-training scale (columns).
+fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Result<()> {
+    let mut text = format!(
+        "# Vision-language pre-training and VLA quality (RoboVLMs' Finding 5)\n\n\
+         Avg. Len. on {} chains of scene d (CALVIN's protocol) after fine-tuning with the recipe of `{}`, \
+         by VL pre-training scale (corpus samples; {} steps of {} pairs). Settings: seen = the recipe's \
+         scenes, unseen = scenes a–c only, data10 = a tenth of the demonstrations. Regenerate (finished \
+         runs are reused) with:\n\n```sh\nvlasim study --recipe {} --runs {} --chains {}\n```\n\n",
+        args.chains,
+        args.recipe.display(),
+        args.pretrain_steps,
+        args.pretrain_batch,
+        args.recipe.display(),
+        args.runs.display(),
+        args.chains,
+    );
+    text += "| preset | setting |";
+    for scale in &args.scales {
+        write!(text, " {scale} |")?;
+    }
+    text += "\n|---|---|";
+    text += &"---|".repeat(args.scales.len());
+    text += "\n";
+    for preset in &args.presets {
+        for setting in &args.settings {
+            write!(text, "| {preset} | {} |", setting.name())?;
+            for scale in &args.scales {
+                match rows.iter().find(|r| (&r.0, r.1, r.2) == (preset, *scale, *setting)) {
+                    Some(row) => write!(text, " {:.2} |", row.3)?,
+                    None => text += " — |",
+                }
+            }
+            text += "\n";
+        }
+    }
+    let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))
+}
