@@ -6,5 +6,6 @@ pub mod checkpoint;
 pub mod optim;
 pub mod pretrainer;
 pub mod schedule;
+mod steps;
 pub mod tensors;
 pub mod trainer;

@@ -1,6 +1,7 @@
 //! The vision-language pre-training loop (`vlasim pretrain`): next-token training of a VLA's
-//! backbone on the pre-training corpus ([`crate::pretrain`]), with the VLA loop's optimiser,
-//! schedule, data-parallel shards, checkpoints and exact resumption.
+//! backbone on the pre-training corpus ([`crate::pretrain`]), in the VLA loop's steps
+//! ([`super::steps`]): the same optimiser, schedule, data-parallel shards, checkpoints and exact
+//! resumption.
 //!
 //! Step `k` draws `batch_size` (sample, text) pairs from a generator seeded with `(seed, k)`, so a
 //! resumed run sees what an uninterrupted one would. Validation uses the samples right after the
@@ -8,18 +9,17 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor};
-use rayon::ThreadPoolBuilder;
+use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, LossPoint, OPTIMIZER_FILE, Progress, TOKENIZER_FILE};
-use super::optim::{AdamW, AdamWConfig};
+use super::checkpoint::{self, OPTIMIZER_FILE, Progress, TOKENIZER_FILE};
 use super::schedule::{Decay, Schedule};
-use super::trainer::{TrainEvent, batch_gradients, batch_loss};
+use super::steps::{Batches, Loop, RunRecord, batch_loss, optimizer, worker_pool};
+use super::trainer::TrainEvent;
 use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
 use crate::pretrain::PretrainCorpus;
 use crate::sim::camera::Image;
@@ -248,18 +248,7 @@ pub fn pretrain(
         prompt_len: config.max_text_len,
     };
 
-    let mut optimizer =
-        AdamW::new(model.params().vars(), AdamWConfig { weight_decay: recipe.weight_decay, ..AdamWConfig::default() });
-    if let Some(path) = optimizer_state {
-        optimizer.load(&path).with_context(|| format!("loading the optimiser state {}", path.display()))?;
-        ensure!(
-            optimizer.steps() == progress.step,
-            "{} has {} steps, the record {}",
-            path.display(),
-            optimizer.steps(),
-            progress.step
-        );
-    }
+    let mut optimizer = optimizer(&model, recipe.weight_decay, optimizer_state, progress.step)?;
     let schedule = Schedule {
         peak_lr: recipe.lr,
         warmup_steps: recipe.warmup_steps,
@@ -269,7 +258,7 @@ pub fn pretrain(
     };
 
     let cached = usize::try_from(recipe.samples).unwrap_or(usize::MAX).min(IMAGE_CACHE_SAMPLES);
-    let mut corpus = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples).with_image_cache(cached);
+    let corpus = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples).with_image_cache(cached);
     let mut held_out = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples + recipe.validation_samples);
     let mut validation = Pairs::default();
     let mut texts = Rng::new(recipe.seed.wrapping_add(VALIDATION_SEED_OFFSET));
@@ -277,12 +266,7 @@ pub fn pretrain(
         validation.push(&mut held_out, index, texts.below(usize::MAX), &tokenizer, shape)?;
     }
 
-    ensure!(job.workers > 0, "at least one worker is needed");
-    let workers = ThreadPoolBuilder::new()
-        .num_threads(job.workers)
-        .thread_name(|i| format!("pretrain-worker-{i}"))
-        .build()
-        .context("starting the pre-training workers")?;
+    let workers = worker_pool(job.workers, "pretrain-worker")?;
     let mut record =
         PretrainingRecord { recipe: recipe.clone(), progress: Progress { workers: job.workers, ..progress } };
     report(&TrainEvent::Started {
@@ -291,52 +275,71 @@ pub fn pretrain(
         train_windows: usize::try_from(recipe.samples).unwrap_or(usize::MAX),
         parameters: model.params().parameter_count(),
     });
-    let session_start = Instant::now();
-    let wall_before = record.progress.wall_secs;
-    while record.progress.step < recipe.steps {
-        let step_start = Instant::now();
-        let mut draws = Rng::stream(recipe.seed, record.progress.step);
-        let mut pairs = Pairs::default();
-        for _ in 0..recipe.batch_size {
-            let index = draws.below(usize::try_from(recipe.samples).unwrap_or(usize::MAX)) as u64;
-            pairs.push(&mut corpus, index, draws.below(usize::MAX), &tokenizer, shape)?;
-        }
-        let (loss, grads) = batch_gradients(&model, pairs.size, &workers, &|samples| {
-            Ok(model.answer_loss(&pairs.batch(samples, shape)?)?)
-        })?;
-        ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress.step);
-        let lr = schedule.lr(record.progress.step);
-        optimizer.step(&grads, lr, recipe.grad_clip)?;
+    let run = Loop {
+        model: &model,
+        tokenizer: &tokenizer,
+        schedule,
+        grad_clip: recipe.grad_clip,
+        eval_every: recipe.eval_every,
+        checkpoint_every: recipe.checkpoint_every,
+        workers: &workers,
+        out: &job.out,
+        record_file: PRETRAINING_FILE,
+    };
+    let mut batches = CorpusBatches {
+        corpus,
+        tokenizer: &tokenizer,
+        shape,
+        seed: recipe.seed,
+        batch_size: recipe.batch_size,
+        pairs: Pairs::default(),
+        validation,
+    };
+    let stopped = run.run(&mut optimizer, &mut batches, &mut record, stop, report)?;
+    Ok(Pretrained { model, record, stopped })
+}
 
-        let progress = &mut record.progress;
-        let ema = progress.record_step(loss, pairs.size, wall_before + session_start.elapsed().as_secs_f64());
-        let step = progress.step;
-        let samples_per_sec = pairs.size as f64 / step_start.elapsed().as_secs_f64();
-        report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
+/// (sample, text) pairs of the corpus for the pre-training loop: step `k`'s draws are a function
+/// of `(seed, k)`.
+struct CorpusBatches<'a> {
+    corpus: PretrainCorpus,
+    tokenizer: &'a Tokenizer,
+    shape: PairShape,
+    seed: u64,
+    batch_size: usize,
+    pairs: Pairs,
+    validation: Pairs,
+}
 
-        let last = step == recipe.steps;
-        if step.is_multiple_of(recipe.eval_every) || last {
-            let train_loss = progress.close_interval();
-            let validation_loss = (validation.size > 0)
-                .then(|| {
-                    batch_loss(validation.size, &workers, &|samples| {
-                        Ok(model.answer_loss(&validation.batch(samples, shape)?)?)
-                    })
-                })
-                .transpose()?;
-            if let Some(loss) = validation_loss {
-                progress.validation_loss.push(LossPoint { step, loss });
-            }
-            report(&TrainEvent::Validated { step, train_loss, validation_loss });
+impl Batches for CorpusBatches<'_> {
+    fn draw(&mut self, step: u64) -> Result<usize> {
+        let mut draws = Rng::stream(self.seed, step);
+        let samples = usize::try_from(self.corpus.len()).unwrap_or(usize::MAX);
+        self.pairs = Pairs::default();
+        for _ in 0..self.batch_size {
+            let index = draws.below(samples) as u64;
+            self.pairs.push(&mut self.corpus, index, draws.below(usize::MAX), self.tokenizer, self.shape)?;
         }
-        let stopping = stop.load(Ordering::SeqCst);
-        if step.is_multiple_of(recipe.checkpoint_every) || last || stopping {
-            checkpoint::save(&job.out, &model, &tokenizer, &optimizer, PRETRAINING_FILE, &record)?;
-            report(&TrainEvent::Saved { step });
-        }
-        if stopping && !last {
-            return Ok(Pretrained { model, record, stopped: true });
-        }
+        Ok(self.pairs.size)
     }
-    Ok(Pretrained { model, record, stopped: false })
+
+    fn shard_loss(&self, model: &Vla, samples: Range<usize>) -> Result<Tensor> {
+        Ok(model.answer_loss(&self.pairs.batch(samples, self.shape)?)?)
+    }
+
+    fn validation_loss(&self, model: &Vla, workers: &ThreadPool) -> Result<Option<f64>> {
+        if self.validation.size == 0 {
+            return Ok(None);
+        }
+        let loss = batch_loss(self.validation.size, workers, &|samples| {
+            Ok(model.answer_loss(&self.validation.batch(samples, self.shape)?)?)
+        })?;
+        Ok(Some(loss))
+    }
+}
+
+impl RunRecord for PretrainingRecord {
+    fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
 }

@@ -113,6 +113,7 @@ mod tests {
     #[test]
     fn shards_carry_their_samples_images_and_every_frames_chunk() {
         let mut config = preset_with("kosmos", "policy_head").unwrap();
+        config.use_gripper_camera = false;
         config.formulation.history_window = 2;
         if let crate::vla::config::ActionSpace::Continuous { chunk, .. } = &mut config.formulation.action_space {
             *chunk = 2;

@@ -1,10 +1,6 @@
 //! The VLA training loop: AdamW with a warm-up schedule and gradient clipping on random-shift
-//! augmented batches, a held-out validation split, checkpoints, and exact resumption.
-//!
-//! Data parallelism: candle's CPU ops are slow multi-threaded at these sizes (DESIGN.md §2.10), so
-//! candle runs single-threaded and the batch is split into `workers` shards, each run forward and
-//! backward on a thread of the run's own rayon pool; the shard gradients are summed, weighted by
-//! shard size, and one optimiser step is taken.
+//! augmented batches, a held-out validation split, checkpoints, and exact resumption. The step
+//! loop itself, with its data-parallel shards, is [`super::steps`].
 //!
 //! Resuming replays nothing: the sampler is a function of `(seed, step)` ([`Sampler::skip`]), and
 //! the weights, AdamW's moments and the loss history come from the checkpoint, so an interrupted
@@ -12,20 +8,17 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
-use candle_core::backprop::GradStore;
-use rayon::prelude::*;
-use rayon::{ThreadPool, ThreadPoolBuilder};
+use rayon::ThreadPool;
 
 use super::checkpoint::{
-    self, DataRecord, LossPoint, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TRAINING_FILE, TrainingRecord,
+    self, DataRecord, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TRAINING_FILE, TrainingRecord,
 };
-use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
+use super::steps::{Batches, Loop, RunRecord, batch_loss, optimizer, worker_pool};
 use super::tensors::{EncodedInstructions, model_batch};
 use crate::data::batch::{Batch, BatchSettings, Sampler};
 use crate::data::episode::ROBOT_OBS_DIM;
@@ -104,70 +97,11 @@ pub fn robot_obs_norm(dataset: &Dataset, episodes: &[usize]) -> RobotObsNorm {
     RobotObsNorm { mean: mean.iter().map(|&m| m as f32).collect(), std: std.map(|s| s as f32).collect() }
 }
 
-/// Splits `0..size` into at most one contiguous non-empty shard per thread of `workers` and runs
-/// `work` on each in that pool; results come back in shard order with their shard sizes.
-fn per_shard<T: Send>(
-    size: usize,
-    workers: &ThreadPool,
-    work: &(dyn Fn(Range<usize>) -> Result<T> + Sync),
-) -> Result<Vec<(usize, T)>> {
-    let shards = workers.current_num_threads().clamp(1, size.max(1));
-    let ranges: Vec<Range<usize>> =
-        (0..shards).map(|i| (i * size / shards)..((i + 1) * size / shards)).filter(|r| !r.is_empty()).collect();
-    workers.install(|| ranges.par_iter().map(|range| Ok((range.len(), work(range.clone())?))).collect())
-}
-
 /// The model's loss on samples `samples` of `batch`.
 fn shard_loss(model: &Vla, batch: &Batch, samples: Range<usize>, instructions: &EncodedInstructions) -> Result<Tensor> {
     let (input, targets) = model_batch(batch, samples, model.config(), instructions)?;
     let options = ForwardOptions { capture_attention: false, teacher_actions: Some(&targets.actions) };
     Ok(model.loss(&model.forward(&input, options)?, &targets)?)
-}
-
-/// The loss of a shard (a range of a batch's samples) as a graph to differentiate.
-pub(super) type ShardLoss<'a> = dyn Fn(Range<usize>) -> Result<Tensor> + Sync + 'a;
-
-/// Loss and gradients of a batch of `size` samples: the shard losses' gradients, weighted by shard size.
-pub(super) fn batch_gradients(
-    model: &Vla,
-    size: usize,
-    workers: &ThreadPool,
-    shard_loss: &ShardLoss,
-) -> Result<(f64, GradStore)> {
-    let shards = per_shard(size, workers, &|samples| {
-        let loss = shard_loss(samples)?;
-        Ok((f64::from(loss.to_scalar::<f32>()?), loss.backward()?))
-    })?;
-    let total = size as f64;
-    let loss = shards.iter().map(|(n, (loss, _))| *n as f64 / total * loss).sum();
-    let mut shards = shards.into_iter();
-    let (first_size, (_, mut grads)) = shards.next().expect("a batch has at least one shard");
-    let rest: Vec<(usize, GradStore)> = shards.map(|(n, (_, g))| (n, g)).collect();
-    if rest.is_empty() {
-        return Ok((loss, grads));
-    }
-    for var in model.vars() {
-        let mut sum: Option<Tensor> = None;
-        let first = grads.remove(var.as_tensor()).map(|g| (first_size, g));
-        let others = rest.iter().filter_map(|(n, g)| g.get(var.as_tensor()).map(|g| (*n, g.clone())));
-        for (n, g) in first.into_iter().chain(others) {
-            let weighted = g.affine(n as f64 / total, 0.0)?;
-            sum = Some(match sum {
-                Some(s) => (s + weighted)?,
-                None => weighted,
-            });
-        }
-        if let Some(sum) = sum {
-            grads.insert(var.as_tensor(), sum);
-        }
-    }
-    Ok((loss, grads))
-}
-
-/// Mean loss of a batch of `size` samples, without gradients.
-pub(super) fn batch_loss(size: usize, workers: &ThreadPool, shard_loss: &ShardLoss) -> Result<f64> {
-    let shards = per_shard(size, workers, &|samples| Ok(f64::from(shard_loss(samples)?.to_scalar::<f32>()?)))?;
-    Ok(shards.iter().map(|(n, loss)| *n as f64 / size as f64 * loss).sum())
 }
 
 /// Mean loss over the fixed validation batches.
@@ -289,19 +223,7 @@ pub fn train(
         config.gripper_image_size
     );
 
-    let mut optimizer =
-        AdamW::new(model.params().vars(), AdamWConfig { weight_decay: recipe.weight_decay, ..AdamWConfig::default() });
-    if let Some(path) = optimizer_state {
-        optimizer.load(&path).with_context(|| format!("loading the optimiser state {}", path.display()))?;
-        ensure!(
-            optimizer.steps() == progress.step,
-            "{} has {} steps, {} says {}",
-            path.display(),
-            optimizer.steps(),
-            TRAINING_FILE,
-            progress.step
-        );
-    }
+    let mut optimizer = optimizer(&model, recipe.weight_decay, optimizer_state, progress.step)?;
     let schedule = Schedule {
         peak_lr: recipe.lr,
         warmup_steps: recipe.warmup_steps,
@@ -333,12 +255,7 @@ pub fn train(
         config.max_text_len,
     )?;
 
-    ensure!(job.workers > 0, "at least one worker is needed");
-    let workers = ThreadPoolBuilder::new()
-        .num_threads(job.workers)
-        .thread_name(|i| format!("train-worker-{i}"))
-        .build()
-        .context("starting the training workers")?;
+    let workers = worker_pool(job.workers, "train-worker")?;
     progress.workers = job.workers;
     let mut record = TrainingRecord { recipe: recipe.clone(), data, progress };
     report(&TrainEvent::Started {
@@ -347,42 +264,48 @@ pub fn train(
         train_windows: sampler.windows(),
         parameters: model.params().parameter_count(),
     });
-    let session_start = Instant::now();
-    let wall_before = record.progress.wall_secs;
-    let mut batch = Batch::default();
-    while record.progress.step < recipe.steps {
-        let step_start = Instant::now();
-        sampler.fill(&mut batch);
-        let (loss, grads) = batch_gradients(&model, batch.size, &workers, &|samples| {
-            shard_loss(&model, &batch, samples, &instructions)
-        })?;
-        ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress.step);
-        let lr = schedule.lr(record.progress.step);
-        optimizer.step(&grads, lr, recipe.grad_clip)?;
+    let run = Loop {
+        model: &model,
+        tokenizer: &tokenizer,
+        schedule,
+        grad_clip: recipe.grad_clip,
+        eval_every: recipe.eval_every,
+        checkpoint_every: recipe.checkpoint_every,
+        workers: &workers,
+        out: &job.out,
+        record_file: TRAINING_FILE,
+    };
+    let mut batches = DemoBatches { sampler, batch: Batch::default(), validation: validation_batches, instructions };
+    let stopped = run.run(&mut optimizer, &mut batches, &mut record, stop, report)?;
+    Ok(Trained { model, record, stopped })
+}
 
-        let progress = &mut record.progress;
-        let ema = progress.record_step(loss, batch.size, wall_before + session_start.elapsed().as_secs_f64());
-        let step = progress.step;
-        let samples_per_sec = batch.size as f64 / step_start.elapsed().as_secs_f64();
-        report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
+/// Demonstration windows for the VLA loop: the sampler's next batch each step.
+struct DemoBatches<'a> {
+    sampler: Sampler<'a>,
+    batch: Batch,
+    validation: Vec<Batch>,
+    instructions: EncodedInstructions,
+}
 
-        let last = step == recipe.steps;
-        if step.is_multiple_of(recipe.eval_every) || last {
-            let train_loss = progress.close_interval();
-            let validation = validation_loss(&model, &validation_batches, &instructions, &workers)?;
-            if let Some(loss) = validation {
-                progress.validation_loss.push(LossPoint { step, loss });
-            }
-            report(&TrainEvent::Validated { step, train_loss, validation_loss: validation });
-        }
-        let stopping = stop.load(Ordering::SeqCst);
-        if step.is_multiple_of(recipe.checkpoint_every) || last || stopping {
-            checkpoint::save(&job.out, &model, &tokenizer, &optimizer, TRAINING_FILE, &record)?;
-            report(&TrainEvent::Saved { step });
-        }
-        if stopping && !last {
-            return Ok(Trained { model, record, stopped: true });
-        }
+impl Batches for DemoBatches<'_> {
+    fn draw(&mut self, _step: u64) -> Result<usize> {
+        // The sampler was skipped to the run's step when it was made.
+        self.sampler.fill(&mut self.batch);
+        Ok(self.batch.size)
     }
-    Ok(Trained { model, record, stopped: false })
+
+    fn shard_loss(&self, model: &Vla, samples: Range<usize>) -> Result<Tensor> {
+        shard_loss(model, &self.batch, samples, &self.instructions)
+    }
+
+    fn validation_loss(&self, model: &Vla, workers: &ThreadPool) -> Result<Option<f64>> {
+        validation_loss(model, &self.validation, &self.instructions, workers)
+    }
+}
+
+impl RunRecord for TrainingRecord {
+    fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
 }
