@@ -189,8 +189,9 @@ fn policy_with_cached_features_matches_a_full_forward_pass() {
         let mut action = [0f32; 7];
         for t in 0..window {
             let image = input.static_images.i((0, t)).unwrap();
+            let gripper = input.gripper_images.as_ref().map(|images| images.i((0, t)).unwrap());
             let obs = input.robot_obs.i((0, t)).unwrap().to_vec1::<f32>().unwrap();
-            action = policy.act(&image, None, &obs).unwrap();
+            action = policy.act(&image, gripper.as_ref(), &obs).unwrap();
         }
         let expected = model.forward(&input, ForwardOptions::default()).unwrap().actions.first_action(0).unwrap();
         for (a, e) in action.iter().zip(expected) {

@@ -264,13 +264,14 @@ mod tests {
         let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
         let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
         let image = input.static_images.i((0, 0)).unwrap();
+        let gripper = input.gripper_images.as_ref().map(|images| images.i((0, 0)).unwrap());
         let obs = input.robot_obs.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
         let mut plain = VlaPolicy::new(model.clone());
         let mut watched = VlaPolicy::new(model);
         plain.reset(&ids, &mask).unwrap();
         watched.reset(&ids, &mask).unwrap();
-        let action = plain.act(&image, None, &obs).unwrap();
-        let (watched_action, capture) = watched.act_with_attention(&image, None, &obs).unwrap();
+        let action = plain.act(&image, gripper.as_ref(), &obs).unwrap();
+        let (watched_action, capture) = watched.act_with_attention(&image, gripper.as_ref(), &obs).unwrap();
         for (a, b) in action.iter().zip(watched_action) {
             assert!((a - b).abs() < 1e-4);
         }
