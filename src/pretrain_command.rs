@@ -8,14 +8,12 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use vlasim::lang::tokenizer::Tokenizer;
-use vlasim::parallel;
 use vlasim::pretrain::PretrainCorpus;
 use vlasim::train::checkpoint;
 use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, PretrainingRecord};
-use vlasim::train::schedule::Decay;
 use vlasim::vla::presets;
 
-use crate::train_command::{TrainingDisplay, stop_on_ctrl_c};
+use crate::train_command::{OptimisationArgs, TrainingDisplay, stop_on_ctrl_c};
 
 /// Arguments of `vlasim pretrain`.
 #[derive(Args)]
@@ -38,48 +36,17 @@ pub struct PretrainArgs {
     /// Corpus seed, without --corpus.
     #[arg(long, default_value_t = 0)]
     corpus_seed: u64,
-    /// Optimiser steps of the whole run.
-    #[arg(long, default_value_t = 5000)]
-    steps: u64,
-    /// (sample, text) pairs per step.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Linear warm-up steps.
-    #[arg(long, default_value_t = 200)]
-    warmup: u64,
-    /// Learning rate after the warm-up.
-    #[arg(long, value_enum, default_value_t = Decay::Cosine)]
-    decay: Decay,
-    /// AdamW's decoupled weight decay (matrices only).
-    #[arg(long, default_value_t = 0.01)]
-    weight_decay: f64,
-    /// Global gradient-norm limit (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
-    grad_clip: f64,
+    #[command(flatten)]
+    optimisation: OptimisationArgs,
     /// Held-out samples (scenes after the corpus's last) for the validation loss.
     #[arg(long, default_value_t = 256)]
     validation_samples: u64,
-    /// Steps between validation passes.
-    #[arg(long, default_value_t = 500)]
-    eval_every: u64,
-    /// Steps between checkpoints.
-    #[arg(long, default_value_t = 500)]
-    checkpoint_every: u64,
     /// Seed of the draws and of the validation texts.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Tokenizer of a new run; default: one trained on the training phrasings and every corpus text.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint, with the same recipe.
-    #[arg(long)]
-    resume: bool,
-    /// Data-parallel worker threads (default: all cores).
-    #[arg(long)]
-    workers: Option<usize>,
 }
 
 /// Runs `vlasim pretrain`.
@@ -99,21 +66,22 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         (None, None) => bail!("say how many corpus samples to pre-train on: --samples N (or --corpus DIR)"),
     };
     let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let optimisation = &args.optimisation;
     let recipe = PretrainRecipe {
         preset: args.preset,
         formulation: args.formulation,
         corpus_seed,
         samples,
-        steps: args.steps,
-        batch_size: args.batch,
-        lr: args.lr,
-        warmup_steps: args.warmup,
-        decay: args.decay,
-        weight_decay: args.weight_decay,
-        grad_clip: (args.grad_clip > 0.0).then_some(args.grad_clip),
+        steps: optimisation.steps,
+        batch_size: optimisation.batch,
+        lr: optimisation.lr,
+        warmup_steps: optimisation.warmup,
+        decay: optimisation.decay,
+        weight_decay: optimisation.weight_decay,
+        grad_clip: optimisation.grad_clip(),
         validation_samples: args.validation_samples,
-        eval_every: args.eval_every,
-        checkpoint_every: args.checkpoint_every,
+        eval_every: optimisation.eval_every,
+        checkpoint_every: optimisation.checkpoint_every,
         seed: args.seed,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
@@ -121,8 +89,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         out: args.out,
         recipe,
         model,
-        workers: args.workers.unwrap_or_else(parallel::available_threads).max(1),
-        resume: args.resume,
+        workers: optimisation.workers(),
+        resume: optimisation.resume,
     };
     let stop = stop_on_ctrl_c()?;
     let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;

@@ -29,39 +29,14 @@ pub struct TrainArgs {
     /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
     #[arg(long)]
     out: PathBuf,
-    /// Optimiser steps of the whole run.
-    #[arg(long, default_value_t = 5000)]
-    steps: u64,
-    /// Samples per step.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Linear warm-up steps.
-    #[arg(long, default_value_t = 200)]
-    warmup: u64,
-    /// Learning rate after the warm-up.
-    #[arg(long, value_enum, default_value_t = Decay::Cosine)]
-    decay: Decay,
-    /// AdamW's decoupled weight decay (matrices only).
-    #[arg(long, default_value_t = 0.01)]
-    weight_decay: f64,
-    /// Global gradient-norm limit (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
-    grad_clip: f64,
+    #[command(flatten)]
+    optimisation: OptimisationArgs,
     /// Share of the episodes held out for validation.
     #[arg(long, default_value_t = 0.05)]
     validation: f64,
     /// Fixed validation batches evaluated each --eval-every steps.
     #[arg(long, default_value_t = 4)]
     validation_batches: usize,
-    /// Steps between validation passes.
-    #[arg(long, default_value_t = 500)]
-    eval_every: u64,
-    /// Steps between checkpoints.
-    #[arg(long, default_value_t = 500)]
-    checkpoint_every: u64,
     /// Random-shift padding of the static camera, pixels (RoboVLMs: 10).
     #[arg(long, default_value_t = 10)]
     static_shift: usize,
@@ -87,12 +62,56 @@ pub struct TrainArgs {
     /// checkpoint's.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+}
+
+/// The optimisation and bookkeeping options `vlasim train` and `vlasim pretrain` share.
+#[derive(Args)]
+pub struct OptimisationArgs {
+    /// Optimiser steps of the whole run.
+    #[arg(long, default_value_t = 5000)]
+    pub steps: u64,
+    /// Samples per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u64,
+    /// Learning rate after the warm-up.
+    #[arg(long, value_enum, default_value_t = Decay::Cosine)]
+    pub decay: Decay,
+    /// AdamW's decoupled weight decay (matrices only).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Global gradient-norm limit (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Steps between validation passes.
+    #[arg(long, default_value_t = 500)]
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
     /// Continue the run in --out from its last checkpoint, with the same recipe.
     #[arg(long)]
-    resume: bool,
+    pub resume: bool,
     /// Data-parallel worker threads, each running a shard of every batch (default: all cores).
     #[arg(long)]
-    workers: Option<usize>,
+    pub workers: Option<usize>,
+}
+
+impl OptimisationArgs {
+    /// The gradient-norm limit, none for 0.
+    pub fn grad_clip(&self) -> Option<f64> {
+        (self.grad_clip > 0.0).then_some(self.grad_clip)
+    }
+
+    /// The worker threads asked for, or all cores.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(parallel::available_threads).max(1)
+    }
 }
 
 /// Set by Ctrl-C: the loop saves a checkpoint after the current step and stops.
@@ -190,20 +209,21 @@ impl TrainingDisplay {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let optimisation = &args.optimisation;
     let recipe = Recipe {
         preset: args.preset,
         formulation: args.formulation,
-        steps: args.steps,
-        batch_size: args.batch,
-        lr: args.lr,
-        warmup_steps: args.warmup,
-        decay: args.decay,
-        weight_decay: args.weight_decay,
-        grad_clip: (args.grad_clip > 0.0).then_some(args.grad_clip),
+        steps: optimisation.steps,
+        batch_size: optimisation.batch,
+        lr: optimisation.lr,
+        warmup_steps: optimisation.warmup,
+        decay: optimisation.decay,
+        weight_decay: optimisation.weight_decay,
+        grad_clip: optimisation.grad_clip(),
         validation_share: args.validation,
         validation_batches: args.validation_batches,
-        eval_every: args.eval_every,
-        checkpoint_every: args.checkpoint_every,
+        eval_every: optimisation.eval_every,
+        checkpoint_every: optimisation.checkpoint_every,
         static_shift_px: args.static_shift,
         gripper_shift_px: args.gripper_shift,
         seed: args.seed,
@@ -217,8 +237,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out: args.out,
         recipe,
         model,
-        workers: args.workers.unwrap_or_else(parallel::available_threads).max(1),
-        resume: args.resume,
+        workers: optimisation.workers(),
+        resume: optimisation.resume,
     };
 
     let stop = stop_on_ctrl_c()?;
