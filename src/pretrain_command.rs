@@ -85,13 +85,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         seed: args.seed,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
-    let job = PretrainJob {
-        out: args.out,
-        recipe,
-        model,
-        workers: optimisation.workers(),
-        resume: optimisation.resume,
-    };
+    let job =
+        PretrainJob { out: args.out, recipe, model, workers: optimisation.workers(), resume: optimisation.resume };
     let stop = stop_on_ctrl_c()?;
     let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
     let pretrained = pretrainer::pretrain(&job, tokenizer, stop, &mut |event| display.show(event))?;
