@@ -176,19 +176,31 @@ impl Pairs {
             let bytes = side * side * 3;
             Ok(rgb_tensor(&rgb[samples.start * bytes..samples.end * bytes], &[n], side, side)?)
         };
-        let rows = |values: &[u32], width: usize| -> Result<Tensor> {
-            let slice = values[samples.start * width..samples.end * width].to_vec();
-            Ok(Tensor::from_vec(slice, (n, width), &Device::Cpu)?)
+        // Rows of `width` values, cut to their first `used`.
+        let rows = |values: &[u32], width: usize, used: usize| -> Result<Tensor> {
+            let slice: Vec<u32> = values[samples.start * width..samples.end * width]
+                .chunks(width)
+                .flat_map(|row| &row[..used])
+                .copied()
+                .collect();
+            Ok(Tensor::from_vec(slice, (n, used), &Device::Cpu)?)
         };
+        // Trailing padding only costs compute (the answer is causal): cut it to the longest answer.
+        let longest = self.answer_mask[samples.start * ANSWER_ROW..samples.end * ANSWER_ROW]
+            .chunks(ANSWER_ROW)
+            .map(|row| row.iter().filter(|&&real| real == 1).count())
+            .max()
+            .unwrap_or(0)
+            .max(2);
         Ok(AnswerBatch {
             static_images: images(&self.static_rgb, shape.static_size)?,
             gripper_images: shape.use_gripper.then(|| images(&self.gripper_rgb, shape.gripper_size)).transpose()?,
             prompt: Text {
-                ids: rows(&self.prompt_ids, shape.prompt_len)?,
-                mask: rows(&self.prompt_mask, shape.prompt_len)?,
+                ids: rows(&self.prompt_ids, shape.prompt_len, shape.prompt_len)?,
+                mask: rows(&self.prompt_mask, shape.prompt_len, shape.prompt_len)?,
             },
-            answer_ids: rows(&self.answer_ids, ANSWER_ROW)?,
-            answer_mask: rows(&self.answer_mask, ANSWER_ROW)?,
+            answer_ids: rows(&self.answer_ids, ANSWER_ROW, longest)?,
+            answer_mask: rows(&self.answer_mask, ANSWER_ROW, longest)?,
         })
     }
 }

@@ -416,7 +416,7 @@ impl VlmBackbone {
     /// answer token, for frames `encoded` (one per sequence), prompts `prompt` and the teacher-forced
     /// answers `answer_ids` `[n, answer_len]` (up to [`MAX_ANSWER_TOKENS`]).
     pub fn answer_logits(&self, encoded: &EncodedFrames, prompt: &Text, answer_ids: &Tensor) -> Result<Tensor> {
-        let (sequences, per_frame, hidden) = encoded.tokens.dims3()?;
+        let per_frame = encoded.tokens.dim(1)?;
         let answer_len = answer_ids.dim(1)?;
         if answer_len > MAX_ANSWER_TOKENS {
             candle_core::bail!("answers of {answer_len} tokens; at most {MAX_ANSWER_TOKENS} fit");
@@ -433,9 +433,7 @@ impl VlmBackbone {
         let media_mask = layout.media_mask(1, per_frame);
         let media = self.cross_attention.then_some(CrossAttentionMedia { tokens: &encoded.tokens, mask: &media_mask });
         let out = self.decoder.forward(&sequence, &mask, media, false)?;
-        let answer_hidden = out.hidden.narrow(1, layout.answer.start, answer_len)?;
-        debug_assert_eq!(answer_hidden.dims(), &[sequences, answer_len, hidden]);
-        self.decoder.tied_logits(&answer_hidden)
+        self.decoder.tied_logits(&out.hidden.narrow(1, layout.answer.start, answer_len)?)
     }
 
     /// Logits over action bins `[sequences, positions, bins]` for the hidden states of `positions`.
