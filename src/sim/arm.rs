@@ -84,7 +84,8 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    fn clamp(&self, p: Vector3<f64>) -> Vector3<f64> {
+    /// The nearest point of the workspace to `p`: where the arm goes when told to go to `p`.
+    pub fn clamp(&self, p: Vector3<f64>) -> Vector3<f64> {
         let mut clamped = p.zip_zip_map(&self.min_m, &self.max_m, |v, lo, hi| v.clamp(lo, hi));
         if clamped.x > self.desk_near_x_m {
             clamped.z = clamped.z.max(self.desk_floor_z_m);
@@ -138,6 +139,11 @@ impl Arm {
     /// The current end-effector pose (from the joint angles).
     pub fn ee_pose(&self) -> EePose {
         EePose::from_isometry(&self.world_from_ee(&self.joints))
+    }
+
+    /// The box the controller keeps its targets in.
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
     }
 
     /// The pose the controller is tracking.

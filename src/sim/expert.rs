@@ -169,7 +169,13 @@ impl Expert {
     fn replan(&mut self, world: &World) {
         let task = self.task.expect("replan is only called after begin");
         let start = self.start.as_ref().expect("replan is only called after begin");
-        self.waypoints = plan(task, self.stage, world, start);
+        // A waypoint out of reach would hold the arm still until its timeout: a pause no camera
+        // image or robot_obs shows, which a policy learning from the demonstrations cannot copy.
+        let workspace = world.arm().workspace();
+        self.waypoints = plan(task, self.stage, world, start)
+            .into_iter()
+            .map(|waypoint| Waypoint { position_m: workspace.clamp(waypoint.position_m), ..waypoint })
+            .collect();
         if self.stage > 0
             && let Some(last) = self.waypoints.last().copied()
         {
