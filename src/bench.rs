@@ -201,6 +201,7 @@ pub fn data(scene_name: &str, episodes: u64) -> Result<()> {
         window_steps: 64,
         noise_std: 0.1,
         seed: 0,
+        dagger: None,
     };
     let workers = parallel::available_threads();
     let begin = Instant::now();

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use vlasim::data::collect::{self, CollectSettings, Collected, Progress};
+use vlasim::data::collect::{self, CollectSettings, Collected, DaggerSettings, Progress};
 use vlasim::parallel;
 use vlasim::sim::tasks::Task;
 
@@ -38,6 +38,16 @@ pub struct CollectArgs {
     /// Global seed; every episode's seed derives from it, the scene, the task and the index.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// DAgger: a trained model folder that acts in extra episodes while the expert labels every
+    /// frame, so training sees that model's own mistakes corrected.
+    #[arg(long)]
+    dagger_model: Option<PathBuf>,
+    /// DAgger episodes per (scene, task), kept whether or not the model got the task done.
+    #[arg(long, default_value_t = 10, requires = "dagger_model")]
+    dagger_episodes_per_task: usize,
+    /// Probability that a DAgger step executes the expert's action instead of the model's (β).
+    #[arg(long, default_value_t = 0.3, requires = "dagger_model")]
+    dagger_expert_share: f64,
     /// Worker threads (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -60,6 +70,11 @@ pub fn run(args: CollectArgs) -> Result<()> {
         window_steps: args.window_steps,
         noise_std: args.noise,
         seed: args.seed,
+        dagger: args.dagger_model.map(|model| DaggerSettings {
+            model,
+            episodes_per_task: args.dagger_episodes_per_task,
+            expert_share: args.dagger_expert_share,
+        }),
     };
     let workers = args.workers.unwrap_or_else(parallel::available_threads);
     ctrlc::set_handler(|| {

@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::{collect_into, out_dir};
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
-use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM};
+use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM, Source};
 use vlasim::data::lerobot;
 use vlasim::data::reader::{Dataset, Frames, Selection};
 use vlasim::data::simulate::{self, DemoOutcome, SimulateSettings};
 use vlasim::sim::camera::Image;
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
+use vlasim::vla::driver::VlaDriver;
 
 /// The codec tolerance the README states: every decoded frame within this PSNR of the rendered one…
 const MIN_FRAME_PSNR_DB: f64 = 28.0;
@@ -138,11 +139,16 @@ fn a_collected_dataset_reads_back_as_simulated() {
     assert_eq!(train.len() + validation.len(), dataset.episodes.len());
     assert!(!validation.is_empty() && validation.iter().all(|v| !train.contains(v)));
 
-    let half = Selection { scenes: vec!["d".into()], share: 0.5, seed: 2 };
+    let half = Selection { scenes: vec!["d".into()], share: 0.5, seed: 2, gripper_camera: true };
     let selected = Dataset::open_selected(&dir, &half).expect("open a selection");
     assert_eq!(selected.episodes.len(), (dataset.episodes.len() as f64 * 0.5).round() as usize);
     for episode in &selected.episodes {
         assert_eq!(episode, &dataset.episodes[episode.index], "a selected episode differs from the whole read");
+    }
+    let static_only = Dataset::open_selected(&dir, &Selection { gripper_camera: false, ..half.clone() }).unwrap();
+    for (episode, full) in static_only.episodes.iter().zip(&selected.episodes) {
+        assert!(episode.gripper_frames.rgb.is_empty(), "the gripper camera was not asked for");
+        assert_eq!(episode.static_frames, full.static_frames);
     }
     let elsewhere = Selection { scenes: vec!["a".into()], ..half };
     let error = format!("{:#}", Dataset::open_selected(&dir, &elsewhere).expect_err("no episode in scene a"));
@@ -229,4 +235,28 @@ fn a_broken_or_missing_file_is_named() {
     std::fs::remove_file(&info).expect("remove info");
     let error = error_of(&dir);
     assert!(error.contains(&info.display().to_string()), "{error}");
+}
+
+#[test]
+fn a_dagger_episode_follows_the_model_and_records_the_expert() {
+    let scene = Scene::resolve("d").expect("scene");
+    let task = Task::from_name("open_drawer").expect("task");
+    let settings = SimulateSettings { noise_std: 0.0, play_tasks: 0, window_steps: 64 };
+    let never = AtomicBool::new(false);
+    let DemoOutcome::Success(demo) = simulate::demo(&scene, task, 3, &settings, &never) else {
+        panic!("the expert opens the drawer from seed 3");
+    };
+    let mut learner = VlaDriver::load(Path::new("assets/models/paligemma")).expect("the shipped model");
+    let dagger = |expert_share: f64, learner: &mut VlaDriver| {
+        simulate::dagger(&scene, task, 3, &settings, learner, expert_share, &never).unwrap().expect("set up")
+    };
+
+    let expert_only = dagger(1.0, &mut learner);
+    assert_eq!(expert_only.info.source, Source::Dagger);
+    assert_eq!(expert_only.frames, demo.frames, "with β = 1 the expert does every step: its demonstration");
+
+    let learner_driven = dagger(0.0, &mut learner);
+    assert_eq!(learner_driven.frames[0], demo.frames[0], "the same start state, labelled by the same expert");
+    let diverged = learner_driven.frames.iter().zip(&demo.frames).position(|(a, b)| a.robot_obs != b.robot_obs);
+    assert!(diverged.is_some(), "with β = 0 the model's actions move the arm, not the expert's");
 }

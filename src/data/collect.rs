@@ -21,6 +21,7 @@ use super::simulate::{self, DemoOutcome, SimulateSettings};
 use crate::sim::rng::Rng;
 use crate::sim::scene::Scene;
 use crate::sim::tasks::Task;
+use crate::vla::driver::VlaDriver;
 
 /// Where unfinished collections keep their finished units, inside the output folder.
 pub const STAGING_DIR: &str = ".staging";
@@ -49,6 +50,20 @@ pub struct CollectSettings {
     pub noise_std: f64,
     /// Global seed.
     pub seed: u64,
+    /// DAgger episodes driven by a trained model, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dagger: Option<DaggerSettings>,
+}
+
+/// Episodes in which a trained model acts and the expert labels (see [`simulate::dagger`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaggerSettings {
+    /// The model folder that acts.
+    pub model: PathBuf,
+    /// Episodes per (scene, task).
+    pub episodes_per_task: usize,
+    /// Probability that a step executes the expert's action instead (DAgger's β).
+    pub expert_share: f64,
 }
 
 /// One piece of work.
@@ -56,6 +71,7 @@ pub struct CollectSettings {
 enum Unit {
     Demo { scene: usize, task: Task, index: usize },
     Play { scene: usize, index: usize },
+    Dagger { scene: usize, task: Task, index: usize },
 }
 
 /// What a finished unit produced; its marker file holds this.
@@ -99,6 +115,7 @@ impl Unit {
         match self {
             Unit::Demo { scene, task, index } => format!("demo-{}-{task}-{index:05}", scenes[*scene].name),
             Unit::Play { scene, index } => format!("play-{}-{index:05}", scenes[*scene].name),
+            Unit::Dagger { scene, task, index } => format!("dagger-{}-{task}-{index:05}", scenes[*scene].name),
         }
     }
 
@@ -123,8 +140,18 @@ pub fn collect(
             Task::from_name(name).with_context(|| format!("unknown task `{name}` (see `vlasim expert --list`)"))
         })
         .collect::<Result<Vec<_>>>()?;
-    ensure!(settings.episodes_per_task > 0 || settings.play_sequences > 0, "nothing to collect");
+    let dagger_episodes = settings.dagger.as_ref().map_or(0, |dagger| dagger.episodes_per_task);
+    ensure!(settings.episodes_per_task > 0 || settings.play_sequences > 0 || dagger_episodes > 0, "nothing to collect");
     ensure!(settings.noise_std.is_finite() && settings.noise_std >= 0.0, "noise must be ≥ 0");
+    let learner = match &settings.dagger {
+        Some(dagger) => {
+            ensure!((0.0..=1.0).contains(&dagger.expert_share), "the expert's share of steps must be in [0, 1]");
+            let driver = VlaDriver::load(&dagger.model)
+                .with_context(|| format!("cannot load the DAgger model in {}", dagger.model.display()))?;
+            Some(driver)
+        }
+        None => None,
+    };
     let names: Vec<&String> = scenes.iter().map(|s| &s.name).collect();
     ensure!(
         names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)),
@@ -165,6 +192,11 @@ pub fn collect(
     for scene in 0..scenes.len() {
         units.extend((0..settings.play_sequences).map(|index| Unit::Play { scene, index }));
     }
+    for scene in 0..scenes.len() {
+        for &task in &tasks {
+            units.extend((0..dagger_episodes).map(|index| Unit::Dagger { scene, task, index }));
+        }
+    }
     let simulate_settings = SimulateSettings {
         noise_std: settings.noise_std,
         play_tasks: settings.play_tasks,
@@ -183,12 +215,14 @@ pub fn collect(
     let next = AtomicUsize::new(0);
     let run_worker = || -> Result<Vec<(usize, UnitResult)>> {
         let mut done = Vec::new();
+        let mut learner = learner.as_ref().map(VlaDriver::fresh);
         while !stop.load(Ordering::Relaxed) {
             let Some(&unit_index) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
             let unit = &units[unit_index];
-            let Some(result) = run_unit(unit, &scenes, settings.seed, &simulate_settings, &staging, stop)? else {
+            let Some(result) = run_unit(unit, &scenes, settings, &simulate_settings, learner.as_mut(), &staging, stop)?
+            else {
                 break;
             };
             done.push((unit_index, result));
@@ -245,12 +279,13 @@ fn read_marker(staging: &Path, unit_name: &str) -> Option<UnitResult> {
 fn run_unit(
     unit: &Unit,
     scenes: &[Scene],
-    global_seed: u64,
+    collect_settings: &CollectSettings,
     settings: &SimulateSettings,
+    learner: Option<&mut VlaDriver>,
     staging: &Path,
     stop: &AtomicBool,
 ) -> Result<Option<UnitResult>> {
-    let seed = unit.seed(global_seed, scenes);
+    let seed = unit.seed(collect_settings.seed, scenes);
     let (raw, failed) = match *unit {
         Unit::Demo { scene, task, .. } => {
             let mut failed = 0;
@@ -271,6 +306,19 @@ fn run_unit(
             Some(windows) => windows,
             None => return Ok(None),
         },
+        Unit::Dagger { scene, task, .. } => {
+            let learner = learner.expect("DAgger units exist only with a learner");
+            let share = collect_settings.dagger.as_ref().expect("DAgger units exist only with settings").expert_share;
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            // A seed whose task cannot be set up counts as failed, like a demonstration's.
+            match simulate::dagger(&scenes[scene], task, seed, settings, learner, share, stop)? {
+                Some(raw) => (vec![raw], 0),
+                None if stop.load(Ordering::Relaxed) => return Ok(None),
+                None => (Vec::new(), 1),
+            }
+        }
     };
     let name = unit.name(scenes);
     let episodes = raw.len();

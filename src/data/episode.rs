@@ -35,6 +35,9 @@ pub enum Source {
     Play,
     /// A person drove the arm with the keyboard in the GUI until the oracle saw the task done.
     Teleop,
+    /// A trained model drove the arm, the expert labelled every frame (DAgger); kept whether or
+    /// not the task got done.
+    Dagger,
 }
 
 impl Source {
@@ -44,6 +47,7 @@ impl Source {
             Source::Demo => "demo",
             Source::Play => "play",
             Source::Teleop => "teleop",
+            Source::Dagger => "dagger",
         }
     }
 }

@@ -106,12 +106,15 @@ pub struct Selection {
     pub share: f64,
     /// Seed of the random pick when `share` < 1.
     pub seed: u64,
+    /// Whether to decode the gripper camera (a model that does not use it leaves its frames
+    /// empty, a fifth of the memory).
+    pub gripper_camera: bool,
 }
 
 impl Selection {
     /// Every episode.
     pub fn all() -> Selection {
-        Selection { scenes: Vec::new(), share: 1.0, seed: 0 }
+        Selection { scenes: Vec::new(), share: 1.0, seed: 0, gripper_camera: true }
     }
 
     /// Whether each of the episodes (by their scene) is kept.
@@ -213,7 +216,8 @@ impl Dataset {
                 episode.len()
             );
         }
-        for (camera, key) in CAMERA_KEYS.iter().enumerate() {
+        let cameras = if selection.gripper_camera { CAMERA_KEYS.len() } else { 1 };
+        for (camera, key) in CAMERA_KEYS.iter().enumerate().take(cameras) {
             let froms = meta.float64(&format!("videos/{key}/from_timestamp")).map_err(in_episodes)?;
             for &(chunk, file) in &files {
                 let path = root.join(video_path(key, chunk, file));

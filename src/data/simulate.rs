@@ -23,6 +23,7 @@ use crate::sim::scene::Scene;
 use crate::sim::start::StartState;
 use crate::sim::tasks::Task;
 use crate::sim::world::{SceneState, World};
+use crate::vla::driver::VlaDriver;
 
 /// Expert noise and play layout, shared by every episode of a collection.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +104,51 @@ pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, s
         }
     }
     DemoOutcome::Failed
+}
+
+/// DAgger (Ross et al. 2011): `learner` acts from the start state of `seed` while the expert
+/// follows along, and every frame records the expert's clean action for the state the learner
+/// brought about, so training sees the learner's own mistakes with their corrections. Each step the
+/// expert's action is executed instead with probability `expert_share` (DAgger's β), so an episode
+/// still gets somewhere when the learner is weak. The episode ends when the task is done or after
+/// the subtask budget, and is kept either way (`None` when stopped or when the task cannot be set
+/// up from this seed).
+pub fn dagger(
+    scene: &Scene,
+    task: Task,
+    seed: u64,
+    settings: &SimulateSettings,
+    learner: &mut VlaDriver,
+    expert_share: f64,
+    stop: &AtomicBool,
+) -> Result<Option<RawEpisode>> {
+    let mut rng = Rng::stream(seed, 0);
+    let Ok(mut world) = episode::task_world(scene, task, rng.next_u64()) else {
+        return Ok(None);
+    };
+    let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
+    let info = EpisodeInfo {
+        scene: scene.name.clone(),
+        task: task.name(),
+        instruction: instruction(task, &mut rng),
+        source: Source::Dagger,
+        seed,
+    };
+    learner.begin(&info.instruction, &world)?;
+    let mut cameras = PolicyCameras::new(&world);
+    let mut frames = Vec::new();
+    let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
+    while !attempt.is_over() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let expert_action = expert.act(&world);
+        let learner_action = learner.act(&world)?;
+        frames.push(observe(&world, &mut cameras, expert.clean_action()));
+        let executed = if rng.chance(expert_share) { expert_action } else { learner_action };
+        attempt.step_with(&mut world, &executed);
+    }
+    Ok(Some(RawEpisode { info, frames }))
 }
 
 /// One play sequence: from a random symbolic start, the expert attempts `settings.play_tasks`

@@ -138,7 +138,12 @@ pub fn train(
     ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
     ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
-    let selection = Selection { scenes: recipe.scenes.clone(), share: recipe.data_share, seed: recipe.seed };
+    let selection = Selection {
+        scenes: recipe.scenes.clone(),
+        share: recipe.data_share,
+        seed: recipe.seed,
+        gripper_camera: job.model.use_gripper_camera,
+    };
     let dataset = Dataset::open_selected(&job.data, &selection)
         .with_context(|| format!("reading the dataset {}", job.data.display()))?;
     // Positions in `dataset.episodes`; the record names episodes by their `episode_index`.
@@ -176,9 +181,11 @@ pub fn train(
             );
         }
         let model = Vla::load(&job.out).with_context(|| format!("loading the model from {}", job.out.display()))?;
-        let saved_model = VlaConfig { robot_obs_norm: None, ..model.config().clone() };
+        // The normalisation is fitted by the run and the ensembling only matters at inference.
+        let trained =
+            |config: &VlaConfig| VlaConfig { robot_obs_norm: None, temporal_ensemble: None, ..config.clone() };
         ensure!(
-            saved_model == VlaConfig { robot_obs_norm: None, ..job.model.clone() },
+            trained(model.config()) == trained(&job.model),
             "{} holds a different model than the preset and formulation given",
             job.out.display()
         );

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ensemble::TemporalEnsembleConfig;
+
 /// Everything needed to build a [`super::Vla`]: backbone, formulation, input sizes and the init seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,10 @@ pub struct VlaConfig {
     pub backbone: BackboneConfig,
     /// How history and actions are formulated.
     pub formulation: FormulationConfig,
+    /// Temporal ensembling of the predicted chunks at inference (absent: each step executes the
+    /// newest chunk's first action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal_ensemble: Option<TemporalEnsembleConfig>,
 }
 
 /// `robot_obs` statistics: the model sees `(robot_obs - mean) / std`.
@@ -360,6 +366,9 @@ impl VlaConfig {
             let positive =
                 norm.std.iter().all(|s| s.is_finite() && *s > 0.0) && norm.mean.iter().all(|m| m.is_finite());
             require(positive, || "robot_obs_norm.std must be positive and every value finite".into())?;
+        }
+        if let Some(ensemble) = &self.temporal_ensemble {
+            require(ensemble.decay.is_finite(), || "temporal_ensemble.decay must be a finite number".into())?;
         }
         let discrete = matches!(formulation.action_space, ActionSpace::Discrete { .. });
         if let ActionSpace::Discrete { bins } = formulation.action_space {

@@ -81,6 +81,12 @@ impl VlaDriver {
         }
     }
 
+    /// Another driver of the same model (the weights are shared), with no episode begun: one per
+    /// worker thread.
+    pub fn fresh(&self) -> VlaDriver {
+        VlaDriver::new(self.policy.model().clone(), self.tokenizer.clone())
+    }
+
     /// The model.
     pub fn model(&self) -> &Vla {
         self.policy.model()

@@ -20,6 +20,7 @@ pub mod conv_encoder;
 pub mod cross_attention;
 pub mod decoder;
 pub mod driver;
+pub mod ensemble;
 pub mod film;
 pub mod heads;
 pub mod hf_siglip;

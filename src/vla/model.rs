@@ -8,6 +8,7 @@ use candle_core::{D, DType, IndexOp, Result, Tensor, Var};
 use super::VlaError;
 use super::backbone::{BackboneAttention, FilmBackbone, Frames, Text, TokenLayout, VlmBackbone, repeat_rows};
 use super::config::{ActionSpace, ArmLoss, BackboneConfig, HistoryFusion, VlaConfig};
+use super::ensemble::{PredictedStep, executed};
 use super::heads::{ARM_DIMS, ActionHead, ContinuousActions};
 use super::params::ParamStore;
 
@@ -424,22 +425,34 @@ impl ActionOutput {
 
     /// The first predicted action of sample `b` as 7 floats: arm in [-1, 1], gripper ±1.
     pub fn first_action(&self, b: usize) -> Result<[f32; ACTION_DIMS]> {
-        let mut action = [0f32; ACTION_DIMS];
+        Ok(executed(self.chunk(b)?[0]))
+    }
+
+    /// Every step predicted for sample `b` at the window's newest frame, the gripper as a score.
+    pub fn chunk(&self, b: usize) -> Result<Vec<PredictedStep>> {
         match self {
             Self::Continuous(actions) => {
                 let last = actions.arm.dim(1)? - 1;
-                let arm = actions.arm.i((b, last, 0))?.to_vec1::<f32>()?;
-                action[..ARM_DIMS].copy_from_slice(&arm);
-                let logit = actions.gripper_logits.i((b, last, 0))?.to_scalar::<f32>()?;
-                action[ARM_DIMS] = if logit >= 0.0 { 1.0 } else { -1.0 };
+                let arm = actions.arm.i((b, last))?.to_vec2::<f32>()?;
+                let gripper = actions.gripper_logits.i((b, last))?.to_vec1::<f32>()?;
+                Ok(arm
+                    .iter()
+                    .zip(gripper)
+                    .map(|(arm, logit)| {
+                        let mut step = [0f32; ACTION_DIMS];
+                        step[..ARM_DIMS].copy_from_slice(arm);
+                        step[ARM_DIMS] = logit;
+                        step
+                    })
+                    .collect())
             }
             Self::Discrete { logits } => {
                 let bins = logits.dim(D::Minus1)?;
                 let values = bins_to_actions(&logits.i(b)?.argmax(D::Minus1)?, bins)?.to_vec1::<f32>()?;
-                action.copy_from_slice(&values);
-                action[ARM_DIMS] = if action[ARM_DIMS] >= 0.0 { 1.0 } else { -1.0 };
+                let mut step = [0f32; ACTION_DIMS];
+                step.copy_from_slice(&values);
+                Ok(vec![step])
             }
         }
-        Ok(action)
     }
 }

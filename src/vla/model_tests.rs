@@ -179,6 +179,8 @@ fn policy_with_cached_features_matches_a_full_forward_pass() {
         let mut config = shrunk(preset_with("uform", formulation).unwrap());
         // With statistics, so the policy's per-frame path standardises as the full pass does.
         config.robot_obs_norm = Some(some_robot_obs_norm(config.robot_obs_dim));
+        // The forward pass gives one chunk; the ensemble would mix in earlier ones.
+        config.temporal_ensemble = None;
         let model = Vla::new(config.clone()).unwrap();
         let (input, _) = batch(&config, 1, 6);
         let mut policy = VlaPolicy::new(model.clone());

@@ -12,6 +12,7 @@ use candle_core::{Device, IndexOp, Result, Tensor};
 
 use super::backbone::{Frames, Text};
 use super::config::{ActionSpace, HistoryFusion};
+use super::ensemble::TemporalEnsemble;
 use super::model::{ACTION_DIMS, ForwardOptions, Vla, VlaInput};
 use super::{ActionOutput, AttentionCapture};
 use crate::sim::camera::Image;
@@ -41,12 +42,15 @@ pub struct VlaPolicy {
     frames: VecDeque<Frames>,
     /// Their backbone features `[1, d]` (policy-head and one-step continuous models only).
     features: VecDeque<Tensor>,
+    /// The chunks predicted so far, when the config asks for temporal ensembling.
+    ensemble: Option<TemporalEnsemble>,
 }
 
 impl VlaPolicy {
     /// A policy with no instruction yet.
     pub fn new(model: Vla) -> Self {
-        Self { model, text: None, film_text: None, frames: VecDeque::new(), features: VecDeque::new() }
+        let ensemble = model.config().temporal_ensemble.map(TemporalEnsemble::new);
+        Self { model, text: None, film_text: None, frames: VecDeque::new(), features: VecDeque::new(), ensemble }
     }
 
     /// The model.
@@ -69,6 +73,9 @@ impl VlaPolicy {
         self.text = Some(text);
         self.frames.clear();
         self.features.clear();
+        if let Some(ensemble) = &mut self.ensemble {
+            ensemble.clear();
+        }
         Ok(())
     }
 
@@ -124,7 +131,8 @@ impl VlaPolicy {
         })
     }
 
-    /// One control step: the first action of the predicted chunk (arm in [-1, 1], gripper ±1).
+    /// One control step: the first action of the predicted chunk, or the temporal ensemble of the
+    /// chunks predicted so far (arm in [-1, 1], gripper ±1).
     pub fn act(
         &mut self,
         static_image: &Tensor,
@@ -138,10 +146,18 @@ impl VlaPolicy {
         if self.uses_feature_cache() {
             let features = Tensor::stack(&self.features.iter().collect::<Vec<_>>(), 1)?;
             let actions = self.model.head_actions(&features)?;
-            return ActionOutput::Continuous(actions).first_action(0);
+            return self.executed(&ActionOutput::Continuous(actions));
         }
         let output = self.model.forward(&self.window_input()?, ForwardOptions::default())?;
-        output.actions.first_action(0)
+        self.executed(&output.actions)
+    }
+
+    /// The action to execute now given this step's prediction.
+    fn executed(&mut self, actions: &ActionOutput) -> Result<[f32; ACTION_DIMS]> {
+        match &mut self.ensemble {
+            Some(ensemble) => Ok(ensemble.push(actions.chunk(0)?)),
+            None => actions.first_action(0),
+        }
     }
 
     /// Like [`VlaPolicy::act`], also returning every attention layer's weights over the current
@@ -158,7 +174,7 @@ impl VlaPolicy {
         self.push(static_image, gripper_image, robot_obs)?;
         let options = ForwardOptions { capture_attention: true, teacher_actions: None };
         let output = self.model.forward(&self.window_input()?, options)?;
-        let action = output.actions.first_action(0)?;
+        let action = self.executed(&output.actions)?;
         Ok((action, output.attention.expect("attention was asked for")))
     }
     /// The occlusion check (DESIGN.md §6): for each cell of a `grid × grid` partition of the

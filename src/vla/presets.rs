@@ -14,6 +14,7 @@ use super::config::{
     FormulationConfig, HeadConfig, HeadKind, HistoryFusion, MaskKind, MlpKind, NormKind, VisionConfig, VitConfig,
     VitStyle, VlaConfig, VlmConfig,
 };
+use super::ensemble::TemporalEnsembleConfig;
 
 /// The backbone presets, in DESIGN.md §5's order, then the FiLM baseline.
 pub const PRESETS: [&str; 8] = ["paligemma", "kosmos", "flamingo", "llava", "qwen-vl", "moondream", "uform", "film"];
@@ -166,6 +167,10 @@ pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
 pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaError> {
     let backbone = backbone(name)
         .ok_or_else(|| VlaError::InvalidConfig(format!("unknown preset `{name}`; known: {}", PRESETS.join(", "))))?;
+    let formulation = formulation(formulation_name)?;
+    // Measured on the shipped model over 1000 chains: Avg. Len. 0.227 executing each chunk's first
+    // action, 0.260 with the even ensemble (BENCHMARKS.md).
+    let temporal_ensemble = (formulation.chunk() > 1).then_some(TemporalEnsembleConfig { decay: 0.0 });
     let config = VlaConfig {
         preset: name.to_string(),
         seed: 0,
@@ -177,7 +182,8 @@ pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaE
         robot_obs_dim: 15,
         robot_obs_norm: None,
         backbone,
-        formulation: formulation(formulation_name)?,
+        formulation,
+        temporal_ensemble,
     };
     config.validate().map_err(VlaError::InvalidConfig)?;
     Ok(config)

@@ -24,6 +24,7 @@ pub fn small_settings(tasks: &[&str]) -> CollectSettings {
         window_steps: 48,
         noise_std: 0.1,
         seed: 7,
+        dagger: None,
     }
 }
 
