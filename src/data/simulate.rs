@@ -75,24 +75,44 @@ fn observe(world: &World, cameras: &mut PolicyCameras, action: Action) -> RawFra
     }
 }
 
-/// The expert demonstrating `task` from the start state of `seed` (setup tasks done first,
-/// unrecorded), DART noise seeded from `seed` too.
+/// A single-task episode set up from `seed`: the world (setup tasks done first, unrecorded), the
+/// expert begun on the task with its DART noise seeded from `seed` too, the episode's description,
+/// and the rest of the seed's random stream.
+struct SingleTask {
+    world: World,
+    expert: Expert,
+    attempt: Attempt,
+    info: EpisodeInfo,
+    rng: Rng,
+}
+
+impl SingleTask {
+    /// `None` when the task cannot be set up from this seed.
+    fn start(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, source: Source) -> Option<SingleTask> {
+        let mut rng = Rng::stream(seed, 0);
+        let world = episode::task_world(scene, task, rng.next_u64()).ok()?;
+        let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
+        let info = EpisodeInfo {
+            scene: scene.name.clone(),
+            task: task.name(),
+            instruction: instruction(task, &mut rng),
+            source,
+            seed,
+        };
+        let attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
+        Some(SingleTask { world, expert, attempt, info, rng })
+    }
+}
+
+/// The expert demonstrating `task` from the start state of `seed`.
 pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, stop: &AtomicBool) -> DemoOutcome {
-    let mut rng = Rng::stream(seed, 0);
-    let Ok(mut world) = episode::task_world(scene, task, rng.next_u64()) else {
+    let Some(SingleTask { mut world, mut expert, mut attempt, info, .. }) =
+        SingleTask::start(scene, task, seed, settings, Source::Demo)
+    else {
         return DemoOutcome::Failed;
-    };
-    let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
-    let info = EpisodeInfo {
-        scene: scene.name.clone(),
-        task: task.name(),
-        instruction: instruction(task, &mut rng),
-        source: Source::Demo,
-        seed,
     };
     let mut cameras = PolicyCameras::new(&world);
     let mut frames = Vec::new();
-    let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
     while !attempt.is_over() {
         if stop.load(Ordering::Relaxed) {
             return DemoOutcome::Stopped;
@@ -122,22 +142,14 @@ pub fn dagger(
     expert_share: f64,
     stop: &AtomicBool,
 ) -> Result<Option<RawEpisode>> {
-    let mut rng = Rng::stream(seed, 0);
-    let Ok(mut world) = episode::task_world(scene, task, rng.next_u64()) else {
+    let Some(SingleTask { mut world, mut expert, mut attempt, info, mut rng }) =
+        SingleTask::start(scene, task, seed, settings, Source::Dagger)
+    else {
         return Ok(None);
-    };
-    let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
-    let info = EpisodeInfo {
-        scene: scene.name.clone(),
-        task: task.name(),
-        instruction: instruction(task, &mut rng),
-        source: Source::Dagger,
-        seed,
     };
     learner.begin(&info.instruction, &world)?;
     let mut cameras = PolicyCameras::new(&world);
     let mut frames = Vec::new();
-    let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
     while !attempt.is_over() {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
