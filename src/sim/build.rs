@@ -84,9 +84,11 @@ const BLOCK_FRICTION: f32 = 0.8;
 const FINGER_FRICTION: f32 = 1.2;
 /// Wood-like density: a 5 cm cube weighs 0.1 kg.
 const BLOCK_DENSITY_KG_M3: f32 = 800.0;
-/// Viscous damping of the drawer, door and switch joints, so they stop soon after being let go.
+/// Viscous damping of the drawer, door and switch joints (N per m/s), so they stop soon after being let go.
 const DRAWER_DAMPING: f32 = 20.0;
-const DOOR_DAMPING: f32 = 20.0;
+/// Lighter: at 20 the door no longer gave way to a block the fingers pressed against it, and the
+/// expert lost a rotation next to the cabinet (rotate_pink_block_left, seed 0).
+const DOOR_DAMPING: f32 = 10.0;
 const SWITCH_DAMPING: f32 = 40.0;
 /// The button's return spring.
 const BUTTON_STIFFNESS: f32 = 400.0;
@@ -229,6 +231,13 @@ impl Builder<'_> {
     }
 }
 
+/// A joint motor that only resists motion: a force of `damping` N per m/s. With rapier's default
+/// acceleration-based motor model the door barely slowed at 240 Hz (pushed to 0.3 m/s, it slid 14 cm
+/// in the next half second), so a brush of the arm slid it shut.
+fn viscous(joint: PrismaticJointBuilder, damping: f32) -> PrismaticJointBuilder {
+    joint.motor_velocity(0.0, damping).motor_model(MotorModel::ForceBased)
+}
+
 /// Turns rapier's y-axis cylinders onto our z axis.
 fn builder_rotation(shape: &Shape) -> Pose {
     match shape {
@@ -363,7 +372,7 @@ fn build_door(b: &mut Builder, desk: RigidBodyHandle, door: RigidBodyHandle, doo
     let grip_half = Vec3::new(0.02, 0.012, 0.05);
     b.cuboid(door, door_center - Vec3::X * (wall / 2.0 + grip_half.x), grip_half, c.handle_rgb, Some(Part::Door));
     let anchor = Vec3::new(0.0, door_right_y_m, 0.0);
-    b.prismatic(desk, door, Vec3::Y, anchor, [0.0, width / 2.0], |j| j.motor_velocity(0.0, DOOR_DAMPING));
+    b.prismatic(desk, door, Vec3::Y, anchor, [0.0, width / 2.0], |j| viscous(j, DOOR_DAMPING));
 }
 
 /// Geometry of the slide switch shared by the builder and the expert.
@@ -405,7 +414,7 @@ fn build_switch_and_bulb(b: &mut Builder, desk: RigidBodyHandle) -> (RigidBodyHa
     b.cuboid(desk, rail_center, rail_half, c.rgb.map(|v| (v as u16 * 6 / 10) as u8), Some(Part::Cabinet));
     let knob = b.body(RigidBodyBuilder::dynamic().translation(knob_off).can_sleep(false));
     b.cuboid(knob, Vec3::ZERO, geometry.knob_half_extents_m, s.rgb, Some(Part::Switch));
-    b.prismatic(desk, knob, Vec3::Y, knob_off, [0.0, travel], |j| j.motor_velocity(0.0, SWITCH_DAMPING));
+    b.prismatic(desk, knob, Vec3::Y, knob_off, [0.0, travel], |j| viscous(j, SWITCH_DAMPING));
 
     let bulb_radius = 0.03;
     let socket_half_h = 0.02;
@@ -507,9 +516,7 @@ fn build_drawer(b: &mut Builder, desk: RigidBodyHandle) -> RigidBodyHandle {
             None,
         );
     }
-    b.prismatic(desk, drawer, Vec3::X, Vec3::ZERO, [-(d.travel_m as f32), 0.0], |j| {
-        j.motor_velocity(0.0, DRAWER_DAMPING)
-    });
+    b.prismatic(desk, drawer, Vec3::X, Vec3::ZERO, [-(d.travel_m as f32), 0.0], |j| viscous(j, DRAWER_DAMPING));
     drawer
 }
 

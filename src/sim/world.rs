@@ -522,3 +522,29 @@ pub fn from_pose(pose: &Pose) -> Isometry3<f64> {
         UnitQuaternion::new_normalize(nalgebra::Quaternion::new(q.w as f64, q.x as f64, q.y as f64, q.z as f64)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::chains::{self, EVAL_SEED};
+    use crate::sim::episode;
+
+    #[test]
+    fn a_pushed_door_comes_to_rest() {
+        let scene = Scene::resolve("d").unwrap();
+        let chain = chains::chain(EVAL_SEED, 0);
+        let mut world = episode::chain_world(&scene, &chain, 0).unwrap();
+        let door = world.handles.door;
+        let before = world.scene_obs()[0];
+        assert!(before > 0.2, "room to slide right from {before}");
+        // What a brisk push of the hand leaves it with.
+        world.physics.bodies[door].set_linvel(Vec3::new(0.0, -0.3, 0.0), true);
+        for _ in 0..15 {
+            let hold = world.hold_action();
+            world.step(&hold);
+        }
+        let slid = before - world.scene_obs()[0];
+        // An undamped 0.3 m/s would carry it 15 cm in these half second.
+        assert!((0.0..0.04).contains(&slid), "the door slid {slid:.3} m");
+    }
+}
