@@ -309,9 +309,6 @@ fn run_unit(
         Unit::Dagger { scene, task, .. } => {
             let learner = learner.expect("DAgger units exist only with a learner");
             let share = collect_settings.dagger.as_ref().expect("DAgger units exist only with settings").expert_share;
-            if stop.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
             // A seed whose task cannot be set up counts as failed, like a demonstration's.
             match simulate::dagger(&scenes[scene], task, seed, settings, learner, share, stop)? {
                 Some(raw) => (vec![raw], 0),
