@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::data::collect::{self, CollectSettings, Collected, DaggerSettings, Progress};
+use vlasim::data::simulate::DaggerLabels;
 use vlasim::parallel;
 use vlasim::sim::tasks::Task;
 
@@ -42,12 +43,17 @@ pub struct CollectArgs {
     /// frame, so training sees that model's own mistakes corrected.
     #[arg(long)]
     dagger_model: Option<PathBuf>,
-    /// DAgger episodes per (scene, task), kept whether or not the model got the task done.
+    /// DAgger episodes per (scene, task).
     #[arg(long, default_value_t = 10, requires = "dagger_model")]
     dagger_episodes_per_task: usize,
-    /// Probability that a DAgger step executes the expert's action instead of the model's (β).
-    #[arg(long, default_value_t = 0.3, requires = "dagger_model")]
-    dagger_expert_share: f64,
+    /// The expert labels every frame the model acts in, and a step executes the expert's action
+    /// instead with this probability (β; default 0.3). Kept whether or not the task got done.
+    #[arg(long, requires = "dagger_model", conflicts_with = "dagger_takeover_within")]
+    dagger_expert_share: Option<f64>,
+    /// Instead: the model acts for up to this many steps, then the expert takes over and only its
+    /// steps are recorded (recovery demonstrations, kept when the expert succeeds).
+    #[arg(long, requires = "dagger_model")]
+    dagger_takeover_within: Option<usize>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -73,7 +79,10 @@ pub fn run(args: CollectArgs) -> Result<()> {
         dagger: args.dagger_model.map(|model| DaggerSettings {
             model,
             episodes_per_task: args.dagger_episodes_per_task,
-            expert_share: args.dagger_expert_share,
+            labels: match args.dagger_takeover_within {
+                Some(max_model_steps) => DaggerLabels::Takeover { max_model_steps },
+                None => DaggerLabels::Shadow { expert_share: args.dagger_expert_share.unwrap_or(0.3) },
+            },
         }),
     };
     let workers = args.workers.unwrap_or_else(parallel::available_threads);

@@ -15,7 +15,7 @@ use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM, Source};
 use vlasim::data::lerobot;
 use vlasim::data::reader::{Dataset, Frames, Selection};
-use vlasim::data::simulate::{self, DemoOutcome, SimulateSettings};
+use vlasim::data::simulate::{self, DaggerLabels, DemoOutcome, SimulateSettings};
 use vlasim::sim::camera::Image;
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
@@ -248,7 +248,8 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     };
     let mut learner = VlaDriver::load(Path::new("assets/models/paligemma")).expect("the shipped model");
     let dagger = |expert_share: f64, learner: &mut VlaDriver| {
-        simulate::dagger(&scene, task, 3, &settings, learner, expert_share, &never).unwrap().expect("set up")
+        let labels = DaggerLabels::Shadow { expert_share };
+        simulate::dagger(&scene, task, 3, &settings, learner, labels, &never).unwrap().expect("set up")
     };
 
     let expert_only = dagger(1.0, &mut learner);
@@ -259,4 +260,13 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     assert_eq!(learner_driven.frames[0], demo.frames[0], "the same start state, labelled by the same expert");
     let diverged = learner_driven.frames.iter().zip(&demo.frames).position(|(a, b)| a.robot_obs != b.robot_obs);
     assert!(diverged.is_some(), "with β = 0 the model's actions move the arm, not the expert's");
+
+    let takeover = |max_model_steps: usize, learner: &mut VlaDriver| {
+        let labels = DaggerLabels::Takeover { max_model_steps };
+        simulate::dagger(&scene, task, 3, &settings, learner, labels, &never).unwrap()
+    };
+    let at_once = takeover(0, &mut learner).expect("the expert opens the drawer");
+    assert_eq!(at_once.frames, demo.frames, "taking over before the model acts is the demonstration");
+    let later = takeover(30, &mut learner).expect("the expert opens the drawer from where the model left it");
+    assert_ne!(later.frames[0].robot_obs, demo.frames[0].robot_obs, "the recording starts where the model stopped");
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::episode::{self, EncodedEpisode};
 use super::lerobot;
-use super::simulate::{self, DemoOutcome, SimulateSettings};
+use super::simulate::{self, DaggerLabels, DemoOutcome, SimulateSettings};
 use crate::sim::rng::Rng;
 use crate::sim::scene::Scene;
 use crate::sim::tasks::Task;
@@ -62,8 +62,9 @@ pub struct DaggerSettings {
     pub model: PathBuf,
     /// Episodes per (scene, task).
     pub episodes_per_task: usize,
-    /// Probability that a step executes the expert's action instead (DAgger's β).
-    pub expert_share: f64,
+    /// Who labels what.
+    #[serde(flatten)]
+    pub labels: DaggerLabels,
 }
 
 /// One piece of work.
@@ -145,7 +146,9 @@ pub fn collect(
     ensure!(settings.noise_std.is_finite() && settings.noise_std >= 0.0, "noise must be ≥ 0");
     let learner = match &settings.dagger {
         Some(dagger) => {
-            ensure!((0.0..=1.0).contains(&dagger.expert_share), "the expert's share of steps must be in [0, 1]");
+            if let DaggerLabels::Shadow { expert_share } = dagger.labels {
+                ensure!((0.0..=1.0).contains(&expert_share), "the expert's share of steps must be in [0, 1]");
+            }
             let driver = VlaDriver::load(&dagger.model)
                 .with_context(|| format!("cannot load the DAgger model in {}", dagger.model.display()))?;
             Some(driver)
@@ -308,9 +311,9 @@ fn run_unit(
         },
         Unit::Dagger { scene, task, .. } => {
             let learner = learner.expect("DAgger units exist only with a learner");
-            let share = collect_settings.dagger.as_ref().expect("DAgger units exist only with settings").expert_share;
-            // A seed whose task cannot be set up counts as failed, like a demonstration's.
-            match simulate::dagger(&scenes[scene], task, seed, settings, learner, share, stop)? {
+            let labels = collect_settings.dagger.as_ref().expect("DAgger units exist only with settings").labels;
+            // No episode counts as failed, like a demonstration that could not be set up or done.
+            match simulate::dagger(&scenes[scene], task, seed, settings, learner, labels, stop)? {
                 Some(raw) => (vec![raw], 0),
                 None if stop.load(Ordering::Relaxed) => return Ok(None),
                 None => (Vec::new(), 1),

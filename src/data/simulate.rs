@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use super::episode::{ACTION_DIM, EpisodeInfo, RawEpisode, RawFrame, Source};
 use crate::lang::instructions::Instructions;
@@ -126,20 +127,40 @@ pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, s
     DemoOutcome::Failed
 }
 
-/// DAgger (Ross et al. 2011): `learner` acts from the start state of `seed` while the expert
-/// follows along, and every frame records the expert's clean action for the state the learner
-/// brought about, so training sees the learner's own mistakes with their corrections. Each step the
-/// expert's action is executed instead with probability `expert_share` (DAgger's β), so an episode
-/// still gets somewhere when the learner is weak. The episode ends when the task is done or after
-/// the subtask budget, and is kept either way (`None` when stopped or when the task cannot be set
-/// up from this seed).
+/// Who labels the frames of a DAgger episode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "labels", rename_all = "snake_case")]
+pub enum DaggerLabels {
+    /// DAgger as Ross et al. (2011): the expert follows the model along and every frame records the
+    /// expert's clean action for the state the model brought about; each step executes the
+    /// expert's action instead with probability `expert_share` (β). The episode is kept whether or
+    /// not the task got done. The expert's action depends on its plan's progress, not only on the
+    /// state, so states the model reached out of order get labels that contradict the
+    /// demonstrations' (measured: a model trained with them did far worse, BENCHMARKS.md).
+    Shadow {
+        /// Probability that a step executes the expert's action.
+        expert_share: f64,
+    },
+    /// Recovery demonstrations (as in HG-DAgger, Kelly et al. 2019): the model acts for a number of
+    /// steps drawn from `0..=max_model_steps`, then the expert takes over from the state it left
+    /// and finishes the task; only the expert's steps are recorded, each labelled with the action it
+    /// executed, and only when it succeeds.
+    Takeover {
+        /// Most steps the model acts before the expert takes over.
+        max_model_steps: usize,
+    },
+}
+
+/// A DAgger episode of `task` from the start state of `seed`, `learner` acting as `labels` says.
+/// `None` when stopped, when the task cannot be set up from this seed, or (takeover) when the model
+/// finished the task before the expert took over or the expert failed.
 pub fn dagger(
     scene: &Scene,
     task: Task,
     seed: u64,
     settings: &SimulateSettings,
     learner: &mut VlaDriver,
-    expert_share: f64,
+    labels: DaggerLabels,
     stop: &AtomicBool,
 ) -> Result<Option<RawEpisode>> {
     let Some(SingleTask { mut world, mut expert, mut attempt, info, mut rng }) =
@@ -150,17 +171,44 @@ pub fn dagger(
     learner.begin(&info.instruction, &world)?;
     let mut cameras = PolicyCameras::new(&world);
     let mut frames = Vec::new();
-    while !attempt.is_over() {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(None);
+    match labels {
+        DaggerLabels::Shadow { expert_share } => {
+            while !attempt.is_over() {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let expert_action = expert.act(&world);
+                let learner_action = learner.act(&world)?;
+                frames.push(observe(&world, &mut cameras, expert.clean_action()));
+                let executed = if rng.chance(expert_share) { expert_action } else { learner_action };
+                attempt.step_with(&mut world, &executed);
+            }
+            Ok(Some(RawEpisode { info, frames }))
         }
-        let expert_action = expert.act(&world);
-        let learner_action = learner.act(&world)?;
-        frames.push(observe(&world, &mut cameras, expert.clean_action()));
-        let executed = if rng.chance(expert_share) { expert_action } else { learner_action };
-        attempt.step_with(&mut world, &executed);
+        DaggerLabels::Takeover { max_model_steps } => {
+            let start = world.state();
+            let model_steps = rng.below(max_model_steps + 1);
+            while attempt.steps() < model_steps && !attempt.is_over() {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let action = learner.act(&world)?;
+                attempt.step_with(&mut world, &action);
+            }
+            expert.take_over(task, start, &world);
+            while !attempt.is_over() {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let executed = expert.act(&world);
+                frames.push(observe(&world, &mut cameras, expert.clean_action()));
+                if attempt.step_with(&mut world, &executed).success {
+                    return Ok(Some(RawEpisode { info, frames }));
+                }
+            }
+            Ok(None)
+        }
     }
-    Ok(Some(RawEpisode { info, frames }))
 }
 
 /// One play sequence: from a random symbolic start, the expert attempts `settings.play_tasks`

@@ -166,6 +166,15 @@ impl Expert {
         self.current >= self.waypoints.len()
     }
 
+    /// Starts `task` from the current state of `world`, judging progress against `start`, the state
+    /// in which the subtask began (so the expert can finish what someone else started).
+    pub fn take_over(&mut self, task: Task, start: SceneState, world: &World) {
+        self.task = Some(task);
+        self.start = Some(start);
+        self.stage = 0;
+        self.replan(world);
+    }
+
     fn replan(&mut self, world: &World) {
         let task = self.task.expect("replan is only called after begin");
         let start = self.start.as_ref().expect("replan is only called after begin");
@@ -189,10 +198,7 @@ impl Expert {
 
 impl Policy for Expert {
     fn begin(&mut self, task: Task, world: &World) {
-        self.task = Some(task);
-        self.start = Some(world.state());
-        self.stage = 0;
-        self.replan(world);
+        self.take_over(task, world.state(), world);
     }
 
     fn act(&mut self, world: &World) -> Action {
