@@ -219,12 +219,14 @@ pub fn collect(
     let run_worker = || -> Result<Vec<(usize, UnitResult)>> {
         let mut done = Vec::new();
         let mut learner = learner.as_ref().map(VlaDriver::fresh);
+        let labels = settings.dagger.as_ref().map(|dagger| dagger.labels);
         while !stop.load(Ordering::Relaxed) {
             let Some(&unit_index) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
             let unit = &units[unit_index];
-            let Some(result) = run_unit(unit, &scenes, settings, &simulate_settings, learner.as_mut(), &staging, stop)?
+            let learner = learner.as_mut().zip(labels);
+            let Some(result) = run_unit(unit, &scenes, settings.seed, &simulate_settings, learner, &staging, stop)?
             else {
                 break;
             };
@@ -282,13 +284,13 @@ fn read_marker(staging: &Path, unit_name: &str) -> Option<UnitResult> {
 fn run_unit(
     unit: &Unit,
     scenes: &[Scene],
-    collect_settings: &CollectSettings,
+    global_seed: u64,
     settings: &SimulateSettings,
-    learner: Option<&mut VlaDriver>,
+    learner: Option<(&mut VlaDriver, DaggerLabels)>,
     staging: &Path,
     stop: &AtomicBool,
 ) -> Result<Option<UnitResult>> {
-    let seed = unit.seed(collect_settings.seed, scenes);
+    let seed = unit.seed(global_seed, scenes);
     let (raw, failed) = match *unit {
         Unit::Demo { scene, task, .. } => {
             let mut failed = 0;
@@ -310,8 +312,7 @@ fn run_unit(
             None => return Ok(None),
         },
         Unit::Dagger { scene, task, .. } => {
-            let learner = learner.expect("DAgger units exist only with a learner");
-            let labels = collect_settings.dagger.as_ref().expect("DAgger units exist only with settings").labels;
+            let (learner, labels) = learner.expect("DAgger units exist only with a learner");
             // No episode counts as failed, like a demonstration that could not be set up or done.
             match simulate::dagger(&scenes[scene], task, seed, settings, learner, labels, stop)? {
                 Some(raw) => (vec![raw], 0),

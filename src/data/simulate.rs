@@ -186,7 +186,6 @@ pub fn dagger(
             Ok(Some(RawEpisode { info, frames }))
         }
         DaggerLabels::Takeover { max_model_steps } => {
-            let start = world.state();
             let model_steps = rng.below(max_model_steps + 1);
             while attempt.steps() < model_steps && !attempt.is_over() {
                 if stop.load(Ordering::Relaxed) {
@@ -195,7 +194,7 @@ pub fn dagger(
                 let action = learner.act(&world)?;
                 attempt.step_with(&mut world, &action);
             }
-            expert.take_over(task, start, &world);
+            expert.take_over(task, attempt.start().clone(), &world);
             while !attempt.is_over() {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);

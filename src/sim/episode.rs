@@ -76,6 +76,11 @@ impl Attempt {
         Self { task, start: world.state(), budget, steps: 0, success: false }
     }
 
+    /// The state the subtask began in, which the oracle compares against.
+    pub fn start(&self) -> &SceneState {
+        &self.start
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> usize {
         self.steps
