@@ -65,6 +65,9 @@ struct StepReport {
     action: [f64; 7],
     /// CALVIN's 15-D robot state after the step.
     robot_obs: [f64; 15],
+    /// CALVIN's 24-D scene state after the step (`World::scene_obs`: the articulations and lights,
+    /// then each block's position and Euler angles).
+    scene_obs: [f64; 24],
     /// The tasks achieved since the start.
     achieved: Vec<String>,
 }
@@ -134,7 +137,7 @@ pub fn run(args: RolloutArgs) -> Result<()> {
             recorder.push(composer.compose(&world, &caption(step, done)))?;
         }
         let (Action::Relative(action) | Action::Absolute(action)) = action;
-        report.steps.push(StepReport { action, robot_obs: world.robot_obs(), achieved });
+        report.steps.push(StepReport { action, robot_obs: world.robot_obs(), scene_obs: world.scene_obs(), achieved });
         if done {
             break;
         }

@@ -214,9 +214,14 @@ fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
     let done_at = steps.iter().position(|step| step["achieved"].as_array().unwrap().contains(&"open_drawer".into()));
     assert!(steps.iter().all(|step| step["action"].as_array().unwrap().len() == 7), "every step's action");
     assert!(steps.iter().all(|step| step["robot_obs"].as_array().unwrap().len() == 15), "every step's robot state");
+    assert!(steps.iter().all(|step| step["scene_obs"].as_array().unwrap().len() == 24), "every step's scene state");
+    let drawer = |step: &serde_json::Value| step["scene_obs"][1].as_f64().unwrap();
     // The run ends at the step the named task is done, or runs out of steps without it.
     match done_at {
-        Some(step) => assert_eq!(step + 1, steps.len(), "the run ends once the named task is done"),
+        Some(step) => {
+            assert_eq!(step + 1, steps.len(), "the run ends once the named task is done");
+            assert!(drawer(&steps[step]) > drawer(&steps[0]), "the scene state shows the drawer opened");
+        }
         None => assert_eq!(steps.len(), 90),
     }
     let again: serde_json::Value =

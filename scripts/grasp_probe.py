@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Does a model find the block it is asked to lift? For each colour and start state (evaluation
+chain seeds 0..N-1 of scene d) whose block lies on the desk, `vlasim rollout --json` runs "pick up the
+<colour> block from the desk" for 200 steps; the probe reports where the gripper first closed,
+relative to that block (scene_obs), and how many lifts succeeded.
+
+    scripts/grasp_probe.py runs/paligemma [--seeds 10] [--vlasim target/release/vlasim]
+"""
+import argparse
+import json
+import math
+import subprocess
+
+# Where each block's position starts in CALVIN's 24-D scene_obs.
+BLOCK_OFFSET = {"red": 6, "blue": 12, "pink": 18}
+ON_DESK_Z = (0.0, 0.05)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--vlasim", default="target/release/vlasim")
+    args = parser.parse_args()
+
+    errors, lifts, attempts = [], 0, 0
+    for colour, offset in BLOCK_OFFSET.items():
+        for seed in range(args.seeds):
+            command = [args.vlasim, "rollout", "--model", args.model, "--seed", str(seed), "--steps", "200",
+                       "--instruction", f"pick up the {colour} block from the desk", "--json"]
+            run = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+            steps = run["steps"]
+            if not ON_DESK_Z[0] < steps[0]["scene_obs"][offset + 2] < ON_DESK_Z[1]:
+                continue
+            attempts += 1
+            lifts += run["task"] in run["completed"]
+            closes = [i for i in range(1, len(steps)) if steps[i]["action"][6] < 0 <= steps[i - 1]["action"][6]]
+            if not closes:
+                print(f"{colour} seed {seed}: never closed the gripper")
+                continue
+            hand, block = steps[closes[0]]["robot_obs"], steps[closes[0]]["scene_obs"][offset:offset + 3]
+            dx, dy = hand[0] - block[0], hand[1] - block[1]
+            errors.append(math.hypot(dx, dy))
+            print(f"{colour} seed {seed}: first closed at step {closes[0]}, {dx:+.3f} m / {dy:+.3f} m from the block")
+    errors.sort()
+    median = f"{errors[len(errors) // 2]:.3f} m" if errors else "-"
+    near = sum(error < 0.03 for error in errors)
+    print(f"{args.model}: {attempts} lifts from the desk, {lifts} done; first grasp {median} from the block "
+          f"(median), {near} of {len(errors)} within 3 cm")
+
+
+if __name__ == "__main__":
+    main()
