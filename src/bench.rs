@@ -426,6 +426,7 @@ fn bench_batch(
     let targets = vlasim::vla::ActionTargets {
         actions: Tensor::rand(-1f32, 1.0, (batch, window, chunk, 7), cpu)?,
         mask: Tensor::ones((batch, window, chunk), DType::F32, cpu)?,
+        scene_state: None,
     };
     Ok((input, targets))
 }

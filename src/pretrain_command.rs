@@ -18,7 +18,8 @@ use crate::train_command::{OptimisationArgs, TrainingDisplay, stop_on_ctrl_c};
 /// Arguments of `vlasim pretrain`.
 #[derive(Args)]
 pub struct PretrainArgs {
-    /// Model preset (a vision-language one: every preset but film).
+    /// Model preset (a vision-language one: every preset but film), or a model's config.json file
+    /// (as `vlasim train --preset` takes it).
     #[arg(long, default_value = "paligemma")]
     preset: String,
     /// Formulation the folder is saved with, the one `vlasim train --init` will fine-tune.
@@ -65,7 +66,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         (Some(samples), _) | (None, Some(samples)) => samples,
         (None, None) => bail!("say how many corpus samples to pre-train on: --samples N (or --corpus DIR)"),
     };
-    let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let model = presets::resolve(&args.preset, &args.formulation)?;
     let optimisation = &args.optimisation;
     let recipe = PretrainRecipe {
         preset: args.preset,

@@ -20,7 +20,8 @@ pub struct TrainArgs {
     /// Demonstration dataset (LeRobot v3, `vlasim collect`).
     #[arg(long, default_value = "data/demos")]
     data: PathBuf,
-    /// Model preset: paligemma, kosmos, flamingo, llava, qwen-vl, moondream, uform or film.
+    /// Model preset: paligemma, kosmos, flamingo, llava, qwen-vl, moondream, uform or film; or a
+    /// model's config.json file (its backbone, vocabulary and cameras; the formulation is --formulation's).
     #[arg(long, default_value = "kosmos")]
     preset: String,
     /// How history and actions are formulated (`vlasim bench vla` lists them).
@@ -53,6 +54,10 @@ pub struct TrainArgs {
     /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
+    /// Weight of an auxiliary loss: predicting the scene's privileged state (articulations, lights,
+    /// block positions) from the features the action head reads; training only (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    scene_state_loss: f64,
     /// Start from the matching parameters of this model folder (e.g. a `vlasim pretrain` backbone of
     /// the same preset), and from its tokenizer; the rest, such as the action head, starts fresh.
     #[arg(long)]
@@ -208,7 +213,7 @@ impl TrainingDisplay {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let model = presets::preset_with(&args.preset, &args.formulation)?;
+    let model = presets::resolve(&args.preset, &args.formulation)?;
     let optimisation = &args.optimisation;
     let recipe = Recipe {
         preset: args.preset,
@@ -230,6 +235,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         scenes: args.scenes,
         data_share: args.data_share,
         init: args.init,
+        scene_state_loss: (args.scene_state_loss != 0.0).then_some(args.scene_state_loss),
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job = TrainJob {

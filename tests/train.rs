@@ -66,6 +66,7 @@ fn recipe(steps: u64) -> Recipe {
         scenes: Vec::new(),
         data_share: 1.0,
         init: None,
+        scene_state_loss: None,
     }
 }
 
@@ -141,6 +142,24 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
     assert_eq!(started, Some((count, count)));
     let record = checkpoint::read_record(&refined).unwrap();
     assert_eq!(record.recipe.init.as_deref(), Some(out.as_path()), "training.json names where it started");
+}
+
+#[test]
+fn the_scene_state_loss_trains_a_read_out_that_the_checkpoint_keeps() {
+    let out = out_dir("train-scene-state");
+    let with_loss = Recipe { scene_state_loss: Some(0.5), ..recipe(20) };
+    let trained = run(&job(&out, with_loss.clone(), 1, false), None).expect("train");
+    let history = &trained.record.progress.train_loss;
+    assert!(history[1].loss < history[0].loss, "training loss did not fall: {history:?}");
+    let loaded = Vla::load(&out).expect("the checkpoint is a model folder");
+    assert_eq!(loaded.config().scene_state_loss, Some(0.5), "config.json records the objective");
+    let names: Vec<String> = loaded.params().vars().into_iter().map(|(name, _)| name).collect();
+    assert!(names.iter().any(|name| name.starts_with("scene_state_head.")), "the read-out is saved: {names:?}");
+    assert_eq!(weights(&loaded), weights(&trained.model));
+
+    let resumed = job(&out, Recipe { steps: 30, scene_state_loss: None, ..with_loss }, 1, true);
+    let error = format!("{:#}", run(&resumed, None).expect_err("another objective is another recipe"));
+    assert!(error.contains("different recipe"), "{error}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use anyhow::{Result, ensure};
 
-use super::episode::{ACTION_DIM, ROBOT_OBS_DIM};
+use super::episode::{ACTION_DIM, ROBOT_OBS_DIM, SCENE_OBS_DIM};
 use super::reader::{Dataset, Frames};
 use crate::sim::rng::Rng;
 
@@ -52,6 +52,8 @@ pub struct Batch {
     pub gripper_images: Vec<u8>,
     /// `[B, H, 15]` robot_obs.
     pub robot_obs: Vec<f32>,
+    /// `[B, H, 24]` scene_obs (privileged: for auxiliary losses, never a model input).
+    pub scene_obs: Vec<f32>,
     /// `[B, H, C, 7]`: for frame `t`, actions `t .. t + C`, the episode's last action repeated past its end.
     pub actions: Vec<f32>,
     /// `[B, H, C]`: whether each action is real (false where it repeats the episode's last).
@@ -145,6 +147,7 @@ impl<'a> Sampler<'a> {
         batch.static_images.resize(batch_size * history * static_bytes, 0);
         batch.gripper_images.resize(batch_size * history * gripper_bytes, 0);
         batch.robot_obs.clear();
+        batch.scene_obs.clear();
         batch.actions.clear();
         batch.action_mask.clear();
         batch.instructions.clear();
@@ -171,6 +174,7 @@ impl<'a> Sampler<'a> {
                     &mut batch.gripper_images[slot * gripper_bytes..][..gripper_bytes],
                 );
                 batch.robot_obs.extend_from_slice(&episode.robot_obs[t * ROBOT_OBS_DIM..][..ROBOT_OBS_DIM]);
+                batch.scene_obs.extend_from_slice(&episode.scene_obs[t * SCENE_OBS_DIM..][..SCENE_OBS_DIM]);
                 for k in t..t + chunk {
                     let source = k.min(length - 1);
                     batch.actions.extend_from_slice(&episode.actions[source * ACTION_DIM..][..ACTION_DIM]);
@@ -257,7 +261,7 @@ mod tests {
             source: "demo".into(),
             seed: 0,
             robot_obs: (0..length).flat_map(|t| [t as f32; ROBOT_OBS_DIM]).collect(),
-            scene_obs: Vec::new(),
+            scene_obs: (0..length).flat_map(|t| [t as f32; SCENE_OBS_DIM]).collect(),
             actions: (0..length).flat_map(|t| [t as f32; ACTION_DIM]).collect(),
             static_frames: frames(4),
             gripper_frames: frames(2),
@@ -282,6 +286,8 @@ mod tests {
             assert_eq!((0..3).map(frame_of).collect::<Vec<_>>(), expected, "window ending at {last}");
             let first_pixel = batch.static_images[(sample * 3) * 4 * 4 * 3];
             assert_eq!(usize::from(first_pixel), expected[0], "images follow the same frames");
+            let scene_frame_of = |h: usize| batch.scene_obs[(sample * 3 + h) * SCENE_OBS_DIM] as usize;
+            assert_eq!((0..3).map(scene_frame_of).collect::<Vec<_>>(), expected, "so does the scene state");
         }
     }
 

@@ -72,6 +72,9 @@ pub struct Recipe {
     /// none when trained from scratch.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// Weight of the auxiliary scene-state loss (`vla::scene_state`); none: actions only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene_state_loss: Option<f64>,
 }
 
 fn whole_dataset() -> f64 {

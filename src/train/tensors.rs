@@ -9,9 +9,10 @@ use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
 
 use crate::data::batch::Batch;
-use crate::data::episode::{ACTION_DIM, ROBOT_OBS_DIM};
+use crate::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, SCENE_OBS_DIM};
 use crate::lang::tokenizer::Tokenizer;
 use crate::vla::policy::rgb_tensor;
+use crate::vla::scene_state::{SCENE_STATE_COMPONENTS, scene_state_target};
 use crate::vla::{ActionTargets, VlaConfig, VlaInput};
 
 /// Token ids and attention masks of a fixed set of instructions, encoded once.
@@ -76,7 +77,7 @@ pub fn model_batch(
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
     let steps = n * history * chunk;
     let (mut actions, mut action_mask) = (Vec::with_capacity(steps * ACTION_DIM), Vec::with_capacity(steps));
-    for sample in samples {
+    for sample in samples.clone() {
         let (sample_ids, sample_mask) = instructions.get(&batch.instructions[sample])?;
         ids.extend_from_slice(sample_ids);
         mask.extend_from_slice(sample_mask);
@@ -95,9 +96,19 @@ pub fn model_batch(
         instruction_ids: Tensor::from_vec(ids, (n, text_len), &Device::Cpu)?,
         instruction_mask: Tensor::from_vec(mask, (n, text_len), &Device::Cpu)?,
     };
+    let scene_state = match config.scene_state_loss {
+        Some(_) => {
+            let frames =
+                &batch.scene_obs[samples.start * history * SCENE_OBS_DIM..samples.end * history * SCENE_OBS_DIM];
+            let targets: Vec<f32> = frames.chunks_exact(SCENE_OBS_DIM).flat_map(scene_state_target).collect();
+            Some(Tensor::from_vec(targets, (n, history, SCENE_STATE_COMPONENTS.len()), &Device::Cpu)?)
+        }
+        None => None,
+    };
     let targets = ActionTargets {
         actions: Tensor::from_vec(actions, (n, history, chunk, ACTION_DIM), &Device::Cpu)?,
         mask: Tensor::from_vec(action_mask, (n, history, chunk), &Device::Cpu)?,
+        scene_state,
     };
     Ok((input, targets))
 }
@@ -119,6 +130,7 @@ mod tests {
             *chunk = 2;
         }
         config.static_image_size = 2;
+        config.scene_state_loss = Some(0.1);
         let (size, history, chunk) = (3, 2, 3);
         let side = 2;
         let frame_bytes = side * side * 3;
@@ -131,6 +143,7 @@ mod tests {
             static_images: (0..size * history * frame_bytes).map(|i| (i / frame_bytes) as u8).collect(),
             gripper_images: vec![0; size * history * frame_bytes],
             robot_obs: (0..size * history * ROBOT_OBS_DIM).map(|i| (i / ROBOT_OBS_DIM) as f32).collect(),
+            scene_obs: (0..size * history * SCENE_OBS_DIM).map(|i| (i % SCENE_OBS_DIM) as f32).collect(),
             actions: (0..size * history * chunk * ACTION_DIM).map(|i| (i / ACTION_DIM) as f32).collect(),
             action_mask: (0..size * history * chunk).map(|i| i % chunk != 1).collect(),
             instructions: vec!["open the drawer".into(), "turn on the led".into(), "open the drawer".into()],
@@ -151,6 +164,12 @@ mod tests {
         let first_steps = targets.actions.i((0, .., .., 0)).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(first_steps, vec![vec![6.0, 7.0], vec![9.0, 10.0]]);
         assert_eq!(targets.mask.i(0).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1.0, 0.0], vec![1.0, 0.0]]);
+        // Component i of every frame's scene_obs is i here: the light bulb (4) stays 4, the blue
+        // block's x (12, the 10th target) becomes 12 / 0.1 m.
+        let scene_state = targets.scene_state.expect("the config asks for the scene-state loss");
+        assert_eq!(scene_state.dims(), &[2, history, SCENE_STATE_COMPONENTS.len()]);
+        assert_eq!(scene_state.i((1, 1, 4)).unwrap().to_scalar::<f32>().unwrap(), 4.0);
+        assert!((scene_state.i((1, 1, 9)).unwrap().to_scalar::<f32>().unwrap() - 120.0).abs() < 1e-4);
         let ids = input.instruction_ids.to_vec2::<u32>().unwrap();
         assert_eq!(ids[0], tokenizer.encode("turn on the led", 16).unwrap().ids);
         assert_eq!(ids[1], tokenizer.encode("open the drawer", 16).unwrap().ids);

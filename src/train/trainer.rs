@@ -138,11 +138,16 @@ pub fn train(
     ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
     ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
+    // The objective is the recipe's: it decides whether the model carries the scene-state head.
+    let model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
+    if let Err(reason) = model_config.validate() {
+        bail!("the recipe does not fit the model: {reason}");
+    }
     let selection = Selection {
         scenes: recipe.scenes.clone(),
         share: recipe.data_share,
         seed: recipe.seed,
-        gripper_camera: job.model.use_gripper_camera,
+        gripper_camera: model_config.use_gripper_camera,
     };
     let dataset = Dataset::open_selected(&job.data, &selection)
         .with_context(|| format!("reading the dataset {}", job.data.display()))?;
@@ -185,14 +190,14 @@ pub fn train(
         let trained =
             |config: &VlaConfig| VlaConfig { robot_obs_norm: None, temporal_ensemble: None, ..config.clone() };
         ensure!(
-            trained(model.config()) == trained(&job.model),
+            trained(model.config()) == trained(&model_config),
             "{} holds a different model than the preset and formulation given",
             job.out.display()
         );
         let tokenizer = Tokenizer::load(&job.out.join(TOKENIZER_FILE))?;
         (model, tokenizer, saved.progress, Some(job.out.join(OPTIMIZER_FILE)))
     } else {
-        let mut config = job.model.clone();
+        let mut config = model_config.clone();
         config.robot_obs_norm = Some(robot_obs_norm(&dataset, &train_episodes));
         // Token embeddings learnt with one tokenizer mean nothing under another: a run from
         // `init` keeps its tokenizer unless told otherwise.

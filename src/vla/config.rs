@@ -37,6 +37,10 @@ pub struct VlaConfig {
     /// newest chunk's first action).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporal_ensemble: Option<TemporalEnsembleConfig>,
+    /// Weight of the auxiliary scene-state loss next to the action loss (`super::scene_state`; the
+    /// model then carries its read-out head). Training only; absent: actions only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene_state_loss: Option<f64>,
 }
 
 /// `robot_obs` statistics: the model sees `(robot_obs - mean) / std`.
@@ -371,6 +375,12 @@ impl VlaConfig {
             require(ensemble.decay.is_finite(), || "temporal_ensemble.decay must be a finite number".into())?;
         }
         let discrete = matches!(formulation.action_space, ActionSpace::Discrete { .. });
+        if let Some(weight) = self.scene_state_loss {
+            require(weight.is_finite() && weight > 0.0, || "scene_state_loss must be a positive number".into())?;
+            require(!discrete, || {
+                "scene_state_loss reads the continuous head's features: discrete actions have none".into()
+            })?;
+        }
         if let ActionSpace::Discrete { bins } = formulation.action_space {
             require(bins >= 2, || "formulation.action_space.bins must be at least 2".into())?;
         }

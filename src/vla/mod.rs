@@ -34,6 +34,7 @@ pub mod presets;
 pub mod pretraining;
 pub mod projector;
 pub mod resampler;
+pub mod scene_state;
 pub mod vit;
 
 pub use config::VlaConfig;

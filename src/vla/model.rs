@@ -11,6 +11,7 @@ use super::config::{ActionSpace, ArmLoss, BackboneConfig, HistoryFusion, VlaConf
 use super::ensemble::{PredictedStep, executed};
 use super::heads::{ARM_DIMS, ActionHead, ContinuousActions};
 use super::params::ParamStore;
+use super::scene_state::SceneStateHead;
 
 /// Dimensions of an action: 6 arm + gripper.
 pub const ACTION_DIMS: usize = 7;
@@ -75,6 +76,8 @@ pub struct VlaOutput {
     pub actions: ActionOutput,
     /// Attention weights, when asked for.
     pub attention: Option<AttentionCapture>,
+    /// The per-frame features `[B, F, d]` the continuous head read (none for discrete actions).
+    pub features: Option<Tensor>,
 }
 
 /// Targets for [`Vla::loss`].
@@ -85,6 +88,9 @@ pub struct ActionTargets {
     pub actions: Tensor,
     /// `[B, T, chunk]` f32: 1 for real steps, 0 for padding past the episode's end.
     pub mask: Tensor,
+    /// `[B, T, 15]` scene-state targets (`scene_state::scene_state_target`), for models with the
+    /// scene-state loss.
+    pub scene_state: Option<Tensor>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +109,8 @@ pub struct Vla {
     backbone: Backbone,
     /// Continuous actions only.
     head: Option<ActionHead>,
+    /// With the auxiliary scene-state loss only.
+    scene_state_head: Option<SceneStateHead>,
 }
 
 /// Bin of each value in [-1, 1] among `bins` uniform bins (the gripper's ±1 land in the end bins).
@@ -147,7 +155,11 @@ impl Vla {
             )?),
             ActionSpace::Discrete { .. } => None,
         };
-        Ok(Self { config, params, backbone, head })
+        let scene_state_head = match config.scene_state_loss {
+            Some(_) => Some(SceneStateHead::new(feature_size, vb.pp("scene_state_head"))?),
+            None => None,
+        };
+        Ok(Self { config, params, backbone, head, scene_state_head })
     }
 
     /// The config the model was built from.
@@ -267,7 +279,7 @@ impl Vla {
                                     head: Vec::new(),
                                     layout: Some(out.layout),
                                 });
-                                Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention })
+                                Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention, features: None })
                             }
                             None => self.greedy_decode(vlm, &encoded, frames_per_sequence, &text, capture),
                         }
@@ -284,7 +296,7 @@ impl Vla {
             capture.head = head_attention;
             capture
         });
-        Ok(VlaOutput { actions: ActionOutput::Continuous(actions), attention })
+        Ok(VlaOutput { actions: ActionOutput::Continuous(actions), attention, features: Some(features.clone()) })
     }
 
     /// Emits the 7 action tokens one at a time, each the arg-max given the ones before (re-running
@@ -316,12 +328,14 @@ impl Vla {
                     Some(AttentionCapture { backbone: out.attention, head: Vec::new(), layout: Some(out.layout) });
             }
         }
-        Ok(VlaOutput { actions: ActionOutput::Discrete { logits: Tensor::stack(&step_logits, 1)? }, attention })
+        let logits = Tensor::stack(&step_logits, 1)?;
+        Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention, features: None })
     }
 
     /// Training loss: Huber (or MSE) on the arm + weighted BCE on the gripper over the real chunk
-    /// steps of every predicting frame (the window's last `frames` frames); cross-entropy over the
-    /// 7 tokens of the last frame's first step for discrete actions.
+    /// steps of every predicting frame (the window's last `frames` frames), plus the weighted
+    /// scene-state loss when the config has one; cross-entropy over the 7 tokens of the last
+    /// frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
         let window = targets.actions.dim(1)?;
         match (&output.actions, &self.config.formulation.action_space) {
@@ -348,7 +362,16 @@ impl Vla {
                 // Numerically stable BCE with logits: max(x, 0) − x·z + log(1 + exp(−|x|)).
                 let bce = ((logits.relu()? - (logits * &opened)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
                 let gripper = (bce * &mask)?.sum_all()?.div(&real_steps)?;
-                arm + (gripper * *gripper_loss_weight)?
+                let actions_loss = (arm + (gripper * *gripper_loss_weight)?)?;
+                match (&self.scene_state_head, self.config.scene_state_loss) {
+                    (Some(head), Some(weight)) => {
+                        let (Some(features), Some(state)) = (&output.features, &targets.scene_state) else {
+                            candle_core::bail!("the scene-state loss needs the features and the scene-state targets")
+                        };
+                        actions_loss + (head.loss(features, state)? * weight)?
+                    }
+                    _ => Ok(actions_loss),
+                }
             }
             (ActionOutput::Discrete { logits }, ActionSpace::Discrete { bins }) => {
                 let target = actions_to_bins(&targets.actions.i((.., window - 1, 0, ..))?, *bins)?;

@@ -8,6 +8,8 @@
 //! mask (PaliGemma's prefix-LM), and each language model's block (Gemma: RMSNorm + GeGLU + MQA;
 //! Llama: RMSNorm + SwiGLU; Phi: LayerNorm + parallel attention/MLP).
 
+use std::path::Path;
+
 use super::VlaError;
 use super::config::{
     ActionSpace, ArmLoss, BackboneConfig, BlockKind, ConnectorConfig, ConvHybridConfig, DecoderConfig, FilmConfig,
@@ -165,12 +167,13 @@ pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
 
 /// The config of preset `name` with formulation `formulation_name` (see [`formulation`]).
 pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaError> {
-    let backbone = backbone(name)
-        .ok_or_else(|| VlaError::InvalidConfig(format!("unknown preset `{name}`; known: {}", PRESETS.join(", "))))?;
+    let backbone = backbone(name).ok_or_else(|| {
+        VlaError::InvalidConfig(format!(
+            "unknown preset `{name}`; known: {}, or a config.json file",
+            PRESETS.join(", ")
+        ))
+    })?;
     let formulation = formulation(formulation_name)?;
-    // Measured on the shipped model over 1000 chains: Avg. Len. 0.227 executing each chunk's first
-    // action, 0.260 with the even ensemble (BENCHMARKS.md).
-    let temporal_ensemble = (formulation.chunk() > 1).then_some(TemporalEnsembleConfig { decay: 0.0 });
     let config = VlaConfig {
         preset: name.to_string(),
         seed: 0,
@@ -182,11 +185,35 @@ pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaE
         robot_obs_dim: 15,
         robot_obs_norm: None,
         backbone,
+        temporal_ensemble: temporal_ensemble(&formulation),
         formulation,
-        temporal_ensemble,
+        scene_state_loss: None,
     };
     config.validate().map_err(VlaError::InvalidConfig)?;
     Ok(config)
+}
+
+/// A preset by name, or the model of a config file (a model folder's `config.json`, say, edited to
+/// another width): its backbone, vocabulary and cameras, with formulation `formulation_name` and
+/// no fitted normalisation.
+pub fn resolve(name_or_file: &str, formulation_name: &str) -> Result<VlaConfig, VlaError> {
+    let path = Path::new(name_or_file);
+    if PRESETS.contains(&name_or_file) || !path.is_file() {
+        return preset_with(name_or_file, formulation_name);
+    }
+    let file = super::read_config(path)?;
+    let formulation = formulation(formulation_name)?;
+    let config =
+        VlaConfig { robot_obs_norm: None, temporal_ensemble: temporal_ensemble(&formulation), formulation, ..file };
+    config.validate().map_err(|reason| VlaError::ConfigFile { path: path.to_path_buf(), reason })?;
+    Ok(config)
+}
+
+/// Even ensembling of overlapping chunks, for formulations that predict chunks. Measured on the
+/// shipped model over 1000 chains: Avg. Len. 0.227 executing each chunk's first action, 0.260 with
+/// the even ensemble (BENCHMARKS.md).
+fn temporal_ensemble(formulation: &FormulationConfig) -> Option<TemporalEnsembleConfig> {
+    (formulation.chunk() > 1).then_some(TemporalEnsembleConfig { decay: 0.0 })
 }
 
 /// The config of preset `name` with the default formulation (`policy_head`).
@@ -198,4 +225,33 @@ pub fn preset(name: &str) -> Result<VlaConfig, VlaError> {
 /// interleave frames in or to emit discrete tokens).
 pub fn supports(name: &str, formulation_name: &str) -> bool {
     preset_with(name, formulation_name).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_gives_its_backbone_with_the_formulation_asked_for() {
+        let dir = std::env::temp_dir().join(format!("vlasim-presets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut wide = preset_with("paligemma", "policy_head").unwrap();
+        let BackboneConfig::Vlm(vlm) = &mut wide.backbone else { panic!("paligemma is a VLM") };
+        vlm.language_model.hidden_size = 96;
+        vlm.language_model.intermediate_size = 192;
+        let file = dir.join("config.json");
+        std::fs::write(&file, serde_json::to_string(&wide).unwrap()).unwrap();
+
+        let resolved = resolve(file.to_str().unwrap(), "one_step").unwrap();
+        assert_eq!(resolved.backbone, wide.backbone, "the file's backbone");
+        assert_eq!(resolved.formulation, formulation("one_step").unwrap(), "the formulation asked for");
+        assert_eq!(resolve("paligemma", "one_step").unwrap(), preset_with("paligemma", "one_step").unwrap());
+
+        std::fs::write(&file, "{\"preset\": ").unwrap();
+        let error = resolve(file.to_str().unwrap(), "one_step").unwrap_err().to_string();
+        assert!(error.contains("config.json"), "the error names the file: {error}");
+        let error = resolve("paligema", "one_step").unwrap_err().to_string();
+        assert!(error.contains("unknown preset `paligema`"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

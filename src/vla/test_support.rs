@@ -4,6 +4,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::VlaConfig;
 use super::model::{ACTION_DIMS, ActionTargets, VlaInput};
+use super::scene_state::SCENE_STATE_COMPONENTS;
 use crate::sim::rng::Rng;
 
 /// Values drawn uniformly from `[low, high)`.
@@ -58,6 +59,9 @@ pub fn batch(config: &VlaConfig, batch: usize, seed: u64) -> (VlaInput, ActionTa
     let targets = ActionTargets {
         actions: Tensor::from_vec(flat, (batch, window, chunk, ACTION_DIMS), &Device::Cpu).expect("sized above"),
         mask: Tensor::from_vec(step_mask, (batch, window, chunk), &Device::Cpu).expect("sized above"),
+        scene_state: config
+            .scene_state_loss
+            .map(|_| uniform(&[batch, window, SCENE_STATE_COMPONENTS.len()], -3.0, 3.0, &mut rng)),
     };
     (input, targets)
 }

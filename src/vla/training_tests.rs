@@ -85,3 +85,12 @@ fn models_with_the_gripper_camera_train() {
         train_config_and_check(config);
     }
 }
+
+#[test]
+fn models_with_the_scene_state_loss_train() {
+    for (preset, formulation) in [("paligemma", "one_step"), ("kosmos", "policy_head"), ("film", "one_step")] {
+        let mut config = shrunk(preset_with(preset, formulation).expect("known preset"));
+        config.scene_state_loss = Some(0.5);
+        train_config_and_check(config);
+    }
+}

@@ -1,0 +1,43 @@
+//! An auxiliary training objective: predict the scene's privileged state (CALVIN's `scene_obs`: the
+//! articulations, the lights and each block's position) linearly from the features the action head
+//! reads. The simulator knows that state exactly, and asking the features to carry it makes the
+//! vision tower find the blocks, which the action loss alone did not teach the small models
+//! (BENCHMARKS.md). Training only: inference never runs the head.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder, linear};
+
+/// The `scene_obs` components predicted: sliding door, drawer, button, switch, light bulb, LED,
+/// then the red, blue and pink blocks' positions (their Euler angles wrap around; left out).
+pub const SCENE_STATE_COMPONENTS: [usize; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 18, 19, 20];
+/// Where the light bulb's and the LED's on/off (0/1) sit in `scene_obs`.
+const LIGHTS: [usize; 2] = [4, 5];
+/// Metres per target unit: positions and travels come out O(1), like the lights' 0/1.
+const METRES_PER_UNIT: f32 = 0.1;
+
+/// The target of one frame's 24-D `scene_obs`.
+pub fn scene_state_target(scene_obs: &[f32]) -> [f32; SCENE_STATE_COMPONENTS.len()] {
+    SCENE_STATE_COMPONENTS.map(|i| if LIGHTS.contains(&i) { scene_obs[i] } else { scene_obs[i] / METRES_PER_UNIT })
+}
+
+/// The linear read-out of the scene state from per-frame features.
+#[derive(Debug, Clone)]
+pub struct SceneStateHead {
+    readout: Linear,
+}
+
+impl SceneStateHead {
+    /// A head over features of width `feature_size`.
+    pub fn new(feature_size: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { readout: linear(feature_size, SCENE_STATE_COMPONENTS.len(), vb.pp("readout"))? })
+    }
+
+    /// Mean squared error of the prediction from `features` `[B, F, d]` against the targets of the
+    /// window's last `F` frames (`targets` `[B, T, 15]`, from [`scene_state_target`]).
+    pub fn loss(&self, features: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let frames = features.dim(1)?;
+        let window = targets.dim(1)?;
+        let targets = targets.narrow(1, window - frames, frames)?;
+        (self.readout.forward(features)? - targets)?.sqr()?.mean_all()
+    }
+}
