@@ -1,6 +1,7 @@
 //! `vlasim rollout`: a model folder acts on one free-form instruction from a start state, headless
 //! — the scriptable twin of typing a command in the GUI. Every step prints which tasks the oracle
-//! sees achieved since the start; at the end, every task it saw completed.
+//! sees achieved since the start; at the end, every task it saw completed. `--model expert` runs the
+//! scripted expert on the task the words name instead, as a reference.
 
 use std::path::PathBuf;
 
@@ -12,9 +13,11 @@ use vlasim::lang;
 use vlasim::sim::arm::Action;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
+use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
 use vlasim::sim::oracle;
 use vlasim::sim::scene::Scene;
-use vlasim::sim::world::CONTROL_HZ;
+use vlasim::sim::tasks::Task;
+use vlasim::sim::world::{CONTROL_HZ, World};
 use vlasim::video::compose::{Caption, ComposeOptions, Composer, SubtaskStatus};
 use vlasim::video::recorder::Recorder;
 use vlasim::vla::driver::VlaDriver;
@@ -22,7 +25,8 @@ use vlasim::vla::driver::VlaDriver;
 /// Arguments of `vlasim rollout`.
 #[derive(Args)]
 pub struct RolloutArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    /// Model folder (config.json, model.safetensors, tokenizer.json), or `expert` (the scripted
+    /// expert on the task the words name).
     #[arg(long)]
     model: PathBuf,
     /// What to tell the model, in any words.
@@ -51,6 +55,9 @@ struct RolloutReport {
     instruction: String,
     /// The task the words name, when the language layer finds one.
     task: Option<String>,
+    /// Whether that task can start from the start state (CALVIN's preconditions, as the GUI and the
+    /// evaluation chains apply them); absent without a task.
+    task_can_start: Option<bool>,
     unknown_words: Vec<String>,
     /// Every step, in order.
     steps: Vec<StepReport>,
@@ -77,10 +84,18 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         bail!("the instruction is empty: say what the arm should do, e.g. --instruction \"open the drawer\"");
     }
     let scene = Scene::resolve(&args.scene)?;
-    let mut driver =
-        VlaDriver::load(&args.model).with_context(|| format!("cannot load the model in {}", args.model.display()))?;
     let understanding = lang::understand(&args.instruction);
     let task = understanding.task.filter(|_| understanding.problem.is_none());
+    let mut actor = if args.model.as_os_str() == "expert" {
+        let Some(task) = task else {
+            bail!("the expert needs words that name one task, e.g. --instruction \"open the drawer\"");
+        };
+        Actor::Expert(Expert::new(ExpertSettings::default()), task)
+    } else {
+        let driver = VlaDriver::load(&args.model)
+            .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+        Actor::Model(driver)
+    };
     if !args.json {
         if let Some(problem) = &understanding.problem {
             eprintln!("note: the words name no single task ({problem}); the model acts on them anyway");
@@ -93,7 +108,11 @@ pub fn run(args: RolloutArgs) -> Result<()> {
     let chain = chains::chain(EVAL_SEED, args.seed);
     let mut world = episode::chain_world(&scene, &chain, args.seed)?;
     let start = world.state();
-    driver.begin(&args.instruction, &world)?;
+    let task_can_start = task.map(|task| task.apply(&oracle::perceive(&scene, &start)).is_some());
+    if let (Actor::Expert(..), Some(task), Some(false)) = (&actor, task, task_can_start) {
+        bail!("the expert cannot start {task} from this start state (the GUI would refuse it too)");
+    }
+    actor.begin(&args.instruction, &world)?;
     let mut video = match &args.out {
         Some(path) => {
             let options = ComposeOptions { inset: true, ..ComposeOptions::default() };
@@ -115,12 +134,13 @@ pub fn run(args: RolloutArgs) -> Result<()> {
     let mut report = RolloutReport {
         instruction: args.instruction.clone(),
         task: task.map(|t| t.name()),
+        task_can_start,
         unknown_words: understanding.unknown_words.clone(),
         steps: Vec::new(),
         completed: Vec::new(),
     };
     for step in 1..=args.steps {
-        let action = driver.act(&world)?;
+        let action = actor.act(&world)?;
         world.step(&action);
         let achieved: Vec<String> = oracle::achieved(&start, &world.state()).iter().map(|t| t.name()).collect();
         for name in &achieved {
@@ -159,4 +179,31 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who acts: a model on the words, or the scripted expert on the task they name.
+// One per run: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Actor {
+    Model(VlaDriver),
+    Expert(Expert, Task),
+}
+
+impl Actor {
+    fn begin(&mut self, instruction: &str, world: &World) -> Result<()> {
+        match self {
+            Actor::Model(driver) => {
+                driver.begin(instruction, world)?;
+            }
+            Actor::Expert(expert, task) => expert.begin(*task, world),
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, world: &World) -> Result<Action> {
+        Ok(match self {
+            Actor::Model(driver) => driver.act(world)?,
+            Actor::Expert(expert, _) => expert.act(world),
+        })
+    }
 }

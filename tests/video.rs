@@ -194,14 +194,33 @@ fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
 
 /// `vlasim rollout ARGS` with the shipped model; its stdout.
 fn rollout(args: &[&str]) -> String {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vlasim"))
+    let output = rollout_with(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma"), args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// `vlasim rollout --model MODEL ARGS`.
+fn rollout_with(model: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vlasim"))
         .args(["rollout", "--model", model])
         .args(args)
         .output()
-        .expect("run vlasim rollout");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8")
+        .expect("run vlasim rollout")
+}
+
+#[test]
+fn the_expert_rolls_out_the_task_the_words_name_and_refuses_what_it_cannot_start() {
+    let args = ["--instruction", "pull the handle to open the drawer", "--seed", "0", "--json"];
+    let output = rollout_with("expert", &args);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    assert_eq!(report["task_can_start"], true, "{report}");
+    assert!(report["completed"].as_array().unwrap().contains(&"open_drawer".into()), "{report}");
+
+    let refused = rollout_with("expert", &["--instruction", "close the drawer", "--seed", "0"]);
+    assert!(!refused.status.success(), "the drawer starts closed at seed 0");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot start close_drawer"));
+    let wordless = rollout_with("expert", &["--instruction", "dance", "--seed", "0"]);
+    assert!(String::from_utf8_lossy(&wordless.stderr).contains("needs words that name one task"));
 }
 
 #[test]
@@ -209,7 +228,7 @@ fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
     let path = scratch_dir("rollout").join("rollout.mp4");
     let args = ["--instruction", "pull the handle to open the drawer", "--seed", "0", "--steps", "90", "--json"];
     let report: serde_json::Value = serde_json::from_str(&rollout(&args)).expect("--json prints JSON");
-    assert_eq!(report["task"], "open_drawer");
+    assert_eq!((&report["task"], &report["task_can_start"]), (&"open_drawer".into(), &true.into()));
     let steps = report["steps"].as_array().unwrap();
     let done_at = steps.iter().position(|step| step["achieved"].as_array().unwrap().contains(&"open_drawer".into()));
     assert!(steps.iter().all(|step| step["action"].as_array().unwrap().len() == 7), "every step's action");
