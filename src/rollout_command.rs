@@ -192,9 +192,7 @@ enum Actor {
 impl Actor {
     fn begin(&mut self, instruction: &str, world: &World) -> Result<()> {
         match self {
-            Actor::Model(driver) => {
-                driver.begin(instruction, world)?;
-            }
+            Actor::Model(driver) => drop(driver.begin(instruction, world)?),
             Actor::Expert(expert, task) => expert.begin(*task, world),
         }
         Ok(())

@@ -210,7 +210,7 @@ pub fn resolve(name_or_file: &str, formulation_name: &str) -> Result<VlaConfig, 
 }
 
 /// Even ensembling of overlapping chunks, for formulations that predict chunks. Measured on the
-/// shipped model over 1000 chains: Avg. Len. 0.227 executing each chunk's first action, 0.260 with
+/// previous shipped model over 1000 chains: Avg. Len. 0.227 executing each chunk's first action, 0.260 with
 /// the even ensemble (BENCHMARKS.md).
 fn temporal_ensemble(formulation: &FormulationConfig) -> Option<TemporalEnsembleConfig> {
     (formulation.chunk() > 1).then_some(TemporalEnsembleConfig { decay: 0.0 })
