@@ -54,6 +54,10 @@ pub struct TrainArgs {
     /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
+    /// Keep the camera images of every n-th frame only (one-step models): neighbouring frames look
+    /// alike, so a stride of 2 fits twice the episodes, and their start layouts, in memory.
+    #[arg(long, default_value_t = 1)]
+    frame_stride: usize,
     /// Weight of an auxiliary loss: predicting the scene's privileged state (articulations, lights,
     /// block positions) from the features the action head reads; training only (0: none).
     #[arg(long, default_value_t = 0.0)]
@@ -234,6 +238,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         scenes: args.scenes,
         data_share: args.data_share,
+        frame_stride: args.frame_stride,
         init: args.init,
         scene_state_loss: (args.scene_state_loss != 0.0).then_some(args.scene_state_loss),
     };

@@ -139,7 +139,7 @@ fn a_collected_dataset_reads_back_as_simulated() {
     assert_eq!(train.len() + validation.len(), dataset.episodes.len());
     assert!(!validation.is_empty() && validation.iter().all(|v| !train.contains(v)));
 
-    let half = Selection { scenes: vec!["d".into()], share: 0.5, seed: 2, gripper_camera: true };
+    let half = Selection { scenes: vec!["d".into()], share: 0.5, seed: 2, gripper_camera: true, frame_stride: 1 };
     let selected = Dataset::open_selected(&dir, &half).expect("open a selection");
     assert_eq!(selected.episodes.len(), (dataset.episodes.len() as f64 * 0.5).round() as usize);
     for episode in &selected.episodes {
@@ -150,6 +150,31 @@ fn a_collected_dataset_reads_back_as_simulated() {
         assert!(episode.gripper_frames.rgb.is_empty(), "the gripper camera was not asked for");
         assert_eq!(episode.static_frames, full.static_frames);
     }
+    // Every other frame's images: frames 0, 2, 4, … as decoded in full, and one-frame windows end
+    // only there; a longer history cannot be drawn.
+    let strided = Dataset::open_selected(&dir, &Selection { frame_stride: 2, ..half.clone() }).unwrap();
+    for (episode, full) in strided.episodes.iter().zip(&selected.episodes) {
+        assert_eq!((episode.len(), &episode.actions, &episode.robot_obs), (full.len(), &full.actions, &full.robot_obs));
+        let kept: Vec<usize> = (0..full.len()).step_by(2).collect();
+        assert_eq!(episode.static_frames.rgb.len(), kept.len() * full.static_frames.frame_bytes());
+        for &t in &kept {
+            assert_eq!(episode.static_frames.frame(t), full.static_frames.frame(t), "static frame {t}");
+            assert_eq!(episode.gripper_frames.frame(t), full.gripper_frames.frame(t), "gripper frame {t}");
+        }
+    }
+    let episodes: Vec<usize> = (0..strided.episodes.len()).collect();
+    let one_frame = BatchSettings { batch_size: 8, history: 1, static_shift_px: 0, gripper_shift_px: 0, ..settings };
+    let mut sampler = Sampler::new(&strided, &episodes, one_frame, 4).expect("one-frame windows");
+    assert_eq!(sampler.windows(), strided.episodes.iter().map(|e| e.len().div_ceil(2)).sum::<usize>());
+    let batch = sampler.next_batch();
+    for (sample, &(e, last)) in batch.origins.iter().enumerate() {
+        assert_eq!(last % 2, 0, "a window ends at frame {last}, whose image was not kept");
+        let bytes = strided.episodes[e].static_frames.frame_bytes();
+        assert_eq!(&batch.static_images[sample * bytes..][..bytes], selected.episodes[e].static_frames.frame(last));
+    }
+    let error = Sampler::new(&strided, &episodes, settings, 4).expect_err("a history needs every frame").to_string();
+    assert!(error.contains("one frame in 2"), "{error}");
+
     let elsewhere = Selection { scenes: vec!["a".into()], ..half };
     let error = format!("{:#}", Dataset::open_selected(&dir, &elsewhere).expect_err("no episode in scene a"));
     assert!(error.contains("scene \"a\""), "{error}");

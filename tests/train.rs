@@ -65,6 +65,7 @@ fn recipe(steps: u64) -> Recipe {
         seed: 3,
         scenes: Vec::new(),
         data_share: 1.0,
+        frame_stride: 1,
         init: None,
         scene_state_loss: None,
     }

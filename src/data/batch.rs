@@ -2,9 +2,10 @@
 //! `chunk` actions of each frame (RoboVLMs' formulation), random-shift augmented, reproducible
 //! from a seed, as flat arrays ready to become tensors.
 //!
-//! Every frame of an episode ends one window. A window ending before frame `history - 1` is
-//! padded by repeating the episode's first frame, as [`crate::vla::VlaPolicy`] does at the start
-//! of an episode, so the first steps of a rollout are states the model was trained on.
+//! Every frame of an episode whose images were kept ([`super::reader::Selection::frame_stride`])
+//! ends one window. A window ending before frame `history - 1` is padded by repeating the
+//! episode's first frame, as [`crate::vla::VlaPolicy`] does at the start of an episode, so the
+//! first steps of a rollout are states the model was trained on.
 
 use anyhow::{Result, ensure};
 
@@ -87,7 +88,16 @@ impl<'a> Sampler<'a> {
         let mut windows = Vec::new();
         for &e in episodes {
             ensure!(e < dataset.episodes.len(), "episode {e} is not in the dataset");
-            windows.extend((0..dataset.episodes[e].len()).map(|t| (e, t)));
+            let images = &dataset.episodes[e].static_frames;
+            // A window is consecutive frames; with images of every n-th frame only, a window of
+            // one frame is all that exists.
+            ensure!(
+                images.stride == 1 || settings.history == 1,
+                "the dataset keeps the images of one frame in {}: a history of {} frames cannot be drawn",
+                images.stride,
+                settings.history
+            );
+            windows.extend((0..dataset.episodes[e].len()).filter(|&t| images.has(t)).map(|t| (e, t)));
         }
         ensure!(!windows.is_empty(), "the episodes {episodes:?} have no frames");
         let mut sampler = Sampler { dataset, settings, windows, next: 0, rng: Rng::new(seed) };
@@ -251,6 +261,7 @@ mod tests {
         let frames = |side: usize| Frames {
             width: side,
             height: side,
+            stride: 1,
             rgb: (0..length).flat_map(|t| vec![t as u8; side * side * 3]).collect(),
         };
         EpisodeData {
@@ -308,7 +319,7 @@ mod tests {
     fn shift_equals_pad_then_crop() {
         let (width, height) = (7, 5);
         let rgb: Vec<u8> = (0..width * height * 3).map(|i| (i * 7 % 251) as u8).collect();
-        let frames = Frames { width, height, rgb };
+        let frames = Frames { width, height, stride: 1, rgb };
         let pad = 3;
         for dy in -3..=3 {
             for dx in -3..=3 {

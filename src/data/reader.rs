@@ -4,7 +4,9 @@
 //!
 //! Decoded frames take 61 kB each (128² static + 64² gripper RGB), so a large collection does not
 //! fit in memory whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
-//! their episodes (the data-efficiency runs use the same knob).
+//! their episodes (the data-efficiency runs use the same knob), or the images of every n-th frame
+//! only — neighbouring frames show nearly the same picture, so a stride of 2 holds twice the start
+//! layouts in the same memory.
 //!
 //! A sample is a window of `history` consecutive frames ending at frame `t`: for each frame its
 //! robot_obs, both camera images and the next `chunk` actions (past the episode's end the last
@@ -26,26 +28,40 @@ use super::table;
 use crate::sim::rng::Rng;
 use crate::video::mp4_read;
 
-/// One camera's frames of one episode, row-major RGB, frame after frame.
+/// One camera's frames of one episode, row-major RGB, frame after frame: frames 0, `stride`,
+/// `2 × stride`, … of the episode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frames {
     /// Frame width (px).
     pub width: usize,
     /// Frame height (px).
     pub height: usize,
-    /// `frames × height × width × 3` bytes.
+    /// Episode frames from one kept image to the next (1: every frame has its image).
+    pub stride: usize,
+    /// `kept frames × height × width × 3` bytes.
     pub rgb: Vec<u8>,
 }
 
 impl Frames {
+    /// No frames yet, `width × height`, keeping every `stride`-th.
+    pub fn empty(width: usize, height: usize, stride: usize) -> Frames {
+        Frames { width, height, stride, rgb: Vec::new() }
+    }
+
     /// Bytes per frame.
     pub fn frame_bytes(&self) -> usize {
         self.width * self.height * 3
     }
 
-    /// Frame `index`'s bytes.
+    /// Whether episode frame `index` kept its image.
+    pub fn has(&self, index: usize) -> bool {
+        index % self.stride == 0
+    }
+
+    /// Episode frame `index`'s bytes; it must be one whose image was kept ([`Frames::has`]).
     pub fn frame(&self, index: usize) -> &[u8] {
-        &self.rgb[index * self.frame_bytes()..][..self.frame_bytes()]
+        assert!(self.has(index), "frame {index}'s image was not kept (stride {})", self.stride);
+        &self.rgb[index / self.stride * self.frame_bytes()..][..self.frame_bytes()]
     }
 }
 
@@ -109,12 +125,15 @@ pub struct Selection {
     /// Whether to decode the gripper camera (a model that does not use it leaves its frames
     /// empty, a fifth of the memory).
     pub gripper_camera: bool,
+    /// Keep the images of frames 0, `frame_stride`, `2 × frame_stride`, … of each episode
+    /// (1: all); every frame keeps its state and action.
+    pub frame_stride: usize,
 }
 
 impl Selection {
     /// Every episode.
     pub fn all() -> Selection {
-        Selection { scenes: Vec::new(), share: 1.0, seed: 0, gripper_camera: true }
+        Selection { scenes: Vec::new(), share: 1.0, seed: 0, gripper_camera: true, frame_stride: 1 }
     }
 
     /// Whether each of the episodes (by their scene) is kept.
@@ -156,6 +175,7 @@ impl Dataset {
     /// Reads the episodes of the dataset at `root` that `selection` keeps; the others are checked
     /// as thoroughly but their frames are dropped as they are decoded.
     pub fn open_selected(root: &Path, selection: &Selection) -> Result<Dataset> {
+        ensure!(selection.frame_stride > 0, "the frame stride must be at least 1");
         let info_path = root.join(INFO_PATH);
         let info = read_json(&info_path)?;
         let version = info["codebase_version"].as_str().unwrap_or("none");
@@ -195,8 +215,8 @@ impl Dataset {
                 robot_obs: Vec::with_capacity(length * ROBOT_OBS_DIM),
                 scene_obs: Vec::with_capacity(length * SCENE_OBS_DIM),
                 actions: Vec::with_capacity(length * ACTION_DIM),
-                static_frames: Frames { width: 0, height: 0, rgb: Vec::new() },
-                gripper_frames: Frames { width: 0, height: 0, rgb: Vec::new() },
+                static_frames: Frames::empty(0, 0, selection.frame_stride),
+                gripper_frames: Frames::empty(0, 0, selection.frame_stride),
             });
         }
         let keep = selection.pick(scenes)?;
@@ -224,7 +244,7 @@ impl Dataset {
                 let members: Vec<usize> = (0..episodes.len())
                     .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
                     .collect();
-                read_video_file(&path, &members, &keep, froms, camera, &mut episodes)?;
+                read_video_file(&path, &members, &keep, froms, camera, selection.frame_stride, &mut episodes)?;
             }
         }
         let episodes = episodes.into_iter().zip(keep).filter_map(|(episode, kept)| kept.then_some(episode)).collect();
@@ -283,6 +303,7 @@ fn read_video_file(
     keep: &[bool],
     from_timestamps: &[f64],
     camera: usize,
+    stride: usize,
     episodes: &mut [EpisodeData],
 ) -> Result<()> {
     let video = mp4_read::read_mp4(path)?;
@@ -300,12 +321,10 @@ fn read_video_file(
     }
     let (width, height) = (usize::from(video.width), usize::from(video.height));
     for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
+        let kept = episodes[e].len().div_ceil(stride);
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        *frames = Frames {
-            width,
-            height,
-            rgb: Vec::with_capacity(episodes[e].actions.len() / ACTION_DIM * width * height * 3),
-        };
+        *frames = Frames::empty(width, height, stride);
+        frames.rgb.reserve_exact(kept * width * height * 3);
     }
     let mut frame = 0;
     mp4_read::decode_each(&video, |image| {
@@ -317,8 +336,11 @@ fn read_video_file(
             return Ok(());
         }
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        ensure!(frames.rgb.len() == (frame - start) * width * height * 3, "episodes overlap at frame {frame}");
-        frames.rgb.extend_from_slice(&image.rgb);
+        let index = frame - start;
+        if frames.has(index) {
+            ensure!(frames.rgb.len() == index / stride * width * height * 3, "episodes overlap at frame {frame}");
+            frames.rgb.extend_from_slice(&image.rgb);
+        }
         frame += 1;
         Ok(())
     })

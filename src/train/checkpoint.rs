@@ -68,6 +68,9 @@ pub struct Recipe {
     /// Share of those scenes' episodes trained on (plus validation).
     #[serde(default = "whole_dataset")]
     pub data_share: f64,
+    /// Episode frames from one image trained on to the next (1: every frame).
+    #[serde(default = "every_frame", skip_serializing_if = "is_every_frame")]
+    pub frame_stride: usize,
     /// Model folder whose matching parameters the run started from (a pre-trained backbone);
     /// none when trained from scratch.
     #[serde(default)]
@@ -79,6 +82,14 @@ pub struct Recipe {
 
 fn whole_dataset() -> f64 {
     1.0
+}
+
+fn every_frame() -> usize {
+    1
+}
+
+fn is_every_frame(stride: &usize) -> bool {
+    *stride == 1
 }
 
 /// Which data a run trained on.

@@ -148,6 +148,7 @@ pub fn train(
         share: recipe.data_share,
         seed: recipe.seed,
         gripper_camera: model_config.use_gripper_camera,
+        frame_stride: recipe.frame_stride,
     };
     let dataset = Dataset::open_selected(&job.data, &selection)
         .with_context(|| format!("reading the dataset {}", job.data.display()))?;
