@@ -73,23 +73,16 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         formulation: args.formulation,
         corpus_seed,
         samples,
-        steps: optimisation.steps,
-        batch_size: optimisation.batch,
-        lr: optimisation.lr,
-        warmup_steps: optimisation.warmup,
-        decay: optimisation.decay,
-        weight_decay: optimisation.weight_decay,
-        grad_clip: optimisation.grad_clip(),
+        optimisation: optimisation.optimisation(),
         validation_samples: args.validation_samples,
-        eval_every: optimisation.eval_every,
-        checkpoint_every: optimisation.checkpoint_every,
         seed: args.seed,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job =
         PretrainJob { out: args.out, recipe, model, workers: optimisation.workers(), resume: optimisation.resume };
     let stop = stop_on_ctrl_c()?;
-    let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
+    let mut display =
+        TrainingDisplay::new(job.recipe.optimisation.steps, &job.out, job.workers, "corpus samples", None)?;
     let pretrained = pretrainer::pretrain(&job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&pretrained.record.progress, pretrained.stopped);
     Ok(())
@@ -98,13 +91,14 @@ pub fn run(args: PretrainArgs) -> Result<()> {
 /// Pre-trains `job.out` unless a finished run is there; an unfinished one there is resumed.
 pub fn pretrain_unless_done(mut job: PretrainJob, stop: &AtomicBool) -> Result<()> {
     let saved: Option<PretrainingRecord> = checkpoint::read(&job.out, PRETRAINING_FILE).ok();
-    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps) {
+    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.optimisation.steps) {
         println!("{}: pre-trained already", job.out.display());
         return Ok(());
     }
     job.resume = saved.is_some();
     println!("{}: pre-training {} on {} corpus samples", job.out.display(), job.recipe.preset, job.recipe.samples);
-    let mut display = TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "corpus samples", None)?;
+    let mut display =
+        TrainingDisplay::new(job.recipe.optimisation.steps, &job.out, job.workers, "corpus samples", None)?;
     let pretrained = pretrainer::pretrain(&job, None, stop, &mut |event| display.show(event))?;
     display.finish(&pretrained.record.progress, pretrained.stopped);
     if pretrained.stopped {

@@ -19,7 +19,7 @@ use vlasim::parallel;
 use vlasim::sim::scene::Scene;
 use vlasim::train::checkpoint::Recipe;
 use vlasim::train::pretrainer::{PretrainJob, PretrainRecipe};
-use vlasim::train::schedule::Decay;
+use vlasim::train::schedule::{Decay, Optimisation};
 use vlasim::train::trainer::TrainJob;
 use vlasim::vla::presets;
 
@@ -111,16 +111,18 @@ pub fn run(args: StudyArgs) -> Result<()> {
                     formulation: formulation.clone(),
                     corpus_seed: 0,
                     samples: scale,
-                    steps: args.pretrain_steps,
-                    batch_size: args.pretrain_batch,
-                    lr: 1e-3,
-                    warmup_steps: args.pretrain_steps / 25,
-                    decay: Decay::Cosine,
-                    weight_decay: 0.01,
-                    grad_clip: Some(1.0),
+                    optimisation: Optimisation {
+                        steps: args.pretrain_steps,
+                        batch_size: args.pretrain_batch,
+                        lr: 1e-3,
+                        warmup_steps: args.pretrain_steps / 25,
+                        decay: Decay::Cosine,
+                        weight_decay: 0.01,
+                        grad_clip: Some(1.0),
+                        eval_every: (args.pretrain_steps / 10).max(1),
+                        checkpoint_every: (args.pretrain_steps / 10).max(1),
+                    },
                     validation_samples: 256,
-                    eval_every: (args.pretrain_steps / 10).max(1),
-                    checkpoint_every: (args.pretrain_steps / 10).max(1),
                     seed: 0,
                 };
                 let job =

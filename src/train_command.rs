@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
 use vlasim::train::checkpoint::{self, Progress, Recipe, TrainingRecord};
-use vlasim::train::schedule::Decay;
+use vlasim::train::schedule::{Decay, Optimisation};
 use vlasim::train::trainer::{self, TrainEvent, TrainJob};
 use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets;
@@ -112,9 +112,19 @@ pub struct OptimisationArgs {
 }
 
 impl OptimisationArgs {
-    /// The gradient-norm limit, none for 0.
-    pub fn grad_clip(&self) -> Option<f64> {
-        (self.grad_clip > 0.0).then_some(self.grad_clip)
+    /// The recipe's optimisation part.
+    pub fn optimisation(&self) -> Optimisation {
+        Optimisation {
+            steps: self.steps,
+            batch_size: self.batch,
+            lr: self.lr,
+            warmup_steps: self.warmup,
+            decay: self.decay,
+            weight_decay: self.weight_decay,
+            grad_clip: (self.grad_clip > 0.0).then_some(self.grad_clip),
+            eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every,
+        }
     }
 
     /// The worker threads asked for, or all cores.
@@ -222,17 +232,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let recipe = Recipe {
         preset: args.preset,
         formulation: args.formulation,
-        steps: optimisation.steps,
-        batch_size: optimisation.batch,
-        lr: optimisation.lr,
-        warmup_steps: optimisation.warmup,
-        decay: optimisation.decay,
-        weight_decay: optimisation.weight_decay,
-        grad_clip: optimisation.grad_clip(),
+        optimisation: optimisation.optimisation(),
         validation_share: args.validation,
         validation_batches: args.validation_batches,
-        eval_every: optimisation.eval_every,
-        checkpoint_every: optimisation.checkpoint_every,
         static_shift_px: args.static_shift,
         gripper_shift_px: args.gripper_shift,
         seed: args.seed,
@@ -253,8 +255,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
 
     let stop = stop_on_ctrl_c()?;
-    let mut display =
-        TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let mut display = TrainingDisplay::new(
+        job.recipe.optimisation.steps,
+        &job.out,
+        job.workers,
+        "training windows",
+        job.recipe.init.clone(),
+    )?;
     let trained = trainer::train(&job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&trained.record.progress, trained.stopped);
     Ok(())
@@ -271,7 +278,7 @@ pub fn read_training_record(path: &Path) -> Result<TrainingRecord> {
 /// resumed. For commands that train many models in turn (each run's own `resume` is decided here).
 pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
     let saved = checkpoint::read_record(&job.out).ok();
-    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.steps)
+    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.optimisation.steps)
         || (saved.is_none() && job.out.join(CONFIG_FILE).is_file())
     {
         println!("{}: trained already", job.out.display());
@@ -285,8 +292,13 @@ pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
         job.recipe.formulation,
         job.data.display()
     );
-    let mut display =
-        TrainingDisplay::new(job.recipe.steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let mut display = TrainingDisplay::new(
+        job.recipe.optimisation.steps,
+        &job.out,
+        job.workers,
+        "training windows",
+        job.recipe.init.clone(),
+    )?;
     let trained = trainer::train(&job, None, stop, &mut |event| display.show(event))?;
     display.finish(&trained.record.progress, trained.stopped);
     if trained.stopped {

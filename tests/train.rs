@@ -18,7 +18,7 @@ use vlasim::data::reader::Dataset;
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::train::checkpoint::{self, Recipe};
 use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, PretrainingRecord};
-use vlasim::train::schedule::Decay;
+use vlasim::train::schedule::{Decay, Optimisation};
 use vlasim::train::tensors::{EncodedInstructions, model_batch};
 use vlasim::train::trainer::{self, TrainEvent, TrainJob, Trained};
 use vlasim::vla::config::ActionSpace;
@@ -45,21 +45,28 @@ fn tiny_model() -> VlaConfig {
     config
 }
 
-fn recipe(steps: u64) -> Recipe {
-    Recipe {
-        preset: "uform".into(),
-        formulation: "policy_head".into(),
+/// The optimiser settings of the test runs.
+fn optimisation(steps: u64, batch_size: usize) -> Optimisation {
+    Optimisation {
         steps,
-        batch_size: 6,
+        batch_size,
         lr: 3e-3,
         warmup_steps: 3,
         decay: Decay::Cosine,
         weight_decay: 0.01,
         grad_clip: Some(1.0),
-        validation_share: 0.25,
-        validation_batches: 1,
         eval_every: 10,
         checkpoint_every: 1000,
+    }
+}
+
+fn recipe(steps: u64) -> Recipe {
+    Recipe {
+        preset: "uform".into(),
+        formulation: "policy_head".into(),
+        optimisation: optimisation(steps, 6),
+        validation_share: 0.25,
+        validation_batches: 1,
         static_shift_px: 4,
         gripper_shift_px: 2,
         seed: 3,
@@ -158,7 +165,7 @@ fn the_scene_state_loss_trains_a_read_out_that_the_checkpoint_keeps() {
     assert!(names.iter().any(|name| name.starts_with("scene_state_head.")), "the read-out is saved: {names:?}");
     assert_eq!(weights(&loaded), weights(&trained.model));
 
-    let resumed = job(&out, Recipe { steps: 30, scene_state_loss: None, ..with_loss }, 1, true);
+    let resumed = job(&out, Recipe { optimisation: optimisation(30, 6), scene_state_loss: None, ..with_loss }, 1, true);
     let error = format!("{:#}", run(&resumed, None).expect_err("another objective is another recipe"));
     assert!(error.contains("different recipe"), "{error}");
 }
@@ -179,7 +186,7 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     assert_eq!(resumed.record.progress.validation_loss, straight.record.progress.validation_loss);
 
     let mut other = recipe(steps);
-    other.lr *= 2.0;
+    other.optimisation.lr *= 2.0;
     let error = run(&job(&out, other, 2, true), None).unwrap_err();
     assert!(format!("{error:#}").contains("different recipe"), "{error:#}");
 }
@@ -208,22 +215,26 @@ fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
     }
 }
 
+#[test]
+fn the_shipped_training_records_read_and_write_back_the_same_json() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models");
+    for entry in std::fs::read_dir(&models).expect("assets/models") {
+        let path = entry.unwrap().path().join(checkpoint::TRAINING_FILE);
+        let text = std::fs::read_to_string(&path).expect("a shipped model keeps its training record");
+        let record: checkpoint::TrainingRecord = serde_json::from_str(&text).expect("the record reads");
+        let written: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(written, serde_json::from_str::<serde_json::Value>(&text).unwrap(), "{}", path.display());
+    }
+}
+
 fn pretrain_recipe(steps: u64) -> PretrainRecipe {
     PretrainRecipe {
         preset: "uform".into(),
         formulation: "policy_head".into(),
         corpus_seed: 0,
         samples: 16,
-        steps,
-        batch_size: 8,
-        lr: 3e-3,
-        warmup_steps: 3,
-        decay: Decay::Cosine,
-        weight_decay: 0.01,
-        grad_clip: Some(1.0),
+        optimisation: optimisation(steps, 8),
         validation_samples: 8,
-        eval_every: 10,
-        checkpoint_every: 1000,
         seed: 1,
     }
 }
@@ -280,7 +291,7 @@ fn pretraining_learns_resumes_and_hands_its_backbone_to_a_vla_run() {
 fn reference_record(dir: &Path) -> (PathBuf, checkpoint::TrainingRecord) {
     std::fs::create_dir_all(dir).unwrap();
     let record = checkpoint::TrainingRecord {
-        recipe: Recipe { steps: 2, batch_size: 2, formulation: "one_step".into(), ..recipe(2) },
+        recipe: Recipe { optimisation: optimisation(2, 2), formulation: "one_step".into(), ..recipe(2) },
         data: checkpoint::DataRecord {
             path: dataset().to_path_buf(),
             episodes: 0,

@@ -55,7 +55,7 @@ impl Frames {
 
     /// Whether episode frame `index` kept its image.
     pub fn has(&self, index: usize) -> bool {
-        index % self.stride == 0
+        index.is_multiple_of(self.stride)
     }
 
     /// Episode frame `index`'s bytes; it must be one whose image was kept ([`Frames::has`]).

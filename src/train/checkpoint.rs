@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
-use super::schedule::Decay;
+use super::schedule::Optimisation;
 use crate::lang::tokenizer::Tokenizer;
 use crate::vla::Vla;
 
@@ -28,34 +28,18 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Everything that decides what a run computes; a resumed run must have the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Preset the model started from.
     pub preset: String,
     /// Formulation the model started from.
     pub formulation: String,
-    /// Optimiser steps of the whole run.
-    pub steps: u64,
-    /// Samples per step.
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up steps.
-    pub warmup_steps: u64,
-    /// What follows the warm-up.
-    pub decay: Decay,
-    /// AdamW's decoupled weight decay.
-    pub weight_decay: f64,
-    /// Global gradient-norm limit (none when absent).
-    pub grad_clip: Option<f64>,
+    /// Steps, batch, learning rate and its schedule, checkpoints.
+    #[serde(flatten)]
+    pub optimisation: Optimisation,
     /// Share of the episodes held out for validation.
     pub validation_share: f64,
     /// Validation batches (fixed, not augmented).
     pub validation_batches: usize,
-    /// Steps between validation passes (and train-loss history points).
-    pub eval_every: u64,
-    /// Steps between checkpoints.
-    pub checkpoint_every: u64,
     /// Random-shift padding of the static camera, pixels.
     pub static_shift_px: usize,
     /// Random-shift padding of the gripper camera, pixels.

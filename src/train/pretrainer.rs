@@ -17,7 +17,7 @@ use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, OPTIMIZER_FILE, Progress, TOKENIZER_FILE};
-use super::schedule::{Decay, Schedule};
+use super::schedule::Optimisation;
 use super::steps::{Batches, Loop, RunRecord, batch_loss, optimizer, worker_pool};
 use super::trainer::TrainEvent;
 use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
@@ -38,7 +38,6 @@ const IMAGE_CACHE_SAMPLES: usize = 20_000;
 
 /// Everything that decides what a pre-training run computes; a resumed run must have the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PretrainRecipe {
     /// Preset of the model.
     pub preset: String,
@@ -48,26 +47,11 @@ pub struct PretrainRecipe {
     pub corpus_seed: u64,
     /// Corpus samples trained on: the first `samples` of the seed (the pre-training scale).
     pub samples: u64,
-    /// Optimiser steps of the whole run.
-    pub steps: u64,
-    /// (sample, text) pairs per step.
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up steps.
-    pub warmup_steps: u64,
-    /// What follows the warm-up.
-    pub decay: Decay,
-    /// AdamW's decoupled weight decay.
-    pub weight_decay: f64,
-    /// Global gradient-norm limit (none when absent).
-    pub grad_clip: Option<f64>,
+    /// Steps, batch ((sample, text) pairs), learning rate and its schedule, checkpoints.
+    #[serde(flatten)]
+    pub optimisation: Optimisation,
     /// Held-out samples (after the corpus), one text each, for the validation loss.
     pub validation_samples: u64,
-    /// Steps between validation passes.
-    pub eval_every: u64,
-    /// Steps between checkpoints.
-    pub checkpoint_every: u64,
     /// Seed of the draws.
     pub seed: u64,
 }
@@ -216,9 +200,8 @@ pub fn pretrain(
     report: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Pretrained> {
     let recipe = &job.recipe;
-    ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
+    recipe.optimisation.validate()?;
     ensure!(recipe.samples > 0, "the corpus needs at least one sample");
-    ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
 
     let (model, tokenizer, progress, optimizer_state) = if job.resume {
         ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
@@ -260,14 +243,7 @@ pub fn pretrain(
         prompt_len: config.max_text_len,
     };
 
-    let mut optimizer = optimizer(&model, recipe.weight_decay, optimizer_state, progress.step)?;
-    let schedule = Schedule {
-        peak_lr: recipe.lr,
-        warmup_steps: recipe.warmup_steps,
-        total_steps: recipe.steps,
-        decay: recipe.decay,
-        floor: 0.0,
-    };
+    let mut optimizer = optimizer(&model, recipe.optimisation.weight_decay, optimizer_state, progress.step)?;
 
     let cached = usize::try_from(recipe.samples).unwrap_or(usize::MAX).min(IMAGE_CACHE_SAMPLES);
     let corpus = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples).with_image_cache(cached);
@@ -283,17 +259,14 @@ pub fn pretrain(
         PretrainingRecord { recipe: recipe.clone(), progress: Progress { workers: job.workers, ..progress } };
     report(&TrainEvent::Started {
         step: record.progress.step,
-        steps: recipe.steps,
+        steps: recipe.optimisation.steps,
         train_windows: usize::try_from(recipe.samples).unwrap_or(usize::MAX),
         parameters: model.params().parameter_count(),
     });
     let run = Loop {
         model: &model,
         tokenizer: &tokenizer,
-        schedule,
-        grad_clip: recipe.grad_clip,
-        eval_every: recipe.eval_every,
-        checkpoint_every: recipe.checkpoint_every,
+        optimisation: &recipe.optimisation,
         workers: &workers,
         out: &job.out,
         record_file: PRETRAINING_FILE,
@@ -303,7 +276,7 @@ pub fn pretrain(
         tokenizer: &tokenizer,
         shape,
         seed: recipe.seed,
-        batch_size: recipe.batch_size,
+        batch_size: recipe.optimisation.batch_size,
         pairs: Pairs::default(),
         validation,
     };

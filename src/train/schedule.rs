@@ -1,7 +1,52 @@
-//! Learning-rate schedules: linear warm-up, then constant (RoboVLMs' CALVIN recipe) or cosine
+//! How a run optimises — the part of the recipe `vlasim train` and `vlasim pretrain` share — and
+//! its learning-rate schedule: linear warm-up, then constant (RoboVLMs' CALVIN recipe) or cosine
 //! decay to a floor.
 
+use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
+
+/// The optimiser's settings of a run (flattened into its recipe file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Optimisation {
+    /// Optimiser steps of the whole run.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// What follows the warm-up.
+    pub decay: Decay,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm limit (none when absent).
+    pub grad_clip: Option<f64>,
+    /// Steps between validation passes (and train-loss history points).
+    pub eval_every: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+}
+
+impl Optimisation {
+    /// Refuses settings no run can follow.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.steps > 0 && self.batch_size > 0, "steps and batch size must be positive");
+        ensure!(self.eval_every > 0 && self.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
+        Ok(())
+    }
+
+    /// The learning rate of every step: warm-up, then the decay down to 0 at the last step.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            peak_lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps,
+            decay: self.decay,
+            floor: 0.0,
+        }
+    }
+}
 
 /// What follows the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, LossPoint, Progress};
 use super::optim::{AdamW, AdamWConfig};
-use super::schedule::Schedule;
+use super::schedule::Optimisation;
 use super::trainer::TrainEvent;
 use crate::lang::tokenizer::Tokenizer;
 use crate::vla::Vla;
@@ -47,10 +47,7 @@ pub(super) trait RunRecord: Serialize {
 pub(super) struct Loop<'a> {
     pub model: &'a Vla,
     pub tokenizer: &'a Tokenizer,
-    pub schedule: Schedule,
-    pub grad_clip: Option<f64>,
-    pub eval_every: u64,
-    pub checkpoint_every: u64,
+    pub optimisation: &'a Optimisation,
     pub workers: &'a ThreadPool,
     /// The checkpoint folder and the record's file name in it.
     pub out: &'a Path,
@@ -94,15 +91,16 @@ impl Loop<'_> {
     ) -> Result<bool> {
         let session_start = Instant::now();
         let wall_before = record.progress().wall_secs;
-        let steps = self.schedule.total_steps;
+        let Optimisation { steps, grad_clip, eval_every, checkpoint_every, .. } = *self.optimisation;
+        let schedule = self.optimisation.schedule();
         while record.progress().step < steps {
             let step_start = Instant::now();
             let size = batches.draw(record.progress().step)?;
             let (loss, grads) =
                 batch_gradients(self.model, size, self.workers, &|samples| batches.shard_loss(self.model, samples))?;
             ensure!(loss.is_finite(), "the loss became {loss} at step {}", record.progress().step);
-            let lr = self.schedule.lr(record.progress().step);
-            optimizer.step(&grads, lr, self.grad_clip)?;
+            let lr = schedule.lr(record.progress().step);
+            optimizer.step(&grads, lr, grad_clip)?;
 
             let progress = record.progress();
             let ema = progress.record_step(loss, size, wall_before + session_start.elapsed().as_secs_f64());
@@ -111,7 +109,7 @@ impl Loop<'_> {
             report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
 
             let last = step == steps;
-            if step.is_multiple_of(self.eval_every) || last {
+            if step.is_multiple_of(eval_every) || last {
                 let train_loss = progress.close_interval();
                 let validation_loss = batches.validation_loss(self.model, self.workers)?;
                 if let Some(loss) = validation_loss {
@@ -120,7 +118,7 @@ impl Loop<'_> {
                 report(&TrainEvent::Validated { step, train_loss, validation_loss });
             }
             let stopping = stop.load(Ordering::SeqCst);
-            if step.is_multiple_of(self.checkpoint_every) || last || stopping {
+            if step.is_multiple_of(checkpoint_every) || last || stopping {
                 checkpoint::save(self.out, self.model, self.tokenizer, optimizer, self.record_file, record)?;
                 report(&TrainEvent::Saved { step });
             }

@@ -17,7 +17,6 @@ use rayon::ThreadPool;
 use super::checkpoint::{
     self, DataRecord, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TRAINING_FILE, TrainingRecord,
 };
-use super::schedule::Schedule;
 use super::steps::{Batches, Loop, RunRecord, batch_loss, optimizer, worker_pool};
 use super::tensors::{EncodedInstructions, model_batch};
 use crate::data::batch::{Batch, BatchSettings, Sampler};
@@ -135,8 +134,7 @@ pub fn train(
     report: &mut dyn FnMut(&TrainEvent),
 ) -> Result<Trained> {
     let recipe = &job.recipe;
-    ensure!(recipe.steps > 0 && recipe.batch_size > 0, "steps and batch size must be positive");
-    ensure!(recipe.eval_every > 0 && recipe.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
+    recipe.optimisation.validate()?;
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
     let model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
@@ -239,17 +237,10 @@ pub fn train(
         config.gripper_image_size
     );
 
-    let mut optimizer = optimizer(&model, recipe.weight_decay, optimizer_state, progress.step)?;
-    let schedule = Schedule {
-        peak_lr: recipe.lr,
-        warmup_steps: recipe.warmup_steps,
-        total_steps: recipe.steps,
-        decay: recipe.decay,
-        floor: 0.0,
-    };
+    let mut optimizer = optimizer(&model, recipe.optimisation.weight_decay, optimizer_state, progress.step)?;
 
     let settings = BatchSettings {
-        batch_size: recipe.batch_size,
+        batch_size: recipe.optimisation.batch_size,
         history: config.formulation.history_window,
         chunk: config.formulation.chunk(),
         static_shift_px: recipe.static_shift_px,
@@ -276,17 +267,14 @@ pub fn train(
     let mut record = TrainingRecord { recipe: recipe.clone(), data, progress };
     report(&TrainEvent::Started {
         step: record.progress.step,
-        steps: recipe.steps,
+        steps: recipe.optimisation.steps,
         train_windows: sampler.windows(),
         parameters: model.params().parameter_count(),
     });
     let run = Loop {
         model: &model,
         tokenizer: &tokenizer,
-        schedule,
-        grad_clip: recipe.grad_clip,
-        eval_every: recipe.eval_every,
-        checkpoint_every: recipe.checkpoint_every,
+        optimisation: &recipe.optimisation,
         workers: &workers,
         out: &job.out,
         record_file: TRAINING_FILE,
