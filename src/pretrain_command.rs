@@ -10,7 +10,7 @@ use clap::Args;
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::pretrain::PretrainCorpus;
 use vlasim::train::checkpoint;
-use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, PretrainingRecord};
+use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, Pretrained, PretrainingRecord};
 use vlasim::vla::presets;
 
 use crate::train_command::{OptimisationArgs, TrainingDisplay, stop_on_ctrl_c};
@@ -80,12 +80,17 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job =
         PretrainJob { out: args.out, recipe, model, workers: optimisation.workers(), resume: optimisation.resume };
-    let stop = stop_on_ctrl_c()?;
-    let mut display =
-        TrainingDisplay::new(job.recipe.optimisation.steps, &job.out, job.workers, "corpus samples", None)?;
-    let pretrained = pretrainer::pretrain(&job, tokenizer, stop, &mut |event| display.show(event))?;
-    display.finish(&pretrained.record.progress, pretrained.stopped);
+    pretrain_showing_progress(&job, tokenizer, stop_on_ctrl_c()?)?;
     Ok(())
+}
+
+/// Runs `job` with the progress bar and its closing line.
+fn pretrain_showing_progress(job: &PretrainJob, tokenizer: Option<Tokenizer>, stop: &AtomicBool) -> Result<Pretrained> {
+    let steps = job.recipe.optimisation.steps;
+    let mut display = TrainingDisplay::new(steps, &job.out, job.workers, "corpus samples", None)?;
+    let pretrained = pretrainer::pretrain(job, tokenizer, stop, &mut |event| display.show(event))?;
+    display.finish(&pretrained.record.progress, pretrained.stopped);
+    Ok(pretrained)
 }
 
 /// Pre-trains `job.out` unless a finished run is there; an unfinished one there is resumed.
@@ -97,11 +102,7 @@ pub fn pretrain_unless_done(mut job: PretrainJob, stop: &AtomicBool) -> Result<(
     }
     job.resume = saved.is_some();
     println!("{}: pre-training {} on {} corpus samples", job.out.display(), job.recipe.preset, job.recipe.samples);
-    let mut display =
-        TrainingDisplay::new(job.recipe.optimisation.steps, &job.out, job.workers, "corpus samples", None)?;
-    let pretrained = pretrainer::pretrain(&job, None, stop, &mut |event| display.show(event))?;
-    display.finish(&pretrained.record.progress, pretrained.stopped);
-    if pretrained.stopped {
+    if pretrain_showing_progress(&job, None, stop)?.stopped {
         bail!("stopped while pre-training {}; the same command resumes it", job.out.display());
     }
     Ok(())

@@ -11,7 +11,7 @@ use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::parallel;
 use vlasim::train::checkpoint::{self, Progress, Recipe, TrainingRecord};
 use vlasim::train::schedule::{Decay, Optimisation};
-use vlasim::train::trainer::{self, TrainEvent, TrainJob};
+use vlasim::train::trainer::{self, TrainEvent, TrainJob, Trained};
 use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets;
 
@@ -254,17 +254,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume: optimisation.resume,
     };
 
-    let stop = stop_on_ctrl_c()?;
-    let mut display = TrainingDisplay::new(
-        job.recipe.optimisation.steps,
-        &job.out,
-        job.workers,
-        "training windows",
-        job.recipe.init.clone(),
-    )?;
-    let trained = trainer::train(&job, tokenizer, stop, &mut |event| display.show(event))?;
-    display.finish(&trained.record.progress, trained.stopped);
+    train_showing_progress(&job, tokenizer, stop_on_ctrl_c()?)?;
     Ok(())
+}
+
+/// Runs `job` with the progress bar and its closing line.
+fn train_showing_progress(job: &TrainJob, tokenizer: Option<Tokenizer>, stop: &AtomicBool) -> Result<Trained> {
+    let steps = job.recipe.optimisation.steps;
+    let mut display = TrainingDisplay::new(steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let trained = trainer::train(job, tokenizer, stop, &mut |event| display.show(event))?;
+    display.finish(&trained.record.progress, trained.stopped);
+    Ok(trained)
 }
 
 /// A model folder's `training.json`, e.g. to train other models with its recipe and data.
@@ -292,16 +292,7 @@ pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
         job.recipe.formulation,
         job.data.display()
     );
-    let mut display = TrainingDisplay::new(
-        job.recipe.optimisation.steps,
-        &job.out,
-        job.workers,
-        "training windows",
-        job.recipe.init.clone(),
-    )?;
-    let trained = trainer::train(&job, None, stop, &mut |event| display.show(event))?;
-    display.finish(&trained.record.progress, trained.stopped);
-    if trained.stopped {
+    if train_showing_progress(&job, None, stop)?.stopped {
         bail!("stopped while training {}; the same command resumes it", job.out.display());
     }
     Ok(())
