@@ -337,11 +337,14 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
     let names: Vec<String> =
         if presets.is_empty() { zoo::PRESETS.iter().map(|s| s.to_string()).collect() } else { presets.to_vec() };
     for name in &names {
-        if !zoo::supports(name, formulation) {
-            println!("| {name} | — | — | (no {formulation}) | — |");
-            continue;
-        }
-        let config = zoo::preset_with(name, formulation)?;
+        let config = match zoo::resolve(name, formulation) {
+            Ok(config) => config,
+            Err(_) if zoo::PRESETS.contains(&name.as_str()) => {
+                println!("| {name} | — | — | (no {formulation}) | — |");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let model = Vla::new(config.clone())?;
         let (input, targets) = bench_batch(&config, batch)?;
 

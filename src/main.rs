@@ -276,7 +276,8 @@ struct BenchArgs {
     /// Chains for the expert chain benchmark.
     #[arg(long, default_value_t = 1000)]
     chains: u64,
-    /// VLA benchmark: presets to measure (all when none is given).
+    /// VLA benchmark: presets (or model config files, as `train --preset` takes) to measure (all
+    /// presets when none is given).
     #[arg(long)]
     preset: Vec<String>,
     /// VLA benchmark: the formulation (policy_head, policy_head_gpt, one_step, interleaved,
