@@ -2,7 +2,8 @@
 """Does a model find the block it is asked to lift? For each colour and start state (evaluation
 chain seeds 0..N-1 of scene d) from which that lift can start, `vlasim rollout --json` runs "pick up
 the <colour> block from the desk" for 200 steps; the probe reports where the gripper first closed,
-relative to that block (scene_obs), and how many lifts succeeded. `expert` as the model is the
+relative to that block and to the nearest of the three (scene_obs: a model that finds blocks but
+not the one named grasps near another), and how many lifts succeeded. `expert` as the model is the
 reference: the scripted expert closes on the block.
 
     scripts/grasp_probe.py runs/paligemma [--seeds 10] [--vlasim target/release/vlasim]
@@ -23,7 +24,7 @@ def main():
     parser.add_argument("--vlasim", default="target/release/vlasim")
     args = parser.parse_args()
 
-    errors, lifts, attempts = [], 0, 0
+    errors, nearest_errors, lifts, attempts = [], [], 0, 0
     for colour, offset in BLOCK_OFFSET.items():
         for seed in range(args.seeds):
             command = [args.vlasim, "rollout", "--model", args.model, "--seed", str(seed), "--steps", "200",
@@ -45,12 +46,23 @@ def main():
             hand, block = steps[closes[0]]["robot_obs"], steps[closes[0]]["scene_obs"][offset:offset + 3]
             dx, dy = hand[0] - block[0], hand[1] - block[1]
             errors.append(math.hypot(dx, dy))
-            print(f"{colour} seed {seed}: first closed at step {closes[0]}, {dx:+.3f} m / {dy:+.3f} m from the block")
-    errors.sort()
-    median = f"{errors[len(errors) // 2]:.3f} m" if errors else "-"
+            scene = steps[closes[0]]["scene_obs"]
+            nearest, nearest_colour = min(
+                (math.hypot(hand[0] - scene[o], hand[1] - scene[o + 1]), c) for c, o in BLOCK_OFFSET.items())
+            nearest_errors.append(nearest)
+            print(f"{colour} seed {seed}: first closed at step {closes[0]}, {dx:+.3f} m / {dy:+.3f} m from the block, "
+                  f"{nearest:.3f} m from the nearest ({nearest_colour})")
+    print(f"{args.model}: {attempts} lifts that can start, {lifts} done; first grasp {summary(errors)} from the "
+          f"block named, {summary(nearest_errors)} from the nearest block")
+
+
+def summary(errors):
+    """Median and how many within 3 cm."""
+    if not errors:
+        return "-"
+    errors = sorted(errors)
     near = sum(error < 0.03 for error in errors)
-    print(f"{args.model}: {attempts} lifts that can start, {lifts} done; first grasp {median} from the block "
-          f"(median), {near} of {len(errors)} within 3 cm")
+    return f"{errors[len(errors) // 2]:.3f} m (median; {near} of {len(errors)} within 3 cm)"
 
 
 if __name__ == "__main__":
