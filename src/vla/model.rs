@@ -348,12 +348,7 @@ impl Vla {
                 let error = (&predicted.arm - target_arm)?;
                 let per_element = match *arm_loss {
                     ArmLoss::Mse => error.sqr()?,
-                    ArmLoss::Huber { delta } => {
-                        // 0.5 q² + δ (|e| − q) with q = min(|e|, δ): quadratic inside δ, linear outside.
-                        let magnitude = error.abs()?;
-                        let quadratic = magnitude.clamp(0.0, delta)?;
-                        ((quadratic.sqr()? * 0.5)? + ((magnitude - &quadratic)? * delta)?)?
-                    }
+                    ArmLoss::Huber { delta } => huber(&error, delta)?,
                 };
                 let real_steps = mask.sum_all()?.clamp(1.0, f64::INFINITY)?;
                 let arm = (per_element.mean(D::Minus1)? * &mask)?.sum_all()?.div(&real_steps)?;
@@ -478,4 +473,13 @@ impl ActionOutput {
             }
         }
     }
+}
+
+/// Element-wise Huber loss of `error`: quadratic inside `delta`, linear outside, so a few huge
+/// errors cannot dominate the gradient.
+pub fn huber(error: &Tensor, delta: f64) -> Result<Tensor> {
+    // q (e − q / 2) with q = clamp(e, −δ, δ): e² / 2 inside, δ (|e| − δ / 2) outside, and no |e|
+    // whose subgradient at 0 would make the gradient of a zero error non-zero.
+    let clamped = error.clamp(-delta, delta)?;
+    clamped.mul(&(error - (&clamped * 0.5)?)?)
 }

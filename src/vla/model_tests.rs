@@ -7,7 +7,7 @@ use super::VlaError;
 use super::attention_maps::{action_to_patches, attention_rollout};
 use super::backbone::Slot;
 use super::config::{RobotObsNorm, VlaConfig};
-use super::model::{ActionOutput, ForwardOptions, Vla, VlaInput, actions_to_bins, bins_to_actions};
+use super::model::{ActionOutput, ForwardOptions, Vla, VlaInput, actions_to_bins, bins_to_actions, huber};
 use super::policy::VlaPolicy;
 use super::presets::{PRESETS, preset_with};
 use super::test_support::{batch, shrunk};
@@ -70,6 +70,18 @@ fn bins_cover_the_action_range() {
     assert_eq!(bins, vec![0, 64, 128, 191, 255, 255]);
     let back = bins_to_actions(&Tensor::new(&[0u32, 255], &candle_core::Device::Cpu).unwrap(), 256).unwrap();
     assert_eq!(back.to_vec1::<f32>().unwrap(), vec![-1.0, 1.0]);
+}
+
+#[test]
+fn huber_is_quadratic_inside_delta_and_its_gradient_bounded_outside() {
+    // The last error is a block that fell 94 m (in units of 0.1 m): it costs linearly and pulls on the
+    // prediction no harder than a 10 cm error.
+    let error = candle_core::Var::new(&[-0.5f32, 0.0, 3.0, -940.0], &candle_core::Device::Cpu).unwrap();
+    let loss = huber(error.as_tensor(), 1.0).unwrap();
+    assert_eq!(loss.to_vec1::<f32>().unwrap(), [0.125, 0.0, 2.5, 939.5]);
+    let gradients = loss.sum_all().unwrap().backward().unwrap();
+    let gradient = gradients.get(error.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(gradient, [-0.5, 0.0, 1.0, -1.0]);
 }
 
 #[test]

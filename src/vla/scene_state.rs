@@ -1,12 +1,17 @@
 //! An auxiliary training objective: predict the scene's privileged state (CALVIN's `scene_obs`: the
 //! articulations, the lights and each block's position) linearly from the features the action head
 //! reads. The simulator knows that state exactly, so the read-out's error on held-out episodes
-//! tells whether the features locate the blocks, and as a loss it pushes them to; at weight 0.1 the
-//! small models memorised the training layouts instead (BENCHMARKS.md). Training only: inference
-//! never runs the head.
+//! tells whether the features locate the blocks, and as a loss it pushes them to. Training only:
+//! inference never runs the head.
+//!
+//! The loss is Huber, not squared: a block pushed off the desk falls to the floor or out of the
+//! world (a few frames of the demonstrations put one 94 m down), and squared, those few frames
+//! outweighed every other target in a batch (BENCHMARKS.md).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear};
+
+use super::model::huber;
 
 /// The `scene_obs` components predicted: sliding door, drawer, button, switch, light bulb, LED,
 /// then the red, blue and pink blocks' positions (their Euler angles wrap around; left out).
@@ -15,6 +20,8 @@ pub const SCENE_STATE_COMPONENTS: [usize; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 
 const LIGHTS: [usize; 2] = [4, 5];
 /// Metres per target unit: positions and travels come out O(1), like the lights' 0/1.
 const METRES_PER_UNIT: f32 = 0.1;
+/// Where the loss turns from quadratic to linear, in target units (10 cm).
+const HUBER_DELTA: f64 = 1.0;
 
 /// The target of one frame's 24-D `scene_obs`.
 pub fn scene_state_target(scene_obs: &[f32]) -> [f32; SCENE_STATE_COMPONENTS.len()] {
@@ -33,12 +40,12 @@ impl SceneStateHead {
         Ok(Self { readout: linear(feature_size, SCENE_STATE_COMPONENTS.len(), vb.pp("readout"))? })
     }
 
-    /// Mean squared error of the prediction from `features` `[B, F, d]` against the targets of the
+    /// Mean Huber loss of the prediction from `features` `[B, F, d]` against the targets of the
     /// window's last `F` frames (`targets` `[B, T, 15]`, from [`scene_state_target`]).
     pub fn loss(&self, features: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let frames = features.dim(1)?;
         let window = targets.dim(1)?;
         let targets = targets.narrow(1, window - frames, frames)?;
-        (self.readout.forward(features)? - targets)?.sqr()?.mean_all()
+        huber(&(self.readout.forward(features)? - targets)?, HUBER_DELTA)?.mean_all()
     }
 }
