@@ -4,8 +4,8 @@
 //! tells whether the features locate the blocks, and as a loss it pushes them to. Training only:
 //! inference never runs the head.
 //!
-//! The loss is Huber, not squared: a block pushed off the desk falls to the floor or out of the
-//! world (a few frames of the demonstrations put one 94 m down), and squared, those few frames
+//! The loss is Huber, not squared: a block pushed off the desk keeps falling (the physics has no
+//! floor; a few frames of the demonstrations put one 94 m down), and squared, those few frames
 //! outweighed every other target in a batch (BENCHMARKS.md).
 
 use candle_core::{Result, Tensor};
