@@ -43,10 +43,9 @@ def main():
             if not closes:
                 print(f"{colour} seed {seed}: never closed the gripper")
                 continue
-            hand, block = steps[closes[0]]["robot_obs"], steps[closes[0]]["scene_obs"][offset:offset + 3]
-            dx, dy = hand[0] - block[0], hand[1] - block[1]
+            hand, scene = steps[closes[0]]["robot_obs"], steps[closes[0]]["scene_obs"]
+            dx, dy = hand[0] - scene[offset], hand[1] - scene[offset + 1]
             errors.append(math.hypot(dx, dy))
-            scene = steps[closes[0]]["scene_obs"]
             nearest, nearest_colour = min(
                 (math.hypot(hand[0] - scene[o], hand[1] - scene[o + 1]), c) for c, o in BLOCK_OFFSET.items())
             nearest_errors.append(nearest)

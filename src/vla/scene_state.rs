@@ -21,8 +21,9 @@ const LIGHTS: [usize; 2] = [4, 5];
 /// Metres per target unit: positions and travels come out O(1), like the lights' 0/1.
 const METRES_PER_UNIT: f32 = 0.1;
 /// Where the loss turns from quadratic to linear, in target units (1 m, about the desk's size): every
-/// error on the desk pulls as the squared error did, which found the blocks best (BENCHMARKS.md; at
-/// 10 cm the grasps landed further off), while a fallen block pulls no harder than a 1 m error.
+/// error on the desk stays quadratic, as with the squared error that found the blocks best
+/// (BENCHMARKS.md; at 10 cm the grasps landed further off), at half its pull (e²/2), while a fallen
+/// block pulls no harder than a 1 m error.
 const HUBER_DELTA: f64 = 10.0;
 
 /// The target of one frame's 24-D `scene_obs`.
