@@ -5,8 +5,10 @@ use vlasim::sim::camera::{PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK};
 use vlasim::sim::expert::{Expert, ExpertSettings, Policy};
-use vlasim::sim::scene::{Scene, SceneError};
+use vlasim::sim::scene::{BlockColor, Scene, SceneError};
+use vlasim::sim::start::StartState;
 use vlasim::sim::tasks::Task;
+use vlasim::sim::world::World;
 
 /// FNV-1a, to compare long byte streams by a short fingerprint.
 fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
@@ -166,4 +168,22 @@ fn perceiving_a_sampled_start_gives_back_its_symbolic_state() {
             assert_eq!(seen, chain.initial, "scene {name}, chain {index}");
         }
     }
+}
+
+#[test]
+fn a_block_beside_the_desk_comes_to_rest_on_the_floor() {
+    let scene = Scene::resolve("d").unwrap();
+    let chain = chains::chain(EVAL_SEED, 0);
+    let mut start = StartState::sample(&scene, &chain.initial, &mut vlasim::sim::rng::Rng::new(0)).unwrap();
+    let beside_the_desk = nalgebra::Translation3::new(0.5, scene.desk.half_width_m + 0.3, 0.1);
+    start.block_poses[BlockColor::Red.index()] = beside_the_desk.into();
+    let mut world = World::new(scene.clone(), &start);
+    let hold = world.hold_action();
+    for _ in 0..90 {
+        world.step(&hold);
+    }
+    let floor_z = vlasim::sim::build::floor_z_m(&scene.desk) as f64;
+    let half_height = scene.block(BlockColor::Red).half_extents_m[2];
+    let resting_z = world.block_pose(BlockColor::Red).translation.z;
+    assert!((resting_z - (floor_z + half_height)).abs() < 0.005, "block at z = {resting_z} m, floor at {floor_z} m");
 }

@@ -5,6 +5,7 @@
 use bevy::prelude::*;
 
 use super::session::Session;
+use crate::sim::build::floor_z_m;
 use crate::sim::scene::Rgb;
 use crate::sim::visual::{Glow, Shape, VisualPart, unlit_rgb};
 use crate::sim::world::World;
@@ -27,7 +28,7 @@ impl Plugin for SceneViewPlugin {
 #[derive(Component)]
 struct Part(usize);
 
-/// Anything spawned for the current world (parts and the desk's legs), despawned when it is rebuilt.
+/// Anything spawned for the current world (its parts and the floor), despawned when it is rebuilt.
 #[derive(Component)]
 struct OfWorld;
 
@@ -51,26 +52,14 @@ struct PoseBuffer {
     latest: Vec<Transform>,
 }
 
-/// Desk top above the floor.
-const DESK_HEIGHT_M: f32 = 0.75;
 /// How bright a lit LED or bulb glows, relative to its colour.
 const GLOW_STRENGTH: f32 = 6.0;
 
-fn spawn_environment(
-    mut commands: Commands,
-    mut meshes: ResMut<Assets<Mesh>>,
-    mut materials: ResMut<Assets<StandardMaterial>>,
-) {
+fn spawn_environment(mut commands: Commands) {
     // Sun from behind the robot's left shoulder, so shadows fall onto the desk in front of it.
     commands.spawn((
         DirectionalLight { illuminance: 9000.0, shadow_maps_enabled: false, ..default() },
         Transform::from_xyz(-0.6, 0.8, 1.6).looking_at(Vec3::new(0.5, 0.0, 0.0), Vec3::Z),
-    ));
-    // The floor the desk stands on.
-    commands.spawn((
-        Mesh3d(meshes.add(Cuboid::new(3.0, 3.0, 0.02))),
-        MeshMaterial3d(materials.add(standard_material([115, 115, 120]))),
-        Transform::from_xyz(0.45, 0.0, -DESK_HEIGHT_M - 0.01),
     ));
 }
 
@@ -90,21 +79,13 @@ fn respawn_parts(
         commands.entity(entity).despawn();
     }
     let world = session.world();
-    let desk = &world.scene().desk;
-    let leg_material = materials.add(standard_material([70, 70, 74]));
-    let leg_mesh = meshes.add(Cuboid::new(0.05, 0.05, DESK_HEIGHT_M));
-    for (x, y) in [(desk.near_x_m, desk.half_width_m), (desk.far_x_m, desk.half_width_m)]
-        .into_iter()
-        .flat_map(|(x, y)| [(x, y), (x, -y)])
-    {
-        let inset = 0.05 * (desk.near_x_m + desk.far_x_m - 2.0 * x).signum();
-        commands.spawn((
-            OfWorld,
-            Mesh3d(leg_mesh.clone()),
-            MeshMaterial3d(leg_material.clone()),
-            Transform::from_xyz((x + inset) as f32, (y - 0.05 * y.signum()) as f32, -DESK_HEIGHT_M / 2.0),
-        ));
-    }
+    // The floor the desk's legs stand on; the policy cameras do not draw it.
+    commands.spawn((
+        OfWorld,
+        Mesh3d(meshes.add(Cuboid::new(3.0, 3.0, 0.02))),
+        MeshMaterial3d(materials.add(standard_material([115, 115, 120]))),
+        Transform::from_xyz(0.45, 0.0, floor_z_m(&world.scene().desk) - 0.01),
+    ));
     for (index, part) in world.visuals().iter().enumerate() {
         let mesh = meshes.add(shape_mesh(part.shape));
         let look = standard_material(part.rgb);

@@ -9,7 +9,7 @@ use glam::{Quat, Vec3};
 use rapier3d::prelude::*;
 
 use super::kinematics::{self, DOF};
-use super::scene::{BlockColor, Scene};
+use super::scene::{BlockColor, Desk, Scene};
 use super::visual::{Glow, Shape, VisualPart, pose_along};
 
 /// What a collider belongs to.
@@ -17,6 +17,8 @@ use super::visual::{Glow, Shape, VisualPart, pose_along};
 pub enum Part {
     /// The desk top, its legs and the robot's pedestal.
     Desk,
+    /// The floor the desk stands on.
+    Floor,
     /// The cabinet's walls, roof and the switch rail.
     Cabinet,
     /// The cabinet's floor: a block resting here is "in the slider".
@@ -52,6 +54,7 @@ impl Part {
             Part::Drawer => 5,
             Part::Button => 6,
             Part::Switch => 7,
+            Part::Floor => 8,
             Part::Block(color) => 10 + color.index() as u128,
             Part::Arm => 20,
             Part::Finger(side) => 21 + side as u128,
@@ -68,6 +71,7 @@ impl Part {
             5 => Part::Drawer,
             6 => Part::Button,
             7 => Part::Switch,
+            8 => Part::Floor,
             10..=12 => Part::Block(BlockColor::ALL[(data - 10) as usize]),
             20 => Part::Arm,
             21 | 22 => Part::Finger((data - 21) as u8),
@@ -94,6 +98,8 @@ const SWITCH_DAMPING: f32 = 40.0;
 const BUTTON_STIFFNESS: f32 = 400.0;
 const BUTTON_DAMPING: f32 = 10.0;
 const LEG_HEIGHT_M: f32 = 0.72;
+/// A 4 m floor slab, far wider than anything that can fall off the desk.
+const FLOOR_HALF_SIZE_M: f32 = 2.0;
 /// Stand-off of the drawer handle from the drawer front, large enough for the hand to clear the desk edge.
 pub const DRAWER_HANDLE_STANDOFF_M: f32 = 0.05;
 /// Panda Hand geometry (approximate, from Franka's CAD): body, finger size, finger base below the flange.
@@ -307,11 +313,26 @@ fn build_desk(b: &mut Builder, desk: RigidBodyHandle) {
     ] {
         b.cuboid(desk, Vec3::new(x, y, -thick - LEG_HEIGHT_M / 2.0), leg_half, leg_rgb, None);
     }
+    // The floor under the legs is in the physics only: a block pushed off the desk comes to rest
+    // on it instead of falling forever, and the policy cameras keep seeing the images the shipped
+    // models were trained on.
+    let floor = ColliderBuilder::cuboid(FLOOR_HALF_SIZE_M, FLOOR_HALF_SIZE_M, FLOOR_HALF_SIZE_M)
+        .translation(Vec3::new(0.0, 0.0, floor_z_m(&spec) - FLOOR_HALF_SIZE_M))
+        .friction(DESK_FRICTION)
+        .user_data(Part::Floor.to_user_data())
+        .build();
+    let physics = &mut b.physics;
+    physics.colliders.insert_with_parent(floor, desk, &mut physics.bodies);
     // The robot's pedestal: a column from the floor up to the arm's base frame.
     let base = v3(b.scene.robot.base_m);
     let pedestal_half = (base.z + thick + LEG_HEIGHT_M) / 2.0;
     let pedestal = Shape::Cylinder { radius_m: 0.09, half_height_m: pedestal_half };
     b.add(desk, pedestal, Pose::from_translation(base - Vec3::Z * pedestal_half), [90, 90, 96], Some(Part::Desk));
+}
+
+/// Height of the floor the desk's legs stand on (the desk top is at z = 0).
+pub fn floor_z_m(desk: &Desk) -> f32 {
+    -(desk.thickness_m as f32) - LEG_HEIGHT_M
 }
 
 /// Builds the cabinet carcass on the desk body; returns the door's y at slider value 0 (fully right).

@@ -62,7 +62,7 @@ pub struct Contacts {
     pub robot: bool,
     /// Other blocks, by [`BlockColor`] index.
     pub blocks: [bool; 3],
-    /// Anything not listed above (cabinet walls, door, button).
+    /// Anything not listed above (cabinet walls, door, button, the floor).
     pub other: bool,
 }
 
@@ -441,7 +441,7 @@ impl World {
                     Part::Drawer => contacts.drawer = true,
                     Part::Arm | Part::Finger(_) => contacts.robot = true,
                     Part::Block(other) => contacts.blocks[other.index()] = true,
-                    Part::Cabinet | Part::Door | Part::Button | Part::Switch => contacts.other = true,
+                    Part::Cabinet | Part::Door | Part::Button | Part::Switch | Part::Floor => contacts.other = true,
                 }
             }
         }
