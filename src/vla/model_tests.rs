@@ -74,7 +74,7 @@ fn bins_cover_the_action_range() {
 
 #[test]
 fn huber_is_quadratic_inside_delta_and_its_gradient_bounded_outside() {
-    // The last error is an outlier (a block that fell 94 m, in units of 0.1 m): it costs linearly
+    // The last error is an outlier (a block 94 m down, as before the floor, in units of 0.1 m): it costs linearly
     // and pulls on the prediction no harder than an error of delta.
     let error = candle_core::Var::new(&[-0.5f32, 0.0, 3.0, -940.0], &candle_core::Device::Cpu).unwrap();
     let loss = huber(error.as_tensor(), 1.0).unwrap();

@@ -4,9 +4,10 @@
 //! tells whether the features locate the blocks, and as a loss it pushes them to. Training only:
 //! inference never runs the head.
 //!
-//! The loss is Huber, not squared: a block pushed off the desk keeps falling (the physics has no
-//! floor; a few frames of the demonstrations put one 94 m down), and squared, those few frames
-//! outweighed every other target in a batch (BENCHMARKS.md).
+//! The loss is Huber, not squared: before the physics had a floor, a block pushed off the desk fell
+//! without end (a few frames of the demonstrations put one 94 m down), and squared, those few frames
+//! outweighed every other target in a batch (BENCHMARKS.md). A block flung by a rare solver
+//! blow-up can still leave the floor behind.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear};
@@ -22,8 +23,8 @@ const LIGHTS: [usize; 2] = [4, 5];
 const METRES_PER_UNIT: f32 = 0.1;
 /// Where the loss turns from quadratic to linear, in target units (1 m, about the desk's size): every
 /// error on the desk stays quadratic, as with the squared error that found the blocks best
-/// (BENCHMARKS.md; at 10 cm the grasps landed further off), at half its pull (e²/2), while a fallen
-/// block pulls no harder than a 1 m error.
+/// (BENCHMARKS.md; at 10 cm the grasps landed further off), at half its pull (e²/2), while a block
+/// flung off the desk pulls no harder than a 1 m error.
 const HUBER_DELTA: f64 = 10.0;
 
 /// The target of one frame's 24-D `scene_obs`.
