@@ -198,8 +198,12 @@ impl Builder<'_> {
             .density(density)
             .user_data(part.to_user_data())
             .build();
-        let Builder { physics, .. } = self;
-        Some(physics.colliders.insert_with_parent(collider, body, &mut physics.bodies))
+        Some(self.attach(collider, body))
+    }
+
+    fn attach(&mut self, collider: Collider, body: RigidBodyHandle) -> ColliderHandle {
+        let physics = &mut self.physics;
+        physics.colliders.insert_with_parent(collider, body, &mut physics.bodies)
     }
 
     fn cuboid(
@@ -321,8 +325,7 @@ fn build_desk(b: &mut Builder, desk: RigidBodyHandle) {
         .friction(DESK_FRICTION)
         .user_data(Part::Floor.to_user_data())
         .build();
-    let physics = &mut b.physics;
-    physics.colliders.insert_with_parent(floor, desk, &mut physics.bodies);
+    b.attach(floor, desk);
     // The robot's pedestal: a column from the floor up to the arm's base frame.
     let base = v3(b.scene.robot.base_m);
     let pedestal_half = (base.z + thick + LEG_HEIGHT_M) / 2.0;
