@@ -345,7 +345,7 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
             }
             Err(error) => return Err(error.into()),
         };
-        let model = Vla::new(config.clone())?;
+        let model = Vla::new(config.clone(), &candle_core::Device::Cpu)?;
         let (input, targets) = bench_batch(&config, batch)?;
 
         let mut policy = VlaPolicy::new(model.clone());

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use candle_core::Device;
 use clap::Args;
 
+use crate::device_args::DeviceArgs;
 use crate::eval_command::evaluate_with_progress;
 use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
@@ -19,6 +21,7 @@ use vlasim::report::plot;
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode;
 use vlasim::sim::scene::Scene;
+use vlasim::train::Compute;
 use vlasim::train::checkpoint::{self, Recipe};
 use vlasim::train::pretrainer::{PRETRAINING_FILE, PretrainingRecord};
 use vlasim::train::trainer::TrainJob;
@@ -55,9 +58,11 @@ pub struct CompareArgs {
     /// Train on this dataset instead of the one --recipe names.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Data-parallel training workers (default: all cores).
+    /// Data-parallel training workers (default: all cores on the CPU, one on a GPU).
     #[arg(long)]
     workers: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Control steps timed per model for its latency.
@@ -65,8 +70,9 @@ const LATENCY_STEPS: usize = 200;
 
 pub fn run(args: CompareArgs) -> Result<()> {
     let scene = Scene::resolve(&args.scene)?;
+    let device = args.device.open()?;
     if let Some(recipe) = &args.recipe {
-        train_presets(&args, recipe)?;
+        train_presets(&args, recipe, &device)?;
     }
     let folders = catalog::discover(&args.models);
     if folders.is_empty() {
@@ -76,7 +82,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let mut rows = Vec::new();
     for dir in &folders {
         let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
-        let results = evaluation(dir, &scene, args.chains, threads)?;
+        let results = evaluation(dir, &scene, args.chains, threads, &device)?;
         let pretraining = pretraining_scale(dir);
         let row = BackboneRow {
             name: card.name,
@@ -86,7 +92,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             parameters: card.parameters,
             avg_len_ci95: backbones::avg_len_ci95(&results),
             metrics: results.metrics,
-            latency_ms: latency_ms(dir, &scene)?,
+            latency_ms: latency_ms(dir, &scene, &device)?,
         };
         println!(
             "{}: Avg. Len. {:.2} ± {:.2}, {:.2} ms/step",
@@ -98,15 +104,15 @@ pub fn run(args: CompareArgs) -> Result<()> {
 }
 
 /// Trains each of `args.presets` missing from `args.models` with the recipe and data of the
-/// `training.json` at `recipe_path` (the preset swapped in, no `--init`).
-fn train_presets(args: &CompareArgs, recipe_path: &Path) -> Result<()> {
+/// `training.json` at `recipe_path` (the preset swapped in, no `--init`), on `device`.
+fn train_presets(args: &CompareArgs, recipe_path: &Path, device: &Device) -> Result<()> {
     let reference = read_training_record(recipe_path)?;
     let presets: Vec<String> = match args.presets.as_slice() {
         [all] if all == "all" => PRESETS.iter().map(|p| p.to_string()).collect(),
         named => named.to_vec(),
     };
     let data = args.data.clone().unwrap_or(reference.data.path);
-    let workers = args.workers.unwrap_or_else(parallel::available_threads).max(1);
+    let compute = Compute { device: device.clone(), workers: args.device.training_workers(args.workers) };
     let stop = stop_on_ctrl_c()?;
     for preset in presets {
         let formulation = &reference.recipe.formulation;
@@ -119,7 +125,7 @@ fn train_presets(args: &CompareArgs, recipe_path: &Path) -> Result<()> {
             out: args.models.join(&preset),
             recipe: Recipe { preset: preset.clone(), init: None, ..reference.recipe.clone() },
             model: presets::preset_with(&preset, formulation)?,
-            workers,
+            compute: compute.clone(),
             resume: false,
         };
         train_unless_done(job, stop)?;
@@ -139,8 +145,9 @@ fn pretraining_scale(dir: &Path) -> String {
     }
 }
 
-/// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation saved there.
-pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Result<EvalResults> {
+/// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation on
+/// `device`, saved there.
+pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device: &Device) -> Result<EvalResults> {
     let path = dir.join(RESULTS_FILE);
     if let Ok(saved) = EvalResults::load(&path)
         && saved.scene == scene.name
@@ -160,18 +167,18 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize) -> Res
         threads,
     };
     println!("{}: evaluating on {chains} chains", dir.display());
-    let make = || Ok(Box::new(HeldOutPhrasings::load(dir)?) as WorkerPolicy);
+    let make = || Ok(Box::new(HeldOutPhrasings::load(dir, device)?) as WorkerPolicy);
     let results = evaluate_with_progress(&settings, &make)?;
     results.save(&path)?;
     Ok(results)
 }
 
 /// Wall milliseconds per closed-loop step on one thread: render the policy cameras, run the
-/// model, step the world, on evaluation chain 0's first subtask.
-fn latency_ms(dir: &Path, scene: &Scene) -> Result<f64> {
+/// model (on `device`), step the world, on evaluation chain 0's first subtask.
+fn latency_ms(dir: &Path, scene: &Scene, device: &Device) -> Result<f64> {
     let chain = chains::chain(EVAL_SEED, 0);
     let mut world = episode::chain_world(scene, &chain, 0)?;
-    let mut driver = VlaDriver::load(dir)?;
+    let mut driver = VlaDriver::load(dir, device)?;
     driver.begin(vlasim::lang::instructions::Instructions::embedded().eval_phrasing(chain.tasks[0]), &world)?;
     let mut act = |world: &mut vlasim::sim::world::World| -> Result<()> {
         let action = driver.act(world)?;

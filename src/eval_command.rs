@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
+
+use crate::device_args::DeviceArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use vlasim::eval::{self, EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
@@ -53,6 +55,8 @@ struct RunArgs {
     /// Where to write the results.
     #[arg(long, default_value = "results.json")]
     out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(Args)]
@@ -84,7 +88,8 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         if !dir.is_dir() {
             bail!("--model {}: not a model folder, nor `expert`", dir.display());
         }
-        Box::new(move || Ok(Box::new(HeldOutPhrasings::load(&dir)?) as WorkerPolicy))
+        let device = args.device.open()?;
+        Box::new(move || Ok(Box::new(HeldOutPhrasings::load(&dir, &device)?) as WorkerPolicy))
     };
     let settings = EvalSettings {
         model: args.model.clone(),

@@ -3,6 +3,7 @@
 mod bench;
 mod collect_command;
 mod compare_command;
+mod device_args;
 mod eval_command;
 mod lang_command;
 mod pretrain_command;
@@ -150,7 +151,7 @@ fn record(args: RecordArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let mut policy: Box<dyn Policy> = match &args.model {
-        Some(dir) => Box::new(HeldOutPhrasings::load(dir)?),
+        Some(dir) => Box::new(HeldOutPhrasings::load(dir, &candle_core::Device::Cpu)?),
         None => Box::new(Expert::new(ExpertSettings::default())),
     };
     let recording = RolloutRecording::new(&scene, &settings, &out)?;

@@ -79,7 +79,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job =
-        PretrainJob { out: args.out, recipe, model, workers: optimisation.workers(), resume: optimisation.resume };
+        PretrainJob { out: args.out, recipe, model, compute: optimisation.compute()?, resume: optimisation.resume };
     pretrain_showing_progress(&job, tokenizer, stop_on_ctrl_c()?)?;
     Ok(())
 }
@@ -87,7 +87,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
 /// Runs `job` with the progress bar and its closing line.
 fn pretrain_showing_progress(job: &PretrainJob, tokenizer: Option<Tokenizer>, stop: &AtomicBool) -> Result<Pretrained> {
     let steps = job.recipe.optimisation.steps;
-    let mut display = TrainingDisplay::new(steps, &job.out, job.workers, "corpus samples", None)?;
+    let mut display = TrainingDisplay::new(steps, &job.out, job.compute.workers, "corpus samples", None)?;
     let pretrained = pretrainer::pretrain(job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&pretrained.record.progress, pretrained.stopped);
     Ok(pretrained)

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+
+use crate::device_args::DeviceArgs;
 use serde::Serialize;
 
 use vlasim::lang;
@@ -47,6 +49,8 @@ pub struct RolloutArgs {
     /// Print the whole run as one JSON object instead of a line per step.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// What `--json` prints.
@@ -92,7 +96,7 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         };
         Actor::Expert(Expert::new(ExpertSettings::default()), task)
     } else {
-        let driver = VlaDriver::load(&args.model)
+        let driver = VlaDriver::load(&args.model, &args.device.open()?)
             .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
         Actor::Model(driver)
     };

@@ -13,10 +13,12 @@ use anyhow::{Context, Result, ensure};
 use clap::{Args, ValueEnum};
 
 use crate::compare_command::evaluation;
+use crate::device_args::DeviceArgs;
 use crate::pretrain_command::pretrain_unless_done;
 use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::parallel;
 use vlasim::sim::scene::Scene;
+use vlasim::train::Compute;
 use vlasim::train::checkpoint::Recipe;
 use vlasim::train::pretrainer::{PretrainJob, PretrainRecipe};
 use vlasim::train::schedule::{Decay, Optimisation};
@@ -83,9 +85,11 @@ pub struct StudyArgs {
     /// Evaluation chains of scene d.
     #[arg(long, default_value_t = 1000)]
     chains: u64,
-    /// Training workers and evaluation threads (default: all cores).
+    /// Training workers and evaluation threads (default: all cores; one training worker on a GPU).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// The report.
     #[arg(long, default_value = "reports/pretraining.md")]
     out: PathBuf,
@@ -96,6 +100,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let reference = read_training_record(&args.recipe)?;
     let data = args.data.clone().unwrap_or(reference.data.path);
     let threads = args.threads.unwrap_or_else(parallel::available_threads).max(1);
+    let compute = Compute { device: args.device.open()?, workers: args.device.training_workers(args.threads) };
     let scene = Scene::resolve("d")?;
     let stop = stop_on_ctrl_c()?;
     let formulation = reference.recipe.formulation.clone();
@@ -125,8 +130,13 @@ pub fn run(args: StudyArgs) -> Result<()> {
                     validation_samples: 256,
                     seed: 0,
                 };
-                let job =
-                    PretrainJob { out: out.clone(), recipe, model: model.clone(), workers: threads, resume: false };
+                let job = PretrainJob {
+                    out: out.clone(),
+                    recipe,
+                    model: model.clone(),
+                    compute: compute.clone(),
+                    resume: false,
+                };
                 pretrain_unless_done(job, stop)?;
             }
             for &setting in &args.settings {
@@ -137,11 +147,11 @@ pub fn run(args: StudyArgs) -> Result<()> {
                     out: out.clone(),
                     recipe: setting.recipe(&base),
                     model: model.clone(),
-                    workers: threads,
+                    compute: compute.clone(),
                     resume: false,
                 };
                 train_unless_done(job, stop)?;
-                let results = evaluation(&out, &scene, args.chains, threads)?;
+                let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
                 rows.push((preset.clone(), scale, setting, results.metrics.avg_len));
                 write_report(&args, &rows)?;
             }

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+
+use crate::device_args::DeviceArgs;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::lang::tokenizer::Tokenizer;
-use vlasim::parallel;
+use vlasim::train::Compute;
 use vlasim::train::checkpoint::{self, Progress, Recipe, TrainingRecord};
 use vlasim::train::schedule::{Decay, Optimisation};
 use vlasim::train::trainer::{self, TrainEvent, TrainJob, Trained};
@@ -106,9 +108,12 @@ pub struct OptimisationArgs {
     /// Continue the run in --out from its last checkpoint, with the same recipe.
     #[arg(long)]
     pub resume: bool,
-    /// Data-parallel worker threads, each running a shard of every batch (default: all cores).
+    /// Data-parallel worker threads, each running a shard of every batch (default: all cores on
+    /// the CPU, one on a GPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl OptimisationArgs {
@@ -127,9 +132,9 @@ impl OptimisationArgs {
         }
     }
 
-    /// The worker threads asked for, or all cores.
-    pub fn workers(&self) -> usize {
-        self.workers.unwrap_or_else(parallel::available_threads).max(1)
+    /// The device, opened, and the worker threads asked for or the device's default.
+    pub fn compute(&self) -> Result<Compute> {
+        Ok(Compute { device: self.device.open()?, workers: self.device.training_workers(self.workers) })
     }
 }
 
@@ -250,7 +255,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out: args.out,
         recipe,
         model,
-        workers: optimisation.workers(),
+        compute: optimisation.compute()?,
         resume: optimisation.resume,
     };
 
@@ -261,7 +266,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// Runs `job` with the progress bar and its closing line.
 fn train_showing_progress(job: &TrainJob, tokenizer: Option<Tokenizer>, stop: &AtomicBool) -> Result<Trained> {
     let steps = job.recipe.optimisation.steps;
-    let mut display = TrainingDisplay::new(steps, &job.out, job.workers, "training windows", job.recipe.init.clone())?;
+    let mut display =
+        TrainingDisplay::new(steps, &job.out, job.compute.workers, "training windows", job.recipe.init.clone())?;
     let trained = trainer::train(job, tokenizer, stop, &mut |event| display.show(event))?;
     display.finish(&trained.record.progress, trained.stopped);
     Ok(trained)

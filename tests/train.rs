@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use common::{collect_into, out_dir, small_settings};
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::reader::Dataset;
 use vlasim::lang::tokenizer::Tokenizer;
+use vlasim::train::Compute;
 use vlasim::train::checkpoint::{self, Recipe};
 use vlasim::train::pretrainer::{self, PRETRAINING_FILE, PretrainJob, PretrainRecipe, PretrainingRecord};
 use vlasim::train::schedule::{Decay, Optimisation};
@@ -79,7 +80,14 @@ fn recipe(steps: u64) -> Recipe {
 }
 
 fn job(out: &Path, recipe: Recipe, workers: usize, resume: bool) -> TrainJob {
-    TrainJob { data: dataset().to_path_buf(), out: out.to_path_buf(), recipe, model: tiny_model(), workers, resume }
+    TrainJob {
+        data: dataset().to_path_buf(),
+        out: out.to_path_buf(),
+        recipe,
+        model: tiny_model(),
+        compute: Compute { device: Device::Cpu, workers },
+        resume,
+    }
 }
 
 fn run(job: &TrainJob, stop_after: Option<u64>) -> anyhow::Result<Trained> {
@@ -105,7 +113,7 @@ fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
     let batch = Sampler::new(&dataset, &[0, 1], settings, 0).unwrap().next_batch();
     let texts = EncodedInstructions::new(tokenizer, batch.instructions.iter().map(String::as_str), config.max_text_len)
         .unwrap();
-    let (input, _) = model_batch(&batch, 0..3, config, &texts).unwrap();
+    let (input, _) = model_batch(&batch, 0..3, config, &texts, &Device::Cpu).unwrap();
     match model.forward(&input, ForwardOptions::default()).unwrap().actions {
         ActionOutput::Continuous(actions) => actions.arm.flatten_all().unwrap().to_vec1().unwrap(),
         ActionOutput::Discrete { .. } => panic!("policy_head is continuous"),
@@ -125,7 +133,7 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
     assert_eq!(data.train_episodes.len() + data.validation_episodes.len(), data.episodes);
     assert!(!data.validation_episodes.is_empty());
 
-    let loaded = Vla::load(&out).expect("the checkpoint is a model folder");
+    let loaded = Vla::load(&out, &Device::Cpu).expect("the checkpoint is a model folder");
     assert!(loaded.config().robot_obs_norm.is_some(), "robot_obs statistics travel with the model");
     assert_eq!(weights(&loaded), weights(&trained.model));
     let tokenizer = Tokenizer::load(&out.join(checkpoint::TOKENIZER_FILE)).expect("tokenizer.json loads");
@@ -159,7 +167,7 @@ fn the_scene_state_loss_trains_a_read_out_that_the_checkpoint_keeps() {
     let trained = run(&job(&out, with_loss.clone(), 1, false), None).expect("train");
     let history = &trained.record.progress.train_loss;
     assert!(history[1].loss < history[0].loss, "training loss did not fall: {history:?}");
-    let loaded = Vla::load(&out).expect("the checkpoint is a model folder");
+    let loaded = Vla::load(&out, &Device::Cpu).expect("the checkpoint is a model folder");
     assert_eq!(loaded.config().scene_state_loss, Some(0.5), "config.json records the objective");
     let names: Vec<String> = loaded.params().vars().into_iter().map(|(name, _)| name).collect();
     assert!(names.iter().any(|name| name.starts_with("scene_state_head.")), "the read-out is saved: {names:?}");
@@ -240,7 +248,13 @@ fn pretrain_recipe(steps: u64) -> PretrainRecipe {
 }
 
 fn pretrain(out: &Path, recipe: PretrainRecipe, resume: bool, stop_after: Option<u64>) -> pretrainer::Pretrained {
-    let job = PretrainJob { out: out.to_path_buf(), recipe, model: tiny_model(), workers: 2, resume };
+    let job = PretrainJob {
+        out: out.to_path_buf(),
+        recipe,
+        model: tiny_model(),
+        compute: Compute { device: Device::Cpu, workers: 2 },
+        resume,
+    };
     let stop = AtomicBool::new(false);
     pretrainer::pretrain(&job, None, &stop, &mut |event| {
         if let TrainEvent::Step { step, .. } = event

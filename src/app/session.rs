@@ -759,7 +759,7 @@ mod tests {
         for _ in 0..5 {
             session.step();
         }
-        let model = Vla::new(shrunk(preset_with("uform", "policy_head").unwrap())).unwrap();
+        let model = Vla::new(shrunk(preset_with("uform", "policy_head").unwrap()), &candle_core::Device::Cpu).unwrap();
         let card = ModelCard {
             name: "untrained".into(),
             dir: "untrained".into(),

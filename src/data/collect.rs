@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::episode::{self, EncodedEpisode};
@@ -149,7 +150,7 @@ pub fn collect(
             if let DaggerLabels::Shadow { expert_share } = dagger.labels {
                 ensure!((0.0..=1.0).contains(&expert_share), "the expert's share of steps must be in [0, 1]");
             }
-            let driver = VlaDriver::load(&dagger.model)
+            let driver = VlaDriver::load(&dagger.model, &Device::Cpu)
                 .with_context(|| format!("cannot load the DAgger model in {}", dagger.model.display()))?;
             Some(driver)
         }

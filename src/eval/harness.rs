@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 
 use super::results::{ChainRecord, EvalResults, Metrics, Shard, SubtaskRecord};
 use crate::lang::instructions::Instructions;
@@ -29,9 +30,10 @@ pub type WorkerPolicy = Box<dyn Policy + Send>;
 pub struct HeldOutPhrasings(pub VlaDriver);
 
 impl HeldOutPhrasings {
-    /// The model folder `dir` under evaluation; the error names the folder.
-    pub fn load(dir: &Path) -> Result<HeldOutPhrasings> {
-        let driver = VlaDriver::load(dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    /// The model folder `dir` under evaluation, run on `device`; the error names the folder.
+    pub fn load(dir: &Path, device: &Device) -> Result<HeldOutPhrasings> {
+        let driver =
+            VlaDriver::load(dir, device).with_context(|| format!("cannot load the model in {}", dir.display()))?;
         Ok(HeldOutPhrasings(driver))
     }
 }

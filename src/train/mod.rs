@@ -2,6 +2,8 @@
 //! VLA training loop (`vlasim train`), the vision-language pre-training loop (`vlasim pretrain`),
 //! and their checkpoints.
 
+use candle_core::Device;
+
 pub mod checkpoint;
 pub mod optim;
 pub mod pretrainer;
@@ -9,3 +11,11 @@ pub mod schedule;
 mod steps;
 pub mod tensors;
 pub mod trainer;
+
+/// Where a run computes: the device the model lives on and the data-parallel worker threads, each
+/// running a shard of every batch.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    pub device: Device,
+    pub workers: usize,
+}

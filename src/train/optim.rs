@@ -2,7 +2,8 @@
 //! candle has no gradient clipping, and an optimiser whose moments are plain `f32` buffers can be
 //! saved with a checkpoint and resumed exactly. The update runs as one fused pass over each
 //! parameter on the CPU, instead of the dozen element-wise tensor ops (each a full pass, DESIGN.md
-//! §2.10) it would take in candle.
+//! §2.10) it would take in candle; a model on a GPU sends its parameters and gradients over and back
+//! each step (a few MB for the zoo's sizes).
 
 use std::collections::HashMap;
 use std::path::Path;

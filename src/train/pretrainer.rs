@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
+use super::Compute;
 use super::checkpoint::{self, OPTIMIZER_FILE, Progress, TOKENIZER_FILE};
 use super::schedule::Optimisation;
 use super::steps::{Batches, Loop, RunRecord, batch_loss, optimizer, worker_pool};
@@ -74,8 +75,8 @@ pub struct PretrainJob {
     pub recipe: PretrainRecipe,
     /// The model; when resuming, it must match the checkpoint's.
     pub model: VlaConfig,
-    /// Data-parallel worker threads.
-    pub workers: usize,
+    /// Where the run computes.
+    pub compute: Compute,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
 }
@@ -154,11 +155,11 @@ impl Pairs {
     }
 
     /// Pairs `samples` as a model batch.
-    fn batch(&self, samples: Range<usize>, shape: PairShape) -> Result<AnswerBatch> {
+    fn batch(&self, samples: Range<usize>, shape: PairShape, device: &Device) -> Result<AnswerBatch> {
         let n = samples.len();
         let images = |rgb: &[u8], side: usize| -> Result<Tensor> {
             let bytes = side * side * 3;
-            Ok(rgb_tensor(&rgb[samples.start * bytes..samples.end * bytes], &[n], side, side)?)
+            Ok(rgb_tensor(&rgb[samples.start * bytes..samples.end * bytes], &[n], side, side, device)?)
         };
         // Rows of `width` values, cut to their first `used`.
         let rows = |values: &[u32], width: usize, used: usize| -> Result<Tensor> {
@@ -167,7 +168,7 @@ impl Pairs {
                 .flat_map(|row| &row[..used])
                 .copied()
                 .collect();
-            Ok(Tensor::from_vec(slice, (n, used), &Device::Cpu)?)
+            Ok(Tensor::from_vec(slice, (n, used), device)?)
         };
         // Trailing padding only costs compute (the answer is causal): cut it to the longest answer.
         let longest = self.answer_mask[samples.start * ANSWER_ROW..samples.end * ANSWER_ROW]
@@ -214,7 +215,8 @@ pub fn pretrain(
                 saved.recipe
             );
         }
-        let model = Vla::load(&job.out).with_context(|| format!("loading the model from {}", job.out.display()))?;
+        let model = Vla::load(&job.out, &job.compute.device)
+            .with_context(|| format!("loading the model from {}", job.out.display()))?;
         ensure!(
             *model.config() == job.model,
             "{} holds a different model than the preset and formulation given",
@@ -227,7 +229,7 @@ pub fn pretrain(
             Some(tokenizer) => tokenizer,
             None => tokenizer::train([], DEFAULT_VOCAB_SIZE)?,
         };
-        (Vla::new(job.model.clone())?, tokenizer, Progress::default(), None)
+        (Vla::new(job.model.clone(), &job.compute.device)?, tokenizer, Progress::default(), None)
     };
     let config = model.config().clone();
     ensure!(
@@ -254,9 +256,9 @@ pub fn pretrain(
         validation.push(&mut held_out, index, texts.below(usize::MAX), &tokenizer, shape)?;
     }
 
-    let workers = worker_pool(job.workers, "pretrain-worker")?;
+    let workers = worker_pool(job.compute.workers, "pretrain-worker")?;
     let mut record =
-        PretrainingRecord { recipe: recipe.clone(), progress: Progress { workers: job.workers, ..progress } };
+        PretrainingRecord { recipe: recipe.clone(), progress: Progress { workers: job.compute.workers, ..progress } };
     report(&TrainEvent::Started {
         step: record.progress.step,
         steps: recipe.optimisation.steps,
@@ -309,7 +311,7 @@ impl Batches for CorpusBatches<'_> {
     }
 
     fn shard_loss(&self, model: &Vla, samples: Range<usize>) -> Result<Tensor> {
-        Ok(model.answer_loss(&self.pairs.batch(samples, self.shape)?)?)
+        Ok(model.answer_loss(&self.pairs.batch(samples, self.shape, model.device())?)?)
     }
 
     fn validation_loss(&self, model: &Vla, workers: &ThreadPool) -> Result<Option<f64>> {
@@ -317,7 +319,7 @@ impl Batches for CorpusBatches<'_> {
             return Ok(None);
         }
         let loss = batch_loss(self.validation.size, workers, &|samples| {
-            Ok(model.answer_loss(&self.validation.batch(samples, self.shape)?)?)
+            Ok(model.answer_loss(&self.validation.batch(samples, self.shape, model.device())?)?)
         })?;
         Ok(Some(loss))
     }

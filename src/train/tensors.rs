@@ -47,12 +47,13 @@ impl EncodedInstructions {
 
 /// Samples `samples` of `batch` as model input and targets for `config`: images `[n, H, 3, h, w]`
 /// in [0, 1] (the gripper camera only if the model uses it), `robot_obs` `[n, H, 15]`, and the
-/// action chunks `[n, H, chunk, 7]` with their mask `[n, H, chunk]`, one after each frame.
+/// action chunks `[n, H, chunk, 7]` with their mask `[n, H, chunk]`, one after each frame; all on `device`.
 pub fn model_batch(
     batch: &Batch,
     samples: Range<usize>,
     config: &VlaConfig,
     instructions: &EncodedInstructions,
+    device: &Device,
 ) -> Result<(VlaInput, ActionTargets)> {
     let (history, chunk) = (batch.history, config.formulation.chunk());
     ensure!(
@@ -66,13 +67,13 @@ pub fn model_batch(
     let images = |rgb: &[u8], (width, height): (usize, usize)| -> Result<Tensor> {
         let frame_bytes = width * height * 3;
         let bytes = &rgb[samples.start * history * frame_bytes..samples.end * history * frame_bytes];
-        Ok(rgb_tensor(bytes, &[n, history], height, width)?)
+        Ok(rgb_tensor(bytes, &[n, history], height, width, device)?)
     };
     let static_images = images(&batch.static_images, batch.static_size)?;
     let gripper_images =
         if config.use_gripper_camera { Some(images(&batch.gripper_images, batch.gripper_size)?) } else { None };
     let obs = &batch.robot_obs[samples.start * history * ROBOT_OBS_DIM..samples.end * history * ROBOT_OBS_DIM];
-    let robot_obs = Tensor::from_slice(obs, (n, history, ROBOT_OBS_DIM), &Device::Cpu)?;
+    let robot_obs = Tensor::from_slice(obs, (n, history, ROBOT_OBS_DIM), device)?;
 
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
     let steps = n * history * chunk;
@@ -93,21 +94,21 @@ pub fn model_batch(
         static_images,
         gripper_images,
         robot_obs,
-        instruction_ids: Tensor::from_vec(ids, (n, text_len), &Device::Cpu)?,
-        instruction_mask: Tensor::from_vec(mask, (n, text_len), &Device::Cpu)?,
+        instruction_ids: Tensor::from_vec(ids, (n, text_len), device)?,
+        instruction_mask: Tensor::from_vec(mask, (n, text_len), device)?,
     };
     let scene_state = match config.scene_state_loss {
         Some(_) => {
             let frames =
                 &batch.scene_obs[samples.start * history * SCENE_OBS_DIM..samples.end * history * SCENE_OBS_DIM];
             let targets: Vec<f32> = frames.chunks_exact(SCENE_OBS_DIM).flat_map(scene_state_target).collect();
-            Some(Tensor::from_vec(targets, (n, history, SCENE_STATE_COMPONENTS.len()), &Device::Cpu)?)
+            Some(Tensor::from_vec(targets, (n, history, SCENE_STATE_COMPONENTS.len()), device)?)
         }
         None => None,
     };
     let targets = ActionTargets {
-        actions: Tensor::from_vec(actions, (n, history, chunk, ACTION_DIM), &Device::Cpu)?,
-        mask: Tensor::from_vec(action_mask, (n, history, chunk), &Device::Cpu)?,
+        actions: Tensor::from_vec(actions, (n, history, chunk, ACTION_DIM), device)?,
+        mask: Tensor::from_vec(action_mask, (n, history, chunk), device)?,
         scene_state,
     };
     Ok((input, targets))
@@ -152,7 +153,7 @@ mod tests {
         };
         let tokenizer = tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap();
         let encoded = EncodedInstructions::new(&tokenizer, batch.instructions.iter().map(String::as_str), 16).unwrap();
-        let (input, targets) = model_batch(&batch, 1..3, &config, &encoded).unwrap();
+        let (input, targets) = model_batch(&batch, 1..3, &config, &encoded, &Device::Cpu).unwrap();
         assert_eq!(input.static_images.dims(), &[2, history, 3, side, side]);
         assert!(input.gripper_images.is_none(), "the model does not use the gripper camera");
         // Sample 1's second frame is frame slot 3, its pixels all 3 / 255.

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
 use rayon::ThreadPool;
 
+use super::Compute;
 use super::checkpoint::{
     self, DataRecord, OPTIMIZER_FILE, Progress, Recipe, TOKENIZER_FILE, TRAINING_FILE, TrainingRecord,
 };
@@ -47,8 +48,8 @@ pub struct TrainJob {
     /// The model to train from scratch (its `robot_obs_norm` is filled from the training split);
     /// when resuming, it must match the checkpoint's.
     pub model: VlaConfig,
-    /// Data-parallel worker threads.
-    pub workers: usize,
+    /// Where the run computes.
+    pub compute: Compute,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
 }
@@ -101,7 +102,7 @@ pub fn robot_obs_norm(dataset: &Dataset, episodes: &[usize]) -> RobotObsNorm {
 
 /// The model's loss on samples `samples` of `batch`.
 fn shard_loss(model: &Vla, batch: &Batch, samples: Range<usize>, instructions: &EncodedInstructions) -> Result<Tensor> {
-    let (input, targets) = model_batch(batch, samples, model.config(), instructions)?;
+    let (input, targets) = model_batch(batch, samples, model.config(), instructions, model.device())?;
     let options = ForwardOptions { capture_attention: false, teacher_actions: Some(&targets.actions) };
     Ok(model.loss(&model.forward(&input, options)?, &targets)?)
 }
@@ -184,7 +185,8 @@ pub fn train(
                 saved.data.frames
             );
         }
-        let model = Vla::load(&job.out).with_context(|| format!("loading the model from {}", job.out.display()))?;
+        let model = Vla::load(&job.out, &job.compute.device)
+            .with_context(|| format!("loading the model from {}", job.out.display()))?;
         // The normalisation is fitted by the run and the ensembling only matters at inference.
         let trained =
             |config: &VlaConfig| VlaConfig { robot_obs_norm: None, temporal_ensemble: None, ..config.clone() };
@@ -207,7 +209,7 @@ pub fn train(
                 tokenizer::train(dataset.episodes.iter().map(|e| e.instruction.as_str()), DEFAULT_VOCAB_SIZE)?
             }
         };
-        let model = Vla::new(config)?;
+        let model = Vla::new(config, &job.compute.device)?;
         if let Some(init) = &recipe.init {
             let weights = init.join(WEIGHTS_FILE);
             let tensors = model.params().init_from(&weights)?;
@@ -262,8 +264,8 @@ pub fn train(
         config.max_text_len,
     )?;
 
-    let workers = worker_pool(job.workers, "train-worker")?;
-    progress.workers = job.workers;
+    let workers = worker_pool(job.compute.workers, "train-worker")?;
+    progress.workers = job.compute.workers;
     let mut record = TrainingRecord { recipe: recipe.clone(), data, progress };
     report(&TrainEvent::Started {
         step: record.progress.step,

@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn weights_are_distributions_that_respect_the_mask() {
-        let store = ParamStore::new(1);
+        let store = ParamStore::new(1, &candle_core::Device::Cpu);
         let shape = AttentionShape { hidden_size: 16, num_heads: 4, num_kv_heads: 1, bias: false };
         let attention = Attention::new_self(shape, store.var_builder()).unwrap();
         let xs = Tensor::randn(0f32, 1.0, (2, 5, 16), &candle_core::Device::Cpu).unwrap();

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
+
 use super::driver::{DriverError, VlaDriver};
 use crate::eval::EvalResults;
 
@@ -71,7 +73,7 @@ pub fn discover(root: &Path) -> Vec<PathBuf> {
 /// Loads the model folder `dir` and describes it. A broken `results.json` only loses the
 /// evaluation; a broken model is an error naming the file.
 pub fn load(dir: &Path) -> Result<(ModelCard, VlaDriver), DriverError> {
-    let driver = VlaDriver::load(dir)?;
+    let driver = VlaDriver::load(dir, &Device::Cpu)?;
     let model = driver.model();
     let evaluation = EvalResults::load(&dir.join(RESULTS_FILE)).ok().map(|results| Evaluation {
         avg_len: results.metrics.avg_len,
@@ -103,7 +105,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("vlasim-catalog-{}", std::process::id()));
         for name in ["uform", "kosmos"] {
             let dir = root.join(name);
-            Vla::new(shrunk(preset_with(name, "policy_head").unwrap())).unwrap().save(&dir).unwrap();
+            Vla::new(shrunk(preset_with(name, "policy_head").unwrap()), &Device::Cpu).unwrap().save(&dir).unwrap();
             tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap().save(&dir.join(TOKENIZER_FILE)).unwrap();
         }
         std::fs::create_dir_all(root.join("notes")).unwrap();

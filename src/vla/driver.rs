@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use super::VlaError;
 use super::attention_maps::PatchAttention;
@@ -56,9 +56,9 @@ pub struct VlaDriver {
 }
 
 impl VlaDriver {
-    /// Loads a model folder: `config.json`, `model.safetensors` and `tokenizer.json`.
-    pub fn load(dir: &Path) -> Result<VlaDriver, DriverError> {
-        let model = Vla::load(dir)?;
+    /// Loads a model folder (`config.json`, `model.safetensors` and `tokenizer.json`) onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<VlaDriver, DriverError> {
+        let model = Vla::load(dir, device)?;
         let tokenizer = Tokenizer::load(&dir.join(TOKENIZER_FILE))?;
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(DriverError::Vocabulary {
@@ -136,8 +136,9 @@ impl VlaDriver {
         if uses_gripper {
             cameras.render_into(world, View::Gripper, &mut self.gripper_image);
         }
-        let static_image = image_tensor(&self.static_image)?;
-        let gripper_image = if uses_gripper { Some(image_tensor(&self.gripper_image)?) } else { None };
+        let device = self.policy.model().device();
+        let static_image = image_tensor(&self.static_image, device)?;
+        let gripper_image = if uses_gripper { Some(image_tensor(&self.gripper_image, device)?) } else { None };
         let robot_obs = world.robot_obs().iter().map(|v| *v as f32).collect();
         Ok((static_image, gripper_image, robot_obs))
     }
@@ -163,7 +164,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vlasim-driver-{name}-{}", std::process::id()));
         let mut config = shrunk(preset_with("kosmos", "policy_head").unwrap());
         config.vocab_size = vocab_size;
-        Vla::new(config).unwrap().save(&dir).unwrap();
+        Vla::new(config, &Device::Cpu).unwrap().save(&dir).unwrap();
         tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap().save(&dir.join(TOKENIZER_FILE)).unwrap();
         dir
     }
@@ -175,7 +176,7 @@ mod tests {
         let chain = chains::chain(EVAL_SEED, 0);
         let run = || {
             let mut world = episode::chain_world(&scene, &chain, 0).unwrap();
-            let mut driver = VlaDriver::load(&dir).unwrap();
+            let mut driver = VlaDriver::load(&dir, &Device::Cpu).unwrap();
             driver.begin("open the drawer", &world).unwrap();
             let mut actions = Vec::new();
             for _ in 0..5 {
@@ -201,8 +202,8 @@ mod tests {
         let dir = model_folder("attention", tokenizer::DEFAULT_VOCAB_SIZE);
         let scene = Scene::resolve("d").unwrap();
         let world = episode::chain_world(&scene, &chains::chain(EVAL_SEED, 1), 1).unwrap();
-        let mut plain = VlaDriver::load(&dir).unwrap();
-        let mut watched = VlaDriver::load(&dir).unwrap();
+        let mut plain = VlaDriver::load(&dir, &Device::Cpu).unwrap();
+        let mut watched = VlaDriver::load(&dir, &Device::Cpu).unwrap();
         plain.begin("push the slider to the left", &world).unwrap();
         watched.begin("push the slider to the left", &world).unwrap();
         let (Action::Relative(a), (Action::Relative(b), attention)) =
@@ -232,7 +233,7 @@ mod tests {
             shard: Shard::WHOLE,
             threads: 1,
         };
-        let make = || Ok(Box::new(HeldOutPhrasings::load(&dir)?) as WorkerPolicy);
+        let make = || Ok(Box::new(HeldOutPhrasings::load(&dir, &Device::Cpu)?) as WorkerPolicy);
         let results = evaluate(&settings, &make, &|_| {}).unwrap();
         let record = &results.chains[0];
         assert!(!record.subtasks.is_empty());
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn a_tokenizer_larger_than_the_embedding_is_refused() {
         let dir = model_folder("vocab", 100);
-        let error = VlaDriver::load(&dir).err().expect("the vocabularies differ").to_string();
+        let error = VlaDriver::load(&dir, &Device::Cpu).err().expect("the vocabularies differ").to_string();
         assert!(error.contains("tokenizer.json: the tokenizer has"), "{error}");
         assert!(error.contains("the model embeds only 100"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -136,7 +136,7 @@ pub fn vla_with_siglip(preset_name: &str, formulation_name: &str, dir: &Path) ->
             )));
         }
     }
-    let model = Vla::new(config)?;
+    let model = Vla::new(config, &Device::Cpu)?;
     load_vision_weights(&model, &hf, dir)?;
     Ok(model)
 }
@@ -180,7 +180,9 @@ pub fn load_vision_weights(model: &Vla, hf: &SiglipVisionConfig, dir: &Path) -> 
             }
             parts.push(part);
         }
-        var.set(&Tensor::cat(&parts, 0).map_err(candle_error)?).map_err(candle_error)?;
+        let weights =
+            Tensor::cat(&parts, 0).and_then(|weights| weights.to_device(var.device())).map_err(candle_error)?;
+        var.set(&weights).map_err(candle_error)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //!
 //! Every network is our own candle code made of differentiable ops (DESIGN.md §2.4): the fused CPU
 //! kernels of [`ops`] carry their own backward pass. Every attention layer can return its weights.
+//! Models run on the CPU, or on a GPU named by [`device::DeviceName`] in builds with its feature.
 //!
 //! Entry points: [`presets::preset`] → [`VlaConfig`] → [`Vla::new`]; [`Vla::forward`] and
 //! [`Vla::loss`] for training; [`VlaPolicy`] for closed-loop control; [`Vla::save`] / [`Vla::load`]
@@ -19,6 +20,7 @@ pub mod config;
 pub mod conv_encoder;
 pub mod cross_attention;
 pub mod decoder;
+pub mod device;
 pub mod driver;
 pub mod ensemble;
 pub mod film;

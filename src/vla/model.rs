@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, IndexOp, Result, Tensor, Var};
+use candle_core::{D, DType, Device, IndexOp, Result, Tensor, Var};
 
 use super::VlaError;
 use super::backbone::{BackboneAttention, FilmBackbone, Frames, Text, TokenLayout, VlmBackbone, repeat_rows};
@@ -126,10 +126,10 @@ pub fn bins_to_actions(bins: &Tensor, count: usize) -> Result<Tensor> {
 }
 
 impl Vla {
-    /// A freshly initialised model (weights from `config.seed`).
-    pub fn new(config: VlaConfig) -> std::result::Result<Self, VlaError> {
+    /// A freshly initialised model (weights from `config.seed`) on `device`.
+    pub fn new(config: VlaConfig, device: &Device) -> std::result::Result<Self, VlaError> {
         config.validate().map_err(VlaError::InvalidConfig)?;
-        let params = ParamStore::new(config.seed);
+        let params = ParamStore::new(config.seed, device);
         let vb = params.var_builder();
         let formulation = &config.formulation;
         let discrete_bins = match formulation.action_space {
@@ -165,6 +165,11 @@ impl Vla {
     /// The config the model was built from.
     pub fn config(&self) -> &VlaConfig {
         &self.config
+    }
+
+    /// Where the model runs: its inputs must live there too.
+    pub fn device(&self) -> &Device {
+        self.params.device()
     }
 
     /// The parameters (for the optimiser: `params().vars()`).
@@ -391,9 +396,9 @@ impl Vla {
 
     /// Loads a folder written by [`Vla::save`]. A missing, extra or mis-shaped tensor is an error
     /// naming it and the file.
-    pub fn load(dir: &Path) -> std::result::Result<Self, VlaError> {
+    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Self, VlaError> {
         let config = super::read_config(&dir.join(CONFIG_FILE))?;
-        let model = Self::new(config)?;
+        let model = Self::new(config, device)?;
         model.params.load(&dir.join(WEIGHTS_FILE))?;
         Ok(model)
     }

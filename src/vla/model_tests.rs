@@ -1,7 +1,7 @@
 //! Behaviour of the assembled model: shapes, masks, saving and loading, the policy's history cache,
 //! discrete decoding and the attention maps.
 
-use candle_core::{IndexOp, Tensor};
+use candle_core::{Device, IndexOp, Tensor};
 
 use super::VlaError;
 use super::attention_maps::{action_to_patches, attention_rollout};
@@ -32,7 +32,7 @@ fn continuous(output: &ActionOutput) -> (&Tensor, &Tensor) {
 #[test]
 fn outputs_have_the_documented_shapes() {
     let config = preset_with("paligemma", "policy_head").unwrap();
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let (input, _) = batch(&config, 2, 1);
     let output = model.forward(&input, ForwardOptions::default()).unwrap();
     let (arm, gripper) = continuous(&output.actions);
@@ -41,7 +41,7 @@ fn outputs_have_the_documented_shapes() {
     assert!(arm.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1.0, "tanh arm");
 
     let config = preset_with("paligemma", "one_step_discrete").unwrap();
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let (input, _) = batch(&config, 2, 1);
     let greedy = model.forward(&input, ForwardOptions::default()).unwrap();
     let ActionOutput::Discrete { logits } = &greedy.actions else { panic!("discrete") };
@@ -51,7 +51,7 @@ fn outputs_have_the_documented_shapes() {
 #[test]
 fn greedy_decoding_agrees_with_teacher_forcing_on_its_own_choices() {
     let config = preset_with("llava", "one_step_discrete").unwrap();
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let (input, _) = batch(&config, 2, 4);
     let greedy = model.forward(&input, ForwardOptions::default()).unwrap();
     let ActionOutput::Discrete { logits } = &greedy.actions else { panic!("discrete") };
@@ -87,7 +87,7 @@ fn huber_is_quadratic_inside_delta_and_its_gradient_bounded_outside() {
 #[test]
 fn prefix_lm_attends_bidirectionally_over_image_and_text_only() {
     let config = shrunk(preset_with("paligemma", "one_step").unwrap());
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let (input, _) = batch(&config, 1, 2);
     let output = model.forward(&input, ForwardOptions { capture_attention: true, teacher_actions: None }).unwrap();
     let capture = output.attention.unwrap();
@@ -101,7 +101,7 @@ fn prefix_lm_attends_bidirectionally_over_image_and_text_only() {
     assert_eq!(weights[layout.action[0]][padded], 0.0, "padding is never attended to");
 
     let config = shrunk(preset_with("llava", "one_step").unwrap());
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let capture = model
         .forward(&input, ForwardOptions { capture_attention: true, teacher_actions: None })
         .unwrap()
@@ -114,19 +114,19 @@ fn prefix_lm_attends_bidirectionally_over_image_and_text_only() {
 #[test]
 fn saved_models_load_to_the_same_outputs_and_bad_files_are_named() {
     let config = shrunk(preset_with("kosmos", "policy_head").unwrap());
-    let model = Vla::new(config.clone()).unwrap();
+    let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
     let dir = temp_dir("save");
     model.save(&dir).unwrap();
-    let loaded = Vla::load(&dir).unwrap();
+    let loaded = Vla::load(&dir, &Device::Cpu).unwrap();
     let (input, _) = batch(&config, 1, 5);
     let a = model.forward(&input, ForwardOptions::default()).unwrap();
     let b = loaded.forward(&input, ForwardOptions::default()).unwrap();
     assert_eq!(max_difference(continuous(&a.actions).0, continuous(&b.actions).0), 0.0);
 
     // A file written for another architecture: the first missing tensor is named.
-    let other = Vla::new(shrunk(preset_with("llava", "policy_head").unwrap())).unwrap();
+    let other = Vla::new(shrunk(preset_with("llava", "policy_head").unwrap()), &Device::Cpu).unwrap();
     other.params().save(&dir.join("model.safetensors")).unwrap();
-    let error = Vla::load(&dir).unwrap_err();
+    let error = Vla::load(&dir, &Device::Cpu).unwrap_err();
     assert!(matches!(error, VlaError::MissingTensor { .. }), "{error}");
     assert!(
         error.to_string().contains("model.safetensors") && error.to_string().contains("missing tensor `backbone."),
@@ -136,16 +136,16 @@ fn saved_models_load_to_the_same_outputs_and_bad_files_are_named() {
     // Same architecture, another size: the mis-shaped tensor is named.
     let mut wider = config.clone();
     wider.formulation.head.hidden_size = 32;
-    Vla::new(wider).unwrap().params().save(&dir.join("model.safetensors")).unwrap();
-    let error = Vla::load(&dir).unwrap_err();
+    Vla::new(wider, &Device::Cpu).unwrap().params().save(&dir.join("model.safetensors")).unwrap();
+    let error = Vla::load(&dir, &Device::Cpu).unwrap_err();
     assert!(matches!(&error, VlaError::TensorShape { name, .. } if name.starts_with("head.")), "{error}");
 
     std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
-    let error = Vla::load(&dir).unwrap_err();
+    let error = Vla::load(&dir, &Device::Cpu).unwrap_err();
     assert!(matches!(error, VlaError::TensorFile { .. }), "{error}");
 
     std::fs::write(dir.join("config.json"), b"{\"preset\": 3}").unwrap();
-    let error = Vla::load(&dir).unwrap_err();
+    let error = Vla::load(&dir, &Device::Cpu).unwrap_err();
     assert!(error.to_string().contains("config.json"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -162,8 +162,9 @@ fn some_robot_obs_norm(dims: usize) -> RobotObsNorm {
 fn robot_obs_norm_standardises_the_input_inside_the_model() {
     let plain_config = shrunk(preset_with("kosmos", "policy_head").unwrap());
     let norm = some_robot_obs_norm(plain_config.robot_obs_dim);
-    let normalizing = Vla::new(VlaConfig { robot_obs_norm: Some(norm.clone()), ..plain_config.clone() }).unwrap();
-    let plain = Vla::new(plain_config.clone()).unwrap();
+    let normalizing =
+        Vla::new(VlaConfig { robot_obs_norm: Some(norm.clone()), ..plain_config.clone() }, &Device::Cpu).unwrap();
+    let plain = Vla::new(plain_config.clone(), &Device::Cpu).unwrap();
     let (input, _) = batch(&plain_config, 2, 4);
     let dims = norm.mean.len();
     let mean = Tensor::from_slice(&norm.mean, (1, 1, dims), &candle_core::Device::Cpu).unwrap();
@@ -193,7 +194,7 @@ fn policy_with_cached_features_matches_a_full_forward_pass() {
         config.robot_obs_norm = Some(some_robot_obs_norm(config.robot_obs_dim));
         // The forward pass gives one chunk; the ensemble would mix in earlier ones.
         config.temporal_ensemble = None;
-        let model = Vla::new(config.clone()).unwrap();
+        let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
         let (input, _) = batch(&config, 1, 6);
         let mut policy = VlaPolicy::new(model.clone());
         let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
@@ -219,7 +220,7 @@ fn policy_with_cached_features_matches_a_full_forward_pass() {
 fn every_preset_maps_the_action_tokens_attention_onto_the_patch_grid() {
     for preset in PRESETS {
         let config = shrunk(preset_with(preset, "policy_head").unwrap());
-        let model = Vla::new(config.clone()).unwrap();
+        let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
         let (input, _) = batch(&config, 1, 7);
         let capture = model
             .forward(&input, ForwardOptions { capture_attention: true, teacher_actions: None })

@@ -5,7 +5,10 @@
 //! (DESIGN.md §2.4), and their differentiable compositions cost five to ten element-wise passes each on
 //! a CPU where element-wise ops run at ~200 M elements/s (§2.10). Each kernel here is one pass forward
 //! and one pass backward, single-threaded (the tensors are small; parallelism belongs at the top level).
-//! The tests compare values and gradients with the slow differentiable forms.
+//!
+//! On a GPU (`--device cuda|metal`) the same functions run the differentiable compositions of
+//! [`portable`] instead: element-wise passes are cheap there, and the fused kernels are CPU code.
+//! The tests compare both forms' values and gradients.
 
 use std::sync::Arc;
 
@@ -123,6 +126,9 @@ pub fn scaled_masked_softmax(scores: &Tensor, scale: f64, mask: Option<&Attentio
             bail!("attention mask {:?} does not fit scores {:?}", mask.dims(), scores.shape());
         }
     }
+    if !scores.device().is_cpu() {
+        return portable::scaled_masked_softmax(scores, scale, mask);
+    }
     scores.contiguous()?.apply_op1(ScaledMaskedSoftmax { scale: scale as f32, mask: mask.cloned() })
 }
 
@@ -213,11 +219,17 @@ impl CustomOp3 for Normalize {
 
 /// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) · weight + bias`.
 pub fn layer_norm(xs: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return candle_nn::ops::layer_norm_slow(xs, weight, bias, eps as f32);
+    }
     xs.contiguous()?.apply_op3(weight, bias, Normalize { eps: eps as f32, centre: true })
 }
 
 /// RMS norm over the last dimension: `x / sqrt(mean(x²) + eps) · weight`.
 pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return candle_nn::ops::rms_norm_slow(xs, weight, eps as f32);
+    }
     let no_shift = weight.zeros_like()?;
     xs.contiguous()?.apply_op3(weight, &no_shift, Normalize { eps: eps as f32, centre: false })
 }
@@ -266,6 +278,9 @@ impl CustomOp1 for Gelu {
 
 /// GELU with the tanh approximation, one pass each way.
 pub fn gelu(xs: &Tensor) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return xs.gelu();
+    }
     xs.contiguous()?.apply_op1(Gelu)
 }
 
@@ -351,12 +366,45 @@ pub fn rotary_embedding(xs: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
             xs.shape()
         );
     }
+    if !xs.device().is_cpu() {
+        return portable::rotary_embedding(xs, tables);
+    }
     xs.contiguous()?.apply_op1(Rotate { tables: tables.clone(), direction: 1.0 })
+}
+
+/// The differentiable compositions of candle's element-wise ops that the kernels above fuse: what
+/// runs on a GPU, and the reference the tests check the kernels against.
+mod portable {
+    use candle_core::{D, Result, Tensor};
+
+    use super::{AttentionMask, RotaryTables};
+
+    pub fn scaled_masked_softmax(scores: &Tensor, scale: f64, mask: Option<&AttentionMask>) -> Result<Tensor> {
+        let scaled = scores.affine(scale, 0.0)?;
+        let offset = match mask {
+            Some(mask) => {
+                let offsets =
+                    Tensor::from_slice(&mask.offsets, (mask.batch, 1, mask.queries, mask.keys), scores.device())?;
+                scaled.broadcast_add(&offsets)?
+            }
+            None => scaled,
+        };
+        candle_nn::ops::softmax(&offset, D::Minus1)
+    }
+
+    pub fn rotary_embedding(xs: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
+        let positions = xs.dim(D::Minus2)?;
+        let values = positions * tables.half_dim;
+        let shape = (positions, tables.half_dim);
+        let cos = Tensor::from_slice(&tables.cos[..values], shape, xs.device())?;
+        let sin = Tensor::from_slice(&tables.sin[..values], shape, xs.device())?;
+        candle_nn::rotary_emb::rope_slow(&xs.contiguous()?, &cos, &sin)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{D, Device, Var};
+    use candle_core::{Device, Var};
 
     use super::*;
 
@@ -393,19 +441,21 @@ mod tests {
     #[test]
     fn masked_softmax_matches_the_differentiable_form() {
         let mask = AttentionMask::from_fn(2, 5, 7, |b, q, k| k <= q + b);
-        let mask_tensor = Tensor::from_vec(mask.offsets.to_vec(), (2, 1, 5, 7), &Device::Cpu).unwrap();
         check(
             &[random(&[2, 3, 5, 7], 1)],
             |x| scaled_masked_softmax(&x[0], 0.5, Some(&mask)).unwrap(),
-            |x| {
-                candle_nn::ops::softmax(&(&x[0] * 0.5).unwrap().broadcast_add(&mask_tensor).unwrap(), D::Minus1)
-                    .unwrap()
-            },
+            |x| portable::scaled_masked_softmax(&x[0], 0.5, Some(&mask)).unwrap(),
+        );
+        let shared = AttentionMask::from_fn(1, 5, 7, |_, q, k| k <= q);
+        check(
+            &[random(&[2, 3, 5, 7], 3)],
+            |x| scaled_masked_softmax(&x[0], 2.0, Some(&shared)).unwrap(),
+            |x| portable::scaled_masked_softmax(&x[0], 2.0, Some(&shared)).unwrap(),
         );
         check(
             &[random(&[4, 9], 2)],
             |x| scaled_masked_softmax(&x[0], 1.0, None).unwrap(),
-            |x| candle_nn::ops::softmax(&x[0], D::Minus1).unwrap(),
+            |x| portable::scaled_masked_softmax(&x[0], 1.0, None).unwrap(),
         );
     }
 
@@ -433,13 +483,10 @@ mod tests {
     fn rotary_embedding_matches_the_rotate_half_form() {
         let (positions, head_dim) = (6, 8);
         let tables = RotaryTables::new(head_dim, 10, 10_000.0).unwrap();
-        let shape = (positions, head_dim / 2);
-        let cos = Tensor::from_vec(tables.cos[..positions * head_dim / 2].to_vec(), shape, &Device::Cpu).unwrap();
-        let sin = Tensor::from_vec(tables.sin[..positions * head_dim / 2].to_vec(), shape, &Device::Cpu).unwrap();
         check(
             &[random(&[2, 3, positions, head_dim], 8)],
             |x| rotary_embedding(&x[0], &tables).unwrap(),
-            |x| candle_nn::rotary_emb::rope_slow(&x[0], &cos, &sin).unwrap(),
+            |x| portable::rotary_embedding(&x[0], &tables).unwrap(),
         );
     }
 }

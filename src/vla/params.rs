@@ -21,6 +21,7 @@ use crate::sim::rng::Rng;
 pub struct ParamStore {
     vars: Arc<Mutex<BTreeMap<String, Var>>>,
     seed: u64,
+    device: Device,
 }
 
 /// FNV-1a, so a tensor's initial values depend only on its name and the seed.
@@ -80,14 +81,19 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
 }
 
 impl ParamStore {
-    /// An empty store whose parameters will be initialised from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { vars: Arc::new(Mutex::new(BTreeMap::new())), seed }
+    /// An empty store whose parameters will be initialised from `seed` and live on `device`.
+    pub fn new(seed: u64, device: &Device) -> Self {
+        Self { vars: Arc::new(Mutex::new(BTreeMap::new())), seed, device: device.clone() }
     }
 
-    /// A builder that creates (or returns) parameters in this store, f32 on the CPU.
+    /// A builder that creates (or returns) parameters in this store, f32 on the store's device.
     pub fn var_builder(&self) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, Device::Cpu)
+        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, self.device.clone())
+    }
+
+    /// Where the parameters live.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// All parameters, sorted by name (the optimiser's input).
@@ -140,7 +146,7 @@ impl ParamStore {
     /// matching name with another shape is an error naming it. Returns the parameters copied.
     pub fn init_from(&self, path: &Path) -> Result<usize, VlaError> {
         let tensors =
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(|source| VlaError::tensor_file(path, source))?;
+            candle_core::safetensors::load(path, &self.device).map_err(|source| VlaError::tensor_file(path, source))?;
         let mut copied = 0;
         for (name, var) in self.vars() {
             let Some(tensor) = tensors.get(&name) else { continue };
@@ -165,7 +171,7 @@ impl ParamStore {
     /// [`ParamStore::load_tensors`] from a safetensors file.
     pub fn load(&self, path: &Path) -> Result<(), VlaError> {
         let tensors =
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(|source| VlaError::tensor_file(path, source))?;
+            candle_core::safetensors::load(path, &self.device).map_err(|source| VlaError::tensor_file(path, source))?;
         self.load_tensors(tensors, path)
     }
 }
@@ -177,7 +183,7 @@ mod tests {
     #[test]
     fn initial_values_depend_on_seed_and_name_only() {
         let values = |seed: u64, names: &[&str]| {
-            let store = ParamStore::new(seed);
+            let store = ParamStore::new(seed, &Device::Cpu);
             let vb = store.var_builder();
             for name in names {
                 vb.get_with_hints((3, 4), name, candle_nn::init::DEFAULT_KAIMING_NORMAL).unwrap();
@@ -197,7 +203,7 @@ mod tests {
     #[test]
     fn starting_from_another_model_copies_the_shared_parameters_only() {
         let store = |seed: u64, shapes: &[(&str, (usize, usize))]| {
-            let store = ParamStore::new(seed);
+            let store = ParamStore::new(seed, &Device::Cpu);
             for (name, shape) in shapes {
                 store.var_builder().get_with_hints(*shape, name, candle_nn::init::DEFAULT_KAIMING_NORMAL).unwrap();
             }

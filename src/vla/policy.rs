@@ -17,15 +17,15 @@ use super::model::{ACTION_DIMS, ForwardOptions, Vla, VlaInput};
 use super::{ActionOutput, AttentionCapture};
 use crate::sim::camera::Image;
 
-/// An RGB camera image as a `[3, h, w]` f32 tensor in [0, 1], the layout the models take.
-pub fn image_tensor(image: &Image) -> Result<Tensor> {
-    rgb_tensor(&image.rgb, &[], image.height as usize, image.width as usize)
+/// An RGB camera image as a `[3, h, w]` f32 tensor in [0, 1] on `device`, the layout the models take.
+pub fn image_tensor(image: &Image, device: &Device) -> Result<Tensor> {
+    rgb_tensor(&image.rgb, &[], image.height as usize, image.width as usize, device)
 }
 
 /// Row-major RGB bytes `[leading…, h, w, 3]` as a channel-first f32 tensor `[leading…, 3, h, w]`
-/// in [0, 1]: camera images and training batches become model input the same way.
-pub fn rgb_tensor(rgb: &[u8], leading: &[usize], height: usize, width: usize) -> Result<Tensor> {
-    let pixels = Tensor::from_slice(rgb, [leading, &[height, width, 3]].concat(), &Device::Cpu)?;
+/// in [0, 1] on `device`: camera images and training batches become model input the same way.
+pub fn rgb_tensor(rgb: &[u8], leading: &[usize], height: usize, width: usize, device: &Device) -> Result<Tensor> {
+    let pixels = Tensor::from_slice(rgb, [leading, &[height, width, 3]].concat(), device)?;
     let rank = leading.len();
     let mut order: Vec<usize> = (0..rank).collect();
     order.extend([rank + 2, rank, rank + 1]);
@@ -66,8 +66,8 @@ impl VlaPolicy {
             candle_core::bail!("instructions must be encoded to the model's max_text_len {length}");
         }
         let text = Text {
-            ids: Tensor::from_slice(instruction_ids, (1, length), &Device::Cpu)?,
-            mask: Tensor::from_slice(instruction_mask, (1, length), &Device::Cpu)?,
+            ids: Tensor::from_slice(instruction_ids, (1, length), self.model.device())?,
+            mask: Tensor::from_slice(instruction_mask, (1, length), self.model.device())?,
         };
         self.film_text = self.model.film_text(&text)?;
         self.text = Some(text);
@@ -91,7 +91,7 @@ impl VlaPolicy {
         let frame = Frames {
             static_images: static_image.unsqueeze(0)?,
             gripper_images: gripper_image.map(|image| image.unsqueeze(0)).transpose()?,
-            robot_obs: Tensor::from_slice(robot_obs, (1, robot_obs.len()), &Device::Cpu)?,
+            robot_obs: Tensor::from_slice(robot_obs, (1, robot_obs.len()), self.model.device())?,
         };
         let window = self.model.config().formulation.history_window;
         if self.uses_feature_cache() {
@@ -198,7 +198,7 @@ impl VlaPolicy {
                 }
             }
         }
-        let keep = Tensor::from_vec(keep, (cells + 1, 1, height, width), &Device::Cpu)?;
+        let keep = Tensor::from_vec(keep, (cells + 1, 1, height, width), self.model.device())?;
         let newest = input.static_images.i((0, window - 1))?;
         let mean = newest.mean_keepdim(1)?.mean_keepdim(2)?;
         let hidden = keep
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn camera_images_become_channel_first_unit_tensors() {
         let image = Image { width: 2, height: 1, rgb: vec![255, 0, 51, 0, 255, 102] };
-        let tensor = image_tensor(&image).unwrap();
+        let tensor = image_tensor(&image, &Device::Cpu).unwrap();
         assert_eq!(tensor.dims(), &[3, 1, 2]);
         let bytes = |x: usize| -> Vec<u8> {
             tensor.i((.., 0, x)).unwrap().to_vec1::<f32>().unwrap().iter().map(|v| (v * 255.0).round() as u8).collect()
@@ -256,7 +256,7 @@ mod tests {
         let (input, _) = batch(&config, 1, 4);
         let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
         let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
-        let mut policy = VlaPolicy::new(Vla::new(config).unwrap());
+        let mut policy = VlaPolicy::new(Vla::new(config, &Device::Cpu).unwrap());
         policy.reset(&ids, &mask).unwrap();
         assert!(policy.occlusion(4).is_err(), "nothing observed yet");
         for t in 0..3 {
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn acting_with_attention_gives_the_same_action_and_a_patch_map() {
         let config = shrunk(preset_with("paligemma", "policy_head").unwrap());
-        let model = Vla::new(config.clone()).unwrap();
+        let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
         let (input, _) = batch(&config, 1, 9);
         let ids = input.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
         let mask = input.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();

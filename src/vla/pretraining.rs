@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn the_answer_loss_trains_every_backbone_parameter_but_the_action_inputs() {
         for preset in PRESETS.iter().filter(|&&p| p != "film") {
-            let model = Vla::new(preset_with(preset, "one_step").unwrap()).unwrap();
+            let model = Vla::new(preset_with(preset, "one_step").unwrap(), &Device::Cpu).unwrap();
             let batch = answer_batch(model.config(), [2, 40, 41, 42, 3, 0]);
             let named = model.params().vars();
             // The action token, robot_obs projection and the head are not in the answering sequence.
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn answers_are_predicted_causally_even_under_a_prefix_lm() {
         for preset in ["paligemma", "flamingo"] {
-            let model = Vla::new(preset_with(preset, "one_step").unwrap()).unwrap();
+            let model = Vla::new(preset_with(preset, "one_step").unwrap(), &Device::Cpu).unwrap();
             let vlm = model.vlm_backbone().unwrap();
             let batch = answer_batch(model.config(), [2, 40, 41, 42, 3, 0]);
             let n = 2;

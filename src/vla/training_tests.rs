@@ -14,7 +14,7 @@ fn train_and_check(preset: &str, formulation: &str) {
 fn train_config_and_check(config: VlaConfig) {
     let (preset, formulation) = (config.preset.clone(), config.formulation.clone());
     let formulation = format!("{:?}/{}", formulation.history, formulation.history_window);
-    let model = Vla::new(config.clone()).expect("presets build");
+    let model = Vla::new(config.clone(), &candle_core::Device::Cpu).expect("presets build");
     let (input, targets) = batch(&config, 2, 3);
     let named = model.params().vars();
     let mut optimizer = AdamW::new(named.clone(), AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() });
