@@ -6,7 +6,7 @@ relative to that block and to the nearest of the three (scene_obs: a model that 
 not the one named grasps near another), and how many lifts succeeded. `expert` as the model is the
 reference: the scripted expert closes on the block.
 
-    scripts/grasp_probe.py runs/paligemma [--seeds 10] [--vlasim target/release/vlasim]
+    scripts/grasp_probe.py runs/paligemma-wide-v7-scene [--seeds 10] [--vlasim target/release/vlasim]
 """
 import argparse
 import json

@@ -272,7 +272,7 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
         panic!("the expert opens the drawer from seed 3");
     };
     let mut learner =
-        VlaDriver::load(Path::new("assets/models/paligemma"), &candle_core::Device::Cpu).expect("the shipped model");
+        VlaDriver::load(Path::new("assets/models/paligemma-wide"), &candle_core::Device::Cpu).expect("the shipped model");
     let dagger = |expert_share: f64, learner: &mut VlaDriver| {
         let labels = DaggerLabels::Shadow { expert_share };
         simulate::dagger(&scene, task, 3, &settings, learner, labels, &never).unwrap().expect("set up")

@@ -164,7 +164,7 @@ fn heat_tinted_panel_pixels(image: &image::RgbImage, probe: &Value) -> usize {
 fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
     let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "30"];
     let (plain, probe) = screenshot("vla_plain", &args);
-    assert_eq!((probe["driver"].as_str(), probe["model"].as_str()), (Some("VLA"), Some("paligemma")), "{probe}");
+    assert_eq!((probe["driver"].as_str(), probe["model"].as_str()), (Some("VLA"), Some("paligemma-wide")), "{probe}");
     assert_eq!(probe["commands"][0]["task"], "open_drawer", "{probe}");
     assert_eq!(probe["attention_grid"], Value::Null, "no overlay unless asked for");
 
@@ -179,9 +179,9 @@ fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
 fn side_by_side_runs_a_second_model_from_the_same_start_in_its_own_window() {
     let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "20"];
     let (alone, _) = screenshot("alone", &args);
-    let (both, probe) = screenshot("side_by_side", &[&args[..], &["--compare", "paligemma"]].concat());
+    let (both, probe) = screenshot("side_by_side", &[&args[..], &["--compare", "paligemma-wide"]].concat());
     let partner = &probe["partner"];
-    assert_eq!(partner["model"], "paligemma", "{probe}");
+    assert_eq!(partner["model"], "paligemma-wide", "{probe}");
     assert_eq!(partner["commands"], probe["commands"], "the partner got the same instruction");
     assert_eq!(partner["step"], probe["step"]);
     assert_eq!(partner["scene_obs"], probe["scene_obs"], "same model, same start state: same trajectory");

@@ -194,7 +194,7 @@ fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
 
 /// `vlasim rollout ARGS` with the shipped model; its stdout.
 fn rollout(args: &[&str]) -> String {
-    let output = rollout_with(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma"), args);
+    let output = rollout_with(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma-wide"), args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8")
 }
