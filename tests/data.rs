@@ -271,8 +271,8 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     let DemoOutcome::Success(demo) = simulate::demo(&scene, task, 3, &settings, &never) else {
         panic!("the expert opens the drawer from seed 3");
     };
-    let mut learner =
-        VlaDriver::load(Path::new("assets/models/paligemma-wide"), &candle_core::Device::Cpu).expect("the shipped model");
+    let mut learner = VlaDriver::load(Path::new("assets/models/paligemma-wide"), &candle_core::Device::Cpu)
+        .expect("the shipped model");
     let dagger = |expert_share: f64, learner: &mut VlaDriver| {
         let labels = DaggerLabels::Shadow { expert_share };
         simulate::dagger(&scene, task, 3, &settings, learner, labels, &never).unwrap().expect("set up")
