@@ -62,18 +62,13 @@ impl fmt::Display for DeviceName {
 impl DeviceName {
     /// Opens the device; a GPU this build has no back end for is an error naming the cargo feature.
     pub fn open(self) -> Result<Device, DeviceError> {
-        let (built, feature) = match self {
-            DeviceName::Cpu => return Ok(Device::Cpu),
-            DeviceName::Cuda(_) => (cfg!(feature = "cuda"), "cuda"),
-            DeviceName::Metal(_) => (cfg!(feature = "metal"), "metal"),
-        };
-        if !built {
-            return Err(DeviceError::NotBuilt { device: self, feature });
-        }
+        let not_built = |feature| Err(DeviceError::NotBuilt { device: self, feature });
         let opened = match self {
+            DeviceName::Cpu => return Ok(Device::Cpu),
+            DeviceName::Cuda(_) if !cfg!(feature = "cuda") => return not_built("cuda"),
+            DeviceName::Metal(_) if !cfg!(feature = "metal") => return not_built("metal"),
             DeviceName::Cuda(ordinal) => Device::new_cuda(ordinal),
             DeviceName::Metal(ordinal) => Device::new_metal(ordinal),
-            DeviceName::Cpu => unreachable!("returned above"),
         };
         opened.map_err(|source| DeviceError::Open { device: self, source })
     }

@@ -381,7 +381,7 @@ mod portable {
 
     pub fn scaled_masked_softmax(scores: &Tensor, scale: f64, mask: Option<&AttentionMask>) -> Result<Tensor> {
         let scaled = scores.affine(scale, 0.0)?;
-        let offset = match mask {
+        let logits = match mask {
             Some(mask) => {
                 let offsets =
                     Tensor::from_slice(&mask.offsets, (mask.batch, 1, mask.queries, mask.keys), scores.device())?;
@@ -389,7 +389,7 @@ mod portable {
             }
             None => scaled,
         };
-        candle_nn::ops::softmax(&offset, D::Minus1)
+        candle_nn::ops::softmax(&logits, D::Minus1)
     }
 
     pub fn rotary_embedding(xs: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
