@@ -200,6 +200,7 @@ pub fn data(scene_name: &str, episodes: u64) -> Result<()> {
         play_tasks: 0,
         window_steps: 64,
         noise_std: 0.1,
+        mid_chain_share: 0.0,
         seed: 0,
         dagger: None,
     };

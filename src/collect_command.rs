@@ -36,6 +36,10 @@ pub struct CollectArgs {
     /// 1 = 2 cm); the clean action is recorded.
     #[arg(long, default_value_t = 0.1)]
     noise: f64,
+    /// Share of demonstrations that begin mid-chain, after 1 to 4 random expert tasks (not
+    /// recorded), as evaluation chains' later subtasks do, instead of at the neutral start.
+    #[arg(long, default_value_t = 0.5)]
+    mid_chain_share: f64,
     /// Global seed; every episode's seed derives from it, the scene, the task and the index.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -75,6 +79,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
         play_tasks: args.play_tasks,
         window_steps: args.window_steps,
         noise_std: args.noise,
+        mid_chain_share: args.mid_chain_share,
         seed: args.seed,
         dagger: args.dagger_model.map(|model| DaggerSettings {
             model,

@@ -71,7 +71,7 @@ fn a_collected_dataset_reads_back_as_simulated() {
     assert!(dataset.episodes.iter().any(|e| e.source == "play"), "the play sequence yields a labelled window");
 
     let scene = Scene::resolve("d").expect("scene");
-    let simulate_settings = SimulateSettings { noise_std: 0.1, play_tasks: 2, window_steps: 48 };
+    let simulate_settings = SimulateSettings { noise_std: 0.1, mid_chain_share: 0.5, play_tasks: 2, window_steps: 48 };
     let never = AtomicBool::new(false);
     let mut play_windows: BTreeMap<u64, Vec<RawEpisode>> = BTreeMap::new();
     for episode in &dataset.episodes {
@@ -266,7 +266,7 @@ fn a_broken_or_missing_file_is_named() {
 fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     let scene = Scene::resolve("d").expect("scene");
     let task = Task::from_name("open_drawer").expect("task");
-    let settings = SimulateSettings { noise_std: 0.0, play_tasks: 0, window_steps: 64 };
+    let settings = SimulateSettings { noise_std: 0.0, mid_chain_share: 0.0, play_tasks: 0, window_steps: 64 };
     let never = AtomicBool::new(false);
     let DemoOutcome::Success(demo) = simulate::demo(&scene, task, 3, &settings, &never) else {
         panic!("the expert opens the drawer from seed 3");

@@ -171,6 +171,31 @@ fn perceiving_a_sampled_start_gives_back_its_symbolic_state() {
 }
 
 #[test]
+fn a_mid_chain_start_leaves_the_arm_elsewhere_and_the_task_ready() {
+    let scene = Scene::resolve("d").unwrap();
+    let tasks = ["turn_on_led", "move_slider_left", "push_red_block_right", "close_drawer"];
+    let mut moved = 0;
+    for (seed, name) in tasks.iter().enumerate() {
+        let task = Task::from_name(name).unwrap();
+        let seed = seed as u64;
+        let neutral = episode::task_world(&scene, task, seed).unwrap();
+        let same = episode::task_world_mid_chain(&scene, task, seed, 0).unwrap();
+        assert_eq!(neutral.robot_obs(), same.robot_obs(), "{task}: no lead-in is the plain start");
+        assert_eq!(neutral.scene_obs(), same.scene_obs(), "{task}: no lead-in is the plain start");
+        let mut world = episode::task_world_mid_chain(&scene, task, seed, 4).unwrap();
+        let [x, y, z] = [0, 1, 2].map(|i| world.robot_obs()[i] - neutral.robot_obs()[i]);
+        if (x * x + y * y + z * z).sqrt() > 0.05 {
+            moved += 1;
+        }
+        let mut expert = Expert::new(ExpertSettings::default());
+        let outcome =
+            episode::run_subtask(&mut world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer);
+        assert!(outcome.success, "the expert fails {task} after the lead-in");
+    }
+    assert!(moved >= 3, "the lead-in should leave the hand away from the neutral start; moved {moved} of 4");
+}
+
+#[test]
 fn a_block_beside_the_desk_comes_to_rest_on_the_floor() {
     let scene = Scene::resolve("d").unwrap();
     let chain = chains::chain(EVAL_SEED, 0);

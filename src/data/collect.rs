@@ -49,6 +49,9 @@ pub struct CollectSettings {
     pub window_steps: usize,
     /// DART noise on the executed actions (action units).
     pub noise_std: f64,
+    /// Share of demonstrations that begin mid-chain (see [`SimulateSettings::mid_chain_share`]).
+    #[serde(default)]
+    pub mid_chain_share: f64,
     /// Global seed.
     pub seed: u64,
     /// DAgger episodes driven by a trained model, if any.
@@ -145,6 +148,7 @@ pub fn collect(
     let dagger_episodes = settings.dagger.as_ref().map_or(0, |dagger| dagger.episodes_per_task);
     ensure!(settings.episodes_per_task > 0 || settings.play_sequences > 0 || dagger_episodes > 0, "nothing to collect");
     ensure!(settings.noise_std.is_finite() && settings.noise_std >= 0.0, "noise must be ≥ 0");
+    ensure!((0.0..=1.0).contains(&settings.mid_chain_share), "the mid-chain share must be in [0, 1]");
     let learner = match &settings.dagger {
         Some(dagger) => {
             if let DaggerLabels::Shadow { expert_share } = dagger.labels {
@@ -203,6 +207,7 @@ pub fn collect(
     }
     let simulate_settings = SimulateSettings {
         noise_std: settings.noise_std,
+        mid_chain_share: settings.mid_chain_share,
         play_tasks: settings.play_tasks,
         window_steps: settings.window_steps,
     };

@@ -15,7 +15,7 @@ use super::episode::{ACTION_DIM, EpisodeInfo, RawEpisode, RawFrame, Source};
 use crate::lang::instructions::Instructions;
 use crate::sim::arm::Action;
 use crate::sim::camera::{PolicyCameras, View};
-use crate::sim::chains;
+use crate::sim::chains::{self, CHAIN_LENGTH};
 use crate::sim::episode::{self, Attempt, MAX_STEPS_PER_SUBTASK};
 use crate::sim::expert::{Expert, ExpertSettings, Policy};
 use crate::sim::oracle;
@@ -31,6 +31,9 @@ use crate::vla::driver::VlaDriver;
 pub struct SimulateSettings {
     /// Standard deviation of the DART noise on the executed translation actions (action units).
     pub noise_std: f64,
+    /// Share of single-task episodes that begin mid-chain: after 1 to 4 random expert tasks
+    /// (unrecorded), where an evaluation chain's later subtasks begin, instead of at the neutral start.
+    pub mid_chain_share: f64,
     /// Tasks the expert attempts in one play sequence.
     pub play_tasks: usize,
     /// Shortest play window: a window ends where its task completes and reaches back at least
@@ -91,7 +94,13 @@ impl SingleTask {
     /// `None` when the task cannot be set up from this seed.
     fn start(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, source: Source) -> Option<SingleTask> {
         let mut rng = Rng::stream(seed, 0);
-        let world = episode::task_world(scene, task, rng.next_u64()).ok()?;
+        // No draw at share 0, so such collections keep the episodes they had before.
+        let lead_in = if settings.mid_chain_share > 0.0 && rng.chance(settings.mid_chain_share) {
+            1 + rng.below(CHAIN_LENGTH - 1)
+        } else {
+            0
+        };
+        let world = episode::task_world_mid_chain(scene, task, rng.next_u64(), lead_in).ok()?;
         let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
         let info = EpisodeInfo {
             scene: scene.name.clone(),

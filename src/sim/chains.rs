@@ -128,6 +128,30 @@ pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
     }
 }
 
+/// Up to `count` tasks to run one after the other from `state` before `task`, as the earlier
+/// subtasks of an evaluation chain run before a later one: each from a category unlike `task`'s
+/// and the others', and `task` still applicable after each. Fewer when no such task exists.
+pub fn lead_in(task: Task, state: &Symbolic, count: usize, rng: &mut Rng) -> Vec<Task> {
+    let mut state = state.clone();
+    let mut tasks: Vec<Task> = Vec::with_capacity(count);
+    while tasks.len() < count {
+        let candidates: Vec<(Task, Symbolic)> = Task::all()
+            .into_iter()
+            .filter(|first| first.category() != task.category())
+            .filter(|first| tasks.iter().all(|done| done.category() != first.category()))
+            .filter_map(|first| first.apply(&state).map(|next| (first, next)))
+            .filter(|(_, next)| task.apply(next).is_some())
+            .collect();
+        if candidates.is_empty() {
+            break;
+        }
+        let (first, next) = rng.choose(&candidates).clone();
+        tasks.push(first);
+        state = next;
+    }
+    tasks
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -168,5 +192,25 @@ mod tests {
             }
             assert!(task.apply(&state).is_some(), "{task}");
         }
+    }
+
+    #[test]
+    fn a_lead_in_keeps_the_task_applicable_in_distinct_categories() {
+        let mut rng = Rng::new(11);
+        let mut lengths = HashSet::new();
+        for task in Task::all() {
+            for _ in 0..20 {
+                let start = task_start(task, &mut rng);
+                let state = start.setup.iter().try_fold(start.initial, |s, t| t.apply(&s)).expect("setup applies");
+                let lead_in = lead_in(task, &state, CHAIN_LENGTH - 1, &mut rng);
+                lengths.insert(lead_in.len());
+                let mut categories: HashSet<_> = lead_in.iter().map(|t| t.category()).collect();
+                assert!(categories.insert(task.category()), "{task} after {lead_in:?}");
+                assert_eq!(categories.len(), lead_in.len() + 1, "{lead_in:?}");
+                let after = lead_in.iter().try_fold(state, |s, t| t.apply(&s)).expect("the lead-in applies in turn");
+                assert!(task.apply(&after).is_some(), "{task} after {lead_in:?}");
+            }
+        }
+        assert!(lengths.contains(&(CHAIN_LENGTH - 1)), "full lead-ins exist: {lengths:?}");
     }
 }

@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 
 use super::arm::Action;
-use super::chains::{Chain, TaskStart};
+use super::chains::{self, Chain, TaskStart};
 use super::expert::{Expert, ExpertSettings, Policy};
 use super::oracle;
 use super::rng::Rng;
@@ -163,9 +163,23 @@ pub enum SetupError {
 
 /// A world ready for `task`: a start sampled with `seed`, with any setup tasks already done by the expert.
 pub fn task_world(scene: &Scene, task: Task, seed: u64) -> Result<World, SetupError> {
+    task_world_mid_chain(scene, task, seed, 0)
+}
+
+/// Like [`task_world`], with up to `lead_in` random tasks (see [`chains::lead_in`]) done by the
+/// expert after the setup: the arm and the scene are then where an evaluation chain's earlier
+/// subtasks leave them, not at the neutral start. `lead_in` 0 gives exactly [`task_world`]'s world.
+pub fn task_world_mid_chain(scene: &Scene, task: Task, seed: u64, lead_in: usize) -> Result<World, SetupError> {
     let mut rng = Rng::new(seed);
-    let TaskStart { initial, setup } = super::chains::task_start(task, &mut rng);
+    let TaskStart { initial, mut setup } = chains::task_start(task, &mut rng);
     let start = StartState::sample(scene, &initial, &mut rng)?;
+    if lead_in > 0 {
+        let after_setup = setup
+            .iter()
+            .try_fold(initial, |state, setup_task| setup_task.apply(&state))
+            .expect("task_start's setup tasks apply in turn");
+        setup.extend(chains::lead_in(task, &after_setup, lead_in, &mut rng));
+    }
     let mut world = World::new(scene.clone(), &start);
     let mut expert = Expert::new(ExpertSettings::default());
     for setup_task in setup {

@@ -23,6 +23,7 @@ pub fn small_settings(tasks: &[&str]) -> CollectSettings {
         play_tasks: 2,
         window_steps: 48,
         noise_std: 0.1,
+        mid_chain_share: 0.5,
         seed: 7,
         dagger: None,
     }
