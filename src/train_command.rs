@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// block positions) from the features the action head reads; training only (0: none).
     #[arg(long, default_value_t = 0.0)]
     scene_state_loss: f64,
+    /// Chance that each word of a training sample's instruction is left out (not in validation),
+    /// so the model reads every cue of a phrasing and copes with phrasings it never saw.
+    #[arg(long, default_value_t = 0.0)]
+    word_dropout: f64,
     /// Start from the matching parameters of this model folder (e.g. a `vlasim pretrain` backbone of
     /// the same preset), and from its tokenizer; the rest, such as the action head, starts fresh.
     #[arg(long)]
@@ -248,6 +252,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         frame_stride: args.frame_stride,
         init: args.init,
         scene_state_loss: (args.scene_state_loss != 0.0).then_some(args.scene_state_loss),
+        word_dropout: args.word_dropout,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let job = TrainJob {

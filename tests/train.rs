@@ -76,6 +76,7 @@ fn recipe(steps: u64) -> Recipe {
         frame_stride: 1,
         init: None,
         scene_state_loss: None,
+        word_dropout: 0.0,
     }
 }
 
@@ -109,7 +110,14 @@ fn weights(model: &Vla) -> Vec<(String, Vec<f32>)> {
 fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
     let dataset = Dataset::open(data).unwrap();
     let config = model.config();
-    let settings = BatchSettings { batch_size: 3, history: 2, chunk: 2, static_shift_px: 0, gripper_shift_px: 0 };
+    let settings = BatchSettings {
+        batch_size: 3,
+        history: 2,
+        chunk: 2,
+        static_shift_px: 0,
+        gripper_shift_px: 0,
+        word_dropout: 0.0,
+    };
     let batch = Sampler::new(&dataset, &[0, 1], settings, 0).unwrap().next_batch();
     let texts = EncodedInstructions::new(tokenizer, batch.instructions.iter().map(String::as_str), config.max_text_len)
         .unwrap();

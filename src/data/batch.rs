@@ -14,7 +14,7 @@ use super::reader::{Dataset, Frames};
 use crate::sim::rng::Rng;
 
 /// How batches are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchSettings {
     /// Samples per batch.
     pub batch_size: usize,
@@ -26,11 +26,15 @@ pub struct BatchSettings {
     pub static_shift_px: usize,
     /// Random-shift padding of the gripper camera (px; RoboVLMs: 4; 0 = no augmentation).
     pub gripper_shift_px: usize,
+    /// Chance that each word of a sample's instruction is left out (0 = the instruction as
+    /// recorded): a model that must act on "pink block left" as on the whole sentence learns to
+    /// read every cue in a phrasing instead of recognising the few training sentences whole.
+    pub word_dropout: f64,
 }
 
 impl Default for BatchSettings {
     fn default() -> Self {
-        Self { batch_size: 32, history: 8, chunk: 10, static_shift_px: 10, gripper_shift_px: 4 }
+        Self { batch_size: 32, history: 8, chunk: 10, static_shift_px: 10, gripper_shift_px: 4, word_dropout: 0.0 }
     }
 }
 
@@ -110,8 +114,9 @@ impl<'a> Sampler<'a> {
         self.windows.len()
     }
 
-    /// Draws the next sample: its (episode, last frame) window and the static and gripper shifts.
-    fn draw(&mut self) -> ((usize, usize), (isize, isize), (isize, isize)) {
+    /// Draws the next sample: its (episode, last frame) window, the static and gripper shifts and
+    /// its instruction (with words dropped).
+    fn draw(&mut self) -> ((usize, usize), (isize, isize), (isize, isize), String) {
         if self.next == self.windows.len() {
             self.rng.shuffle(&mut self.windows);
             self.next = 0;
@@ -124,7 +129,9 @@ impl<'a> Sampler<'a> {
         };
         let static_shift = shift(self.settings.static_shift_px);
         let gripper_shift = shift(self.settings.gripper_shift_px);
-        (window, static_shift, gripper_shift)
+        let recorded = &self.dataset.episodes[window.0].instruction;
+        let instruction = drop_words(recorded, self.settings.word_dropout, &mut self.rng);
+        (window, static_shift, gripper_shift, instruction)
     }
 
     /// Moves past the next `batches` batches without building them: the sampler is then where it
@@ -164,7 +171,7 @@ impl<'a> Sampler<'a> {
         batch.tasks.clear();
         batch.origins.clear();
         for sample in 0..batch_size {
-            let ((e, last), static_shift, gripper_shift) = self.draw();
+            let ((e, last), static_shift, gripper_shift, instruction) = self.draw();
             let episode = &self.dataset.episodes[e];
             let length = episode.len();
             for h in 0..history {
@@ -191,11 +198,21 @@ impl<'a> Sampler<'a> {
                     batch.action_mask.push(k < length);
                 }
             }
-            batch.instructions.push(episode.instruction.clone());
+            batch.instructions.push(instruction);
             batch.tasks.push(episode.task.clone());
             batch.origins.push((e, last));
         }
     }
+}
+
+/// `instruction` with each word left out with probability `rate`; as it is when every word would
+/// go, and without a draw at rate 0 (so runs without word dropout sample as before it existed).
+fn drop_words(instruction: &str, rate: f64, rng: &mut Rng) -> String {
+    if rate == 0.0 {
+        return instruction.to_owned();
+    }
+    let kept: Vec<&str> = instruction.split_whitespace().filter(|_| !rng.chance(rate)).collect();
+    if kept.is_empty() { instruction.to_owned() } else { kept.join(" ") }
 }
 
 /// Copies frame `index` of `frames` into `out` shifted by `(dx, dy)` pixels, replicating the edge
@@ -283,8 +300,14 @@ mod tests {
     fn windows_at_the_episode_start_repeat_the_first_frame() {
         let length = 5;
         let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(length)] };
-        let settings =
-            BatchSettings { batch_size: length, history: 3, chunk: 2, static_shift_px: 0, gripper_shift_px: 0 };
+        let settings = BatchSettings {
+            batch_size: length,
+            history: 3,
+            chunk: 2,
+            static_shift_px: 0,
+            gripper_shift_px: 0,
+            word_dropout: 0.0,
+        };
         let mut sampler = Sampler::new(&dataset, &[0], settings, 1).unwrap();
         assert_eq!(sampler.windows(), length, "every frame ends a window");
         let batch = sampler.next_batch();
@@ -305,7 +328,14 @@ mod tests {
     #[test]
     fn skipping_batches_lands_where_drawing_them_does() {
         let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(7), numbered_episode(4)] };
-        let settings = BatchSettings { batch_size: 3, history: 2, chunk: 2, static_shift_px: 1, gripper_shift_px: 1 };
+        let settings = BatchSettings {
+            batch_size: 3,
+            history: 2,
+            chunk: 2,
+            static_shift_px: 1,
+            gripper_shift_px: 1,
+            word_dropout: 0.3,
+        };
         let mut drawn = Sampler::new(&dataset, &[0, 1], settings, 5).unwrap();
         let mut skipped = drawn.clone();
         for _ in 0..5 {
@@ -313,6 +343,27 @@ mod tests {
         }
         skipped.skip(5);
         assert_eq!(drawn.next_batch(), skipped.next_batch());
+    }
+
+    #[test]
+    fn word_dropout_leaves_out_words_in_order_never_all() {
+        let recorded = "turn on the led";
+        let settings = BatchSettings { batch_size: 200, history: 1, word_dropout: 0.5, ..BatchSettings::default() };
+        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(5)] };
+        let batch = Sampler::new(&dataset, &[0], settings, 2).unwrap().next_batch();
+        let words: Vec<&str> = recorded.split(' ').collect();
+        let mut lengths = std::collections::BTreeSet::new();
+        for instruction in &batch.instructions {
+            let mut rest = words.iter();
+            let kept: Vec<&str> = instruction.split(' ').collect();
+            assert!(kept.iter().all(|word| rest.any(|w| w == word)), "`{instruction}` keeps the words in order");
+            lengths.insert(kept.len());
+        }
+        assert_eq!(lengths, (1..=4).collect(), "every length from one word to the whole instruction");
+
+        let none = BatchSettings { word_dropout: 0.0, ..settings };
+        let batch = Sampler::new(&dataset, &[0], none, 2).unwrap().next_batch();
+        assert!(batch.instructions.iter().all(|i| i == recorded));
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub struct Recipe {
     /// Weight of the auxiliary scene-state loss (`vla::scene_state`); none: actions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene_state_loss: Option<f64>,
+    /// Chance that each instruction word is left out of a training sample (`data::batch`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub word_dropout: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 fn whole_dataset() -> f64 {

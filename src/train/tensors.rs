@@ -2,6 +2,7 @@
 //! [`VlaInput`] and the [`ActionTargets`] of each window's last frame, with every instruction
 //! tokenized once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -15,9 +16,11 @@ use crate::vla::policy::rgb_tensor;
 use crate::vla::scene_state::{SCENE_STATE_COMPONENTS, scene_state_target};
 use crate::vla::{ActionTargets, VlaConfig, VlaInput};
 
-/// Token ids and attention masks of a fixed set of instructions, encoded once.
-#[derive(Debug, Clone, Default)]
+/// Token ids and attention masks of instructions: the recorded ones encoded once, any other (an
+/// instruction with words dropped) when a batch asks for it.
+#[derive(Debug, Clone)]
 pub struct EncodedInstructions {
+    tokenizer: Tokenizer,
     by_text: HashMap<String, (Vec<u32>, Vec<u32>)>,
     max_text_len: usize,
 }
@@ -37,11 +40,15 @@ impl EncodedInstructions {
             let encoding = tokenizer.encode(text, max_text_len).with_context(|| format!("encoding `{text}`"))?;
             by_text.insert(text.to_string(), (encoding.ids, encoding.attention_mask));
         }
-        Ok(Self { by_text, max_text_len })
+        Ok(Self { tokenizer: tokenizer.clone(), by_text, max_text_len })
     }
 
-    fn get(&self, text: &str) -> Result<&(Vec<u32>, Vec<u32>)> {
-        self.by_text.get(text).with_context(|| format!("instruction `{text}` was not encoded"))
+    fn get(&self, text: &str) -> Result<Cow<'_, (Vec<u32>, Vec<u32>)>> {
+        if let Some(encoded) = self.by_text.get(text) {
+            return Ok(Cow::Borrowed(encoded));
+        }
+        let encoding = self.tokenizer.encode(text, self.max_text_len).with_context(|| format!("encoding `{text}`"))?;
+        Ok(Cow::Owned((encoding.ids, encoding.attention_mask)))
     }
 }
 
@@ -79,9 +86,9 @@ pub fn model_batch(
     let steps = n * history * chunk;
     let (mut actions, mut action_mask) = (Vec::with_capacity(steps * ACTION_DIM), Vec::with_capacity(steps));
     for sample in samples.clone() {
-        let (sample_ids, sample_mask) = instructions.get(&batch.instructions[sample])?;
-        ids.extend_from_slice(sample_ids);
-        mask.extend_from_slice(sample_mask);
+        let encoded = instructions.get(&batch.instructions[sample])?;
+        ids.extend_from_slice(&encoded.0);
+        mask.extend_from_slice(&encoded.1);
         // The batch may carry longer chunks than the model predicts: the first `chunk` of each frame.
         for frame in sample * history..(sample + 1) * history {
             let first = frame * batch.chunk;
@@ -152,7 +159,8 @@ mod tests {
             origins: vec![(0, 0); size],
         };
         let tokenizer = tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap();
-        let encoded = EncodedInstructions::new(&tokenizer, batch.instructions.iter().map(String::as_str), 16).unwrap();
+        // "turn on the led" was not recorded (as an instruction with words dropped): encoded on demand.
+        let encoded = EncodedInstructions::new(&tokenizer, ["open the drawer"], 16).unwrap();
         let (input, targets) = model_batch(&batch, 1..3, &config, &encoded, &Device::Cpu).unwrap();
         assert_eq!(input.static_images.dims(), &[2, history, 3, side, side]);
         assert!(input.gripper_images.is_none(), "the model does not use the gripper camera");

@@ -137,6 +137,7 @@ pub fn train(
     let recipe = &job.recipe;
     recipe.optimisation.validate()?;
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
+    ensure!((0.0..1.0).contains(&recipe.word_dropout), "the word dropout must be in [0, 1)");
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
     let model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
     if let Err(reason) = model_config.validate() {
@@ -247,13 +248,14 @@ pub fn train(
         chunk: config.formulation.chunk(),
         static_shift_px: recipe.static_shift_px,
         gripper_shift_px: recipe.gripper_shift_px,
+        word_dropout: recipe.word_dropout,
     };
     let mut sampler = Sampler::new(&dataset, &train_episodes, settings, recipe.seed)?;
     sampler.skip(progress.step);
     let validation_batches: Vec<Batch> = if validation_episodes.is_empty() {
         Vec::new()
     } else {
-        let unshifted = BatchSettings { static_shift_px: 0, gripper_shift_px: 0, ..settings };
+        let unshifted = BatchSettings { static_shift_px: 0, gripper_shift_px: 0, word_dropout: 0.0, ..settings };
         let seed = recipe.seed.wrapping_add(VALIDATION_SEED_OFFSET);
         let mut validation = Sampler::new(&dataset, &validation_episodes, unshifted, seed)?;
         (0..recipe.validation_batches).map(|_| validation.next_batch()).collect()
