@@ -208,16 +208,6 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
 }
 
 #[test]
-fn two_workers_compute_the_same_step_as_one() {
-    let one = run(&job(&out_dir("train-one-worker"), recipe(2), 1, false), None).expect("one worker");
-    let two = run(&job(&out_dir("train-two-workers"), recipe(2), 2, false), None).expect("two workers");
-    for ((name, a), (_, b)) in weights(&one.model).iter().zip(weights(&two.model)) {
-        let largest = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-        assert!(largest < 1e-4, "{name} differs by {largest}");
-    }
-}
-
-#[test]
 fn a_corrupt_checkpoint_is_an_error_naming_the_file() {
     let out = out_dir("train-corrupt");
     run(&job(&out, recipe(2), 1, false), Some(1)).expect("train");
