@@ -114,9 +114,8 @@ impl<'a> Sampler<'a> {
         self.windows.len()
     }
 
-    /// Draws the next sample: its (episode, last frame) window, the static and gripper shifts and
-    /// its instruction (with words dropped).
-    fn draw(&mut self) -> ((usize, usize), (isize, isize), (isize, isize), String) {
+    /// Draws the next sample.
+    fn draw(&mut self) -> Draw {
         if self.next == self.windows.len() {
             self.rng.shuffle(&mut self.windows);
             self.next = 0;
@@ -131,7 +130,7 @@ impl<'a> Sampler<'a> {
         let gripper_shift = shift(self.settings.gripper_shift_px);
         let recorded = &self.dataset.episodes[window.0].instruction;
         let instruction = drop_words(recorded, self.settings.word_dropout, &mut self.rng);
-        (window, static_shift, gripper_shift, instruction)
+        Draw { window, static_shift, gripper_shift, instruction }
     }
 
     /// Moves past the next `batches` batches without building them: the sampler is then where it
@@ -171,7 +170,7 @@ impl<'a> Sampler<'a> {
         batch.tasks.clear();
         batch.origins.clear();
         for sample in 0..batch_size {
-            let ((e, last), static_shift, gripper_shift, instruction) = self.draw();
+            let Draw { window: (e, last), static_shift, gripper_shift, instruction } = self.draw();
             let episode = &self.dataset.episodes[e];
             let length = episode.len();
             for h in 0..history {
@@ -203,6 +202,15 @@ impl<'a> Sampler<'a> {
             batch.origins.push((e, last));
         }
     }
+}
+
+/// One sample as drawn: its (episode, last frame) window, the static and gripper cameras' shifts
+/// (px) and its instruction, words dropped.
+struct Draw {
+    window: (usize, usize),
+    static_shift: (isize, isize),
+    gripper_shift: (isize, isize),
+    instruction: String,
 }
 
 /// `instruction` with each word left out with probability `rate`; as it is when every word would
