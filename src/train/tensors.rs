@@ -1,6 +1,6 @@
 //! Training batches as model tensors: a [`Batch`]'s samples (or a shard of them) become a
-//! [`VlaInput`] and the [`ActionTargets`] of each window's last frame, with every instruction
-//! tokenized once.
+//! [`VlaInput`] and the [`ActionTargets`] of each window's last frame, with every recorded
+//! instruction tokenized once.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
