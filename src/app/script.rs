@@ -21,10 +21,17 @@ pub struct ScriptPlugin(pub GuiOptions);
 
 impl Plugin for ScriptPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(Script { options: self.0.clone(), steps: 0, done: false, frames: 0, first_step_at: None })
-            .add_systems(Startup, start_script)
-            .add_systems(FixedPostUpdate, count_steps)
-            .add_systems(Update, finish_script);
+        app.insert_resource(Script {
+            options: self.0.clone(),
+            steps: 0,
+            done: false,
+            frozen_frames: 0,
+            frames: 0,
+            first_step_at: None,
+        })
+        .add_systems(Startup, start_script)
+        .add_systems(FixedPostUpdate, count_steps)
+        .add_systems(Update, finish_script);
     }
 }
 
@@ -33,6 +40,8 @@ struct Script {
     options: GuiOptions,
     steps: u64,
     done: bool,
+    /// Frames drawn since the sim was frozen for the screenshot.
+    frozen_frames: u32,
     /// Frames drawn since the first control step, and when that step ran, for the frame-time report.
     frames: u64,
     first_step_at: Option<std::time::Instant>,
@@ -105,6 +114,9 @@ fn count_steps(mut script: ResMut<Script>) {
     script.first_step_at.get_or_insert_with(std::time::Instant::now);
 }
 
+/// Frames drawn with the sim frozen before the screenshot is taken.
+const FROZEN_FRAMES_BEFORE_CAPTURE: u32 = 2;
+
 fn finish_script(
     mut commands: Commands,
     mut script: ResMut<Script>,
@@ -128,9 +140,15 @@ fn finish_script(
         return;
     }
     let Some(path) = script.options.screenshot.clone() else { return };
-    script.done = true;
-    // Freeze the sim so the probe and the captured frame show the same step.
+    // Freeze the sim so the probe and the captured frame show the same step, and capture only once
+    // the frozen panel has been drawn: text whose glyphs are first used in a frame is drawn with
+    // those glyphs missing ("step 3 / 360 S" for "step 35 / 360 SUCCESS").
     control.paused = true;
+    if script.frozen_frames < FROZEN_FRAMES_BEFORE_CAPTURE {
+        script.frozen_frames += 1;
+        return;
+    }
+    script.done = true;
     let (camera, camera_transform) = *camera;
     let scale = window.scale_factor();
     let blocks_px = BlockColor::ALL
