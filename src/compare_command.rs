@@ -58,6 +58,10 @@ pub struct CompareArgs {
     /// Train on this dataset instead of the one --recipe names.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Train each preset for this many optimiser steps instead of the recipe's (the learning-rate
+    /// schedule follows): a budget every preset, MoonDream's 256 image tokens included, can afford.
+    #[arg(long, requires = "recipe")]
+    steps: Option<u64>,
     /// Data-parallel training workers (default: all cores on the CPU, one on a GPU).
     #[arg(long)]
     workers: Option<usize>,
@@ -84,12 +88,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
         let results = evaluation(dir, &scene, args.chains, threads, &device)?;
         let pretraining = pretraining_scale(dir);
+        let training_samples = checkpoint::read_record(dir).ok().map(|record| record.progress.samples_seen);
         let row = BackboneRow {
             name: card.name,
             preset: card.preset,
             image_tokens: card.image_tokens,
             pretraining,
             parameters: card.parameters,
+            training_samples,
             avg_len_ci95: backbones::avg_len_ci95(&results),
             metrics: results.metrics,
             latency_ms: latency_ms(dir, &scene, &device)?,
@@ -106,7 +112,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
 /// Trains each of `args.presets` missing from `args.models` with the recipe and data of the
 /// `training.json` at `recipe_path` (the preset swapped in, no `--init`), on `device`.
 fn train_presets(args: &CompareArgs, recipe_path: &Path, device: &Device) -> Result<()> {
-    let reference = read_training_record(recipe_path)?;
+    let reference = read_training_record(recipe_path, args.steps)?;
     let presets: Vec<String> = match args.presets.as_slice() {
         [all] if all == "all" => PRESETS.iter().map(|p| p.to_string()).collect(),
         named => named.to_vec(),
@@ -205,8 +211,27 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
         let path = folder.join(name);
         image.save_png(1, &path).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let command = format!(
-        "vlasim compare --models {} --chains {} --scene {} --out {}",
+    let mut command = String::from("vlasim compare");
+    let mut training = String::new();
+    if let Some(recipe) = &args.recipe {
+        command += &format!(" --presets {} --recipe {}", args.presets.join(","), recipe.display());
+        training = format!(
+            "The models named after a preset were trained by that command with one recipe and dataset, \
+             those of `{}`",
+            recipe.display()
+        );
+        if let Some(data) = &args.data {
+            command += &format!(" --data {}", data.display());
+            training += &format!(" with the data of `{}`", data.display());
+        }
+        if let Some(steps) = args.steps {
+            command += &format!(" --steps {steps}");
+            training += &format!(", for {steps} steps");
+        }
+        training += " (their `training.json` holds both). ";
+    }
+    command += &format!(
+        " --models {} --chains {} --scene {} --out {}",
         args.models.display(),
         args.chains,
         args.scene,
@@ -215,8 +240,8 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
     let mut text = format!(
         "# Backbones compared\n\nEvery model folder in `{}`, evaluated on the same {} chains of scene {} \
          (CALVIN's protocol: seed {EVAL_SEED}, held-out phrasings, 360 steps per subtask, first failure ends \
-         the chain). Latency: wall time per closed-loop control step (cameras, model, world step), one \
-         thread. Regenerate with:\n\n```sh\n{command}\n```\n\n",
+         the chain). {training}Latency: wall time per closed-loop control step (cameras, model, world step), \
+         one thread. Regenerate with:\n\n```sh\n{command}\n```\n\n",
         args.models.display(),
         args.chains,
         args.scene

@@ -73,6 +73,9 @@ pub struct StudyArgs {
     /// Fine-tune on this dataset instead of the one --recipe names.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Fine-tune for this many optimiser steps instead of the recipe's (the schedule follows).
+    #[arg(long)]
+    steps: Option<u64>,
     /// Pre-training optimiser steps at every scale.
     #[arg(long, default_value_t = 5000)]
     pretrain_steps: u64,
@@ -97,7 +100,7 @@ pub struct StudyArgs {
 
 /// Runs `vlasim study`.
 pub fn run(args: StudyArgs) -> Result<()> {
-    let reference = read_training_record(&args.recipe)?;
+    let reference = read_training_record(&args.recipe, args.steps)?;
     let data = args.data.clone().unwrap_or(reference.data.path);
     let threads = args.threads.unwrap_or_else(parallel::available_threads).max(1);
     let compute = Compute { device: args.device.open()?, workers: args.device.training_workers(args.threads) };
@@ -162,12 +165,16 @@ pub fn run(args: StudyArgs) -> Result<()> {
 
 /// Avg. Len. per preset and setting (rows) against the pre-training scale (columns).
 fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Result<()> {
+    let (steps_option, steps_note) = match args.steps {
+        Some(steps) => (format!(" --steps {steps}"), format!(" for {steps} steps")),
+        None => (String::new(), String::new()),
+    };
     let mut text = format!(
         "# Vision-language pre-training and VLA quality (RoboVLMs' Finding 5)\n\n\
-         Avg. Len. on {} chains of scene d (CALVIN's protocol) after fine-tuning with the recipe of `{}`, \
+         Avg. Len. on {} chains of scene d (CALVIN's protocol) after fine-tuning with the recipe of `{}`{steps_note}, \
          by VL pre-training scale (corpus samples; {} steps of {} pairs). Settings: seen = the recipe's \
          scenes, unseen = scenes a–c only, data10 = a tenth of the demonstrations. Regenerate (finished \
-         runs are reused) with:\n\n```sh\nvlasim study --recipe {} --runs {} --chains {}\n```\n\n",
+         runs are reused) with:\n\n```sh\nvlasim study --recipe {}{steps_option} --runs {} --chains {}\n```\n\n",
         args.chains,
         args.recipe.display(),
         args.pretrain_steps,

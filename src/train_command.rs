@@ -278,11 +278,16 @@ fn train_showing_progress(job: &TrainJob, tokenizer: Option<Tokenizer>, stop: &A
     Ok(trained)
 }
 
-/// A model folder's `training.json`, e.g. to train other models with its recipe and data.
-pub fn read_training_record(path: &Path) -> Result<TrainingRecord> {
+/// A model folder's `training.json`, to train other models with its recipe and data; `steps`,
+/// when given, replaces the recipe's (the learning-rate schedule follows).
+pub fn read_training_record(path: &Path, steps: Option<u64>) -> Result<TrainingRecord> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a training.json (a model folder's training record)", path.display()))
+    let mut record: TrainingRecord = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a training.json (a model folder's training record)", path.display()))?;
+    if let Some(steps) = steps {
+        record.recipe.optimisation.steps = steps;
+    }
+    Ok(record)
 }
 
 /// Trains `job.out` with `job`'s recipe unless a finished model is there; an unfinished run there is

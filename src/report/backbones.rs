@@ -18,6 +18,8 @@ pub struct BackboneRow {
     pub pretraining: String,
     /// Parameter count.
     pub parameters: usize,
+    /// Samples it was trained on (unknown without its `training.json`).
+    pub training_samples: Option<u64>,
     /// Its evaluation.
     pub metrics: Metrics,
     /// Half-width of the 95 % confidence interval of the Avg. Len.
@@ -41,16 +43,20 @@ pub fn avg_len_ci95(results: &EvalResults) -> f64 {
 
 /// The comparison as a Markdown table, rows in the order given.
 pub fn markdown_table(rows: &[BackboneRow]) -> String {
-    let mut table = String::from("| model | preset | image tokens | VL pre-training | parameters |");
+    let mut table = String::from("| model | preset | image tokens | VL pre-training | parameters | training samples |");
     for i in 1..=CHAIN_LENGTH {
         table += &format!(" SR@{i} |");
     }
-    table += " Avg. Len. (95 % CI) | latency ms/step |\n|---|---|---|---|---|";
+    table += " Avg. Len. (95 % CI) | latency ms/step |\n|---|---|---|---|---|---|";
     table += &"---|".repeat(CHAIN_LENGTH);
     table += "---|---|\n";
     for row in rows {
+        let training_samples = match row.training_samples {
+            Some(samples) => format!("{:.2} M", samples as f64 / 1e6),
+            None => "unknown".to_string(),
+        };
         table += &format!(
-            "| {} | {} | {} | {} | {:.2} M |",
+            "| {} | {} | {} | {} | {:.2} M | {training_samples} |",
             row.name,
             row.preset,
             row.image_tokens,
@@ -112,6 +118,7 @@ mod tests {
             image_tokens: 16,
             pretraining: "none".into(),
             parameters: 300_000,
+            training_samples: Some(320_000),
             avg_len_ci95: avg_len_ci95(&evaluated),
             metrics: evaluated.metrics,
             latency_ms: 1.5,
@@ -123,7 +130,7 @@ mod tests {
         assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
         assert!(
             lines[2].starts_with(
-                "| kosmos | kosmos | 16 | none | 0.30 M | 75.0 % | 75.0 % | 50.0 % | 50.0 % | 25.0 % | 2.75 ± "
+                "| kosmos | kosmos | 16 | none | 0.30 M | 0.32 M | 75.0 % | 75.0 % | 50.0 % | 50.0 % | 25.0 % | 2.75 ± "
             ),
             "{}",
             lines[2]
