@@ -58,7 +58,8 @@ impl Chart {
         }
         draw::draw_line(&mut chart.image, (left, top), (left, bottom), 1, INK);
         draw::draw_line(&mut chart.image, (left, bottom), (right, bottom), 1, INK);
-        draw::draw_text(&mut chart.image, left, 12, title, 2, INK);
+        let title_x = (left + right) / 2 - draw::text_width(title, 2) as i32 / 2;
+        draw::draw_text(&mut chart.image, title_x, 10, title, 2, INK);
         draw::draw_text(&mut chart.image, 8, top - 22, y_label, 1, INK);
         let x_label_x = (left + right) / 2 - draw::text_width(x_label, 1) as i32 / 2;
         draw::draw_text(&mut chart.image, x_label_x, HEIGHT as i32 - 16, x_label, 1, INK);
@@ -78,10 +79,13 @@ impl Chart {
         (left + (fx * f64::from(right - left)).round() as i32, bottom - (fy * f64::from(bottom - top)).round() as i32)
     }
 
-    fn x_tick(&mut self, x: f64, label: &str) {
+    /// A tick at `x` with its label on text line `line` (0, or 1 to stagger labels too wide for
+    /// their neighbours' room).
+    fn x_tick(&mut self, x: f64, label: &str, line: i32) {
         let (px, bottom) = self.to_px(x, 0.0);
-        draw::draw_line(&mut self.image, (px, bottom), (px, bottom + 4), 1, INK);
-        draw::draw_text(&mut self.image, px - draw::text_width(label, 1) as i32 / 2, bottom + 8, label, 1, INK);
+        draw::draw_line(&mut self.image, (px, bottom), (px, bottom + 4 + 12 * line), 1, INK);
+        let y = bottom + 8 + 12 * line;
+        draw::draw_text(&mut self.image, px - draw::text_width(label, 1) as i32 / 2, y, label, 1, INK);
     }
 
     fn marker(&mut self, (x, y): (i32, i32), rgb: [u8; 3]) {
@@ -107,6 +111,7 @@ pub fn avg_len_bars(rows: &[BackboneRow]) -> Image {
     let mut chart = Chart::new("Avg. Len. (95 % CI)", "Avg. Len.", "model", (0.0, count), 5.0, 5);
     let (left, right, _, _) = chart.area();
     let slot = f64::from(right - left) / count;
+    let crowded = rows.iter().any(|r| f64::from(draw::text_width(&r.name, 1)) > slot - 8.0);
     for (i, row) in rows.iter().enumerate() {
         let centre = i as f64 + 0.5;
         let (x, top) = chart.to_px(centre, row.metrics.avg_len);
@@ -123,7 +128,7 @@ pub fn avg_len_bars(rows: &[BackboneRow]) -> Image {
         }
         let value = format!("{:.2}", row.metrics.avg_len);
         draw::draw_text(&mut chart.image, x - draw::text_width(&value, 1) as i32 / 2, top - 22, &value, 1, INK);
-        chart.x_tick(centre, &row.name);
+        chart.x_tick(centre, &row.name, if crowded { (i % 2) as i32 } else { 0 });
     }
     chart.image
 }
@@ -132,7 +137,7 @@ pub fn avg_len_bars(rows: &[BackboneRow]) -> Image {
 pub fn success_rate_curves(rows: &[BackboneRow]) -> Image {
     let mut chart = Chart::new("SR@n: chains with n tasks done in a row", "success", "n", (0.5, 5.5), 1.0, 5);
     for n in 1..=CHAIN_LENGTH {
-        chart.x_tick(n as f64, &n.to_string());
+        chart.x_tick(n as f64, &n.to_string(), 0);
     }
     for (i, row) in rows.iter().enumerate() {
         let points: Vec<(i32, i32)> =
@@ -155,7 +160,7 @@ pub fn avg_len_against_latency(rows: &[BackboneRow]) -> Image {
     let mut chart = Chart::new("Avg. Len. against latency", "Avg. Len.", "ms per control step", (0.0, x_max), 5.0, 5);
     for tick in 0..=4 {
         let value = x_max * f64::from(tick) / 4.0;
-        chart.x_tick(value, &format!("{value:.1}"));
+        chart.x_tick(value, &format!("{value:.1}"), 0);
     }
     for (i, row) in rows.iter().enumerate() {
         let point = chart.to_px(row.latency_ms, row.metrics.avg_len);
@@ -210,5 +215,38 @@ mod tests {
             }
         }
         assert_eq!(avg_len_bars(&rows), avg_len_bars(&rows), "the same rows draw the same pixels");
+    }
+
+    /// Labels drawn on the text line starting at `y`: runs of ink columns closer than a blank
+    /// character apart, leaving out the 1-px leader ticks of the other line.
+    fn labels_on_line(image: &Image, y: i32) -> usize {
+        let inked = |x: u32| (y..y + 8).any(|row| image.pixel(x, row as u32) == INK);
+        let mut labels = 0;
+        let (mut run_start, mut last_ink): (Option<u32>, u32) = (None, 0);
+        for x in 0..=image.width {
+            let ink = x < image.width && inked(x);
+            if let Some(start) = run_start
+                && (x - last_ink > 6 || x == image.width)
+            {
+                labels += usize::from(last_ink - start >= 6);
+                run_start = None;
+            }
+            if ink {
+                run_start.get_or_insert(x);
+                last_ink = x;
+            }
+        }
+        labels
+    }
+
+    #[test]
+    fn bar_labels_too_wide_for_their_slots_alternate_between_two_lines() {
+        let rows: Vec<BackboneRow> = (0..9).map(|i| row(&format!("paligemma-wide-{i}"), 1.0, 1.0)).collect();
+        let image = avg_len_bars(&rows);
+        let bottom = HEIGHT as i32 - MARGIN_BOTTOM;
+        assert_eq!(labels_on_line(&image, bottom + 8), 5, "labels 0, 2, 4, 6, 8 apart on the first line");
+        assert_eq!(labels_on_line(&image, bottom + 20), 4, "labels 1, 3, 5, 7 apart on the second");
+        let few = avg_len_bars(&rows[..2]);
+        assert_eq!(labels_on_line(&few, bottom + 8), 2, "labels with room stay on one line");
     }
 }
