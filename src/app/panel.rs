@@ -150,6 +150,8 @@ fn spawn_ui_camera(mut commands: Commands, mut egui_settings: ResMut<EguiGlobalS
     ));
 }
 
+// A Bevy system: its parameters are the resources it touches, as in Bevy's own systems.
+#[allow(clippy::too_many_arguments)]
 fn draw_panel(
     mut contexts: EguiContexts,
     mut session: ResMut<Session>,

@@ -117,6 +117,8 @@ fn count_steps(mut script: ResMut<Script>) {
 /// Frames drawn with the sim frozen before the screenshot is taken.
 const FROZEN_FRAMES_BEFORE_CAPTURE: u32 = 2;
 
+// A Bevy system: its parameters are the resources it touches, as in Bevy's own systems.
+#[allow(clippy::too_many_arguments)]
 fn finish_script(
     mut commands: Commands,
     mut script: ResMut<Script>,

@@ -185,13 +185,15 @@ impl EncodedEpisode {
 /// First bytes of a staged episode file, with the format version.
 const STAGED_MAGIC: &[u8; 16] = b"vlasim-episode-1";
 
+/// One camera stream in a staged header: (width, height, [(bytes, keyframe)] per frame).
+type StagedStream = (u32, u32, Vec<(usize, bool)>);
+
 /// The JSON header of a staged episode: everything but the bulk arrays.
 #[derive(Serialize, Deserialize)]
 struct StagedHeader {
     info: EpisodeInfo,
     frames: usize,
-    /// (width, height, [(bytes, keyframe)]) per camera.
-    streams: [(u32, u32, Vec<(usize, bool)>); 2],
+    streams: [StagedStream; 2],
 }
 
 /// Writes `episode` to `path` atomically (a temporary file renamed into place), so an

@@ -113,13 +113,15 @@ pub fn train<'a>(
         return Err(TokenizerError::VocabTooSmall(vocab_size));
     }
     let pretraining = corpus_texts();
+    // Collected so that the texts' lifetime can shorten to the pre-training texts' (a generic
+    // iterator's item lifetime cannot).
+    let extra_corpus: Vec<&str> = extra_corpus.into_iter().collect();
     let corpus: Vec<&str> = Instructions::embedded()
         .train
         .iter()
         .map(|(_, phrasing)| phrasing.text.as_str())
         .chain(pretraining.iter().map(String::as_str))
-        // Shortens the texts' lifetime to this function's, which the pre-training texts live for.
-        .chain(extra_corpus.into_iter().map(|text| text))
+        .chain(extra_corpus.iter().copied())
         .collect();
     let train_error = |e: tokenizers::Error| TokenizerError::Train(e.to_string());
     let specials = [PAD, UNK, BOS, EOS].map(|token| AddedToken::from(token, true));

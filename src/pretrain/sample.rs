@@ -418,8 +418,10 @@ mod tests {
         let mut distinct_first_joints = std::collections::BTreeSet::new();
         for index in 0..300 {
             let joints = sample_state(2, index).start.arm_joints;
-            for i in 0..DOF {
-                assert!((kinematics::JOINT_LOWER_RAD[i]..=kinematics::JOINT_UPPER_RAD[i]).contains(&joints[i]));
+            for ((joint, lower), upper) in
+                joints.iter().zip(kinematics::JOINT_LOWER_RAD).zip(kinematics::JOINT_UPPER_RAD)
+            {
+                assert!((lower..=upper).contains(joint));
             }
             distinct_first_joints.insert((joints[0] * 10.0).round() as i64);
         }

@@ -263,8 +263,7 @@ fn v3(a: [f64; 3]) -> Vec3 {
 /// Builds the world with every movable part at its reference position (drawer closed, door right,
 /// switch down, blocks parked beside the desk); [`super::world::World`] then places them.
 pub fn build(scene: &Scene) -> Built {
-    let mut physics = PhysicsWorld::default();
-    physics.gravity = Vec3::new(0.0, 0.0, -GRAVITY_M_S2);
+    let mut physics = PhysicsWorld { gravity: Vec3::new(0.0, 0.0, -GRAVITY_M_S2), ..Default::default() };
     physics.integration_parameters.dt = PHYSICS_DT_S;
     let mut b = Builder { scene, physics, visuals: Vec::new() };
 
