@@ -59,7 +59,7 @@ pub struct CompareArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Train each preset for this many optimiser steps instead of the recipe's (the learning-rate
-    /// schedule follows): a budget every preset, MoonDream's 256 image tokens included, can afford.
+    /// schedule follows), for a quicker, smaller-budget comparison.
     #[arg(long, requires = "recipe")]
     steps: Option<u64>,
     /// Data-parallel training workers (default: all cores on the CPU, one on a GPU).
