@@ -24,7 +24,7 @@ use crate::sim::camera::Image;
 use crate::sim::chains::CHAIN_LENGTH;
 use crate::sim::scene::Scene;
 use crate::video::compose::SubtaskStatus;
-use crate::vla::attention_maps::{self, PatchAttention, heat_colour};
+use crate::vla::attention_maps::{self, AttentionSource, PatchAttention, heat_colour};
 use crate::vla::catalog::ModelCard;
 
 /// The side panel.
@@ -375,11 +375,21 @@ fn attention_section(ui: &mut egui::Ui, session: &mut Session, overlay: &mut Att
     if !watch {
         return;
     }
-    let (heads, has_rollout) = session.attention().map_or((0, false), |(a, _)| (a.heads.len(), a.rollout.is_some()));
+    let (heads, has_rollout, source) = session
+        .attention()
+        .map_or((0, false, AttentionSource::ActionToken), |(a, _)| (a.heads.len(), a.rollout.is_some(), a.source));
+    let (mean_label, map_label, legend) = match source {
+        AttentionSource::ActionToken => {
+            ("last layer, head mean", "head", "max: action token's attention (not importance)")
+        }
+        AttentionSource::TokenLearner => {
+            ("token maps, mean", "token", "max: TokenLearner's attention (not importance)")
+        }
+    };
     ui.horizontal_wrapped(|ui| {
-        ui.selectable_value(&mut overlay.map, AttentionMap::HeadMean, "last layer, head mean");
+        ui.selectable_value(&mut overlay.map, AttentionMap::HeadMean, mean_label);
         for head in 0..heads {
-            ui.selectable_value(&mut overlay.map, AttentionMap::Head(head), format!("head {head}"));
+            ui.selectable_value(&mut overlay.map, AttentionMap::Head(head), format!("{map_label} {head}"));
         }
         if has_rollout {
             ui.selectable_value(&mut overlay.map, AttentionMap::Rollout, "rollout");
@@ -406,11 +416,11 @@ fn attention_section(ui: &mut egui::Ui, session: &mut Session, overlay: &mut Att
         ui.small(if overlay.map == AttentionMap::Occlusion {
             "max: action change when the cell is hidden"
         } else {
-            "max: action token's attention (not importance)"
+            legend
         });
     });
     if session.attention().is_none() {
-        ui.small("Drawn from the VLA's next step on (the FiLM baseline has no attention).");
+        ui.small("Drawn from the VLA's next step on.");
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Where the language model's image tokens are not patches (resampler, query adapter, Flamingo's
 //! cross-attention), the action token's attention to those tokens is carried back to the patches
-//! through the connector's last layer (head-averaged), so every preset yields a patch map.
+//! through the connector's last layer (head-averaged), so every preset yields a patch map. The FiLM
+//! baseline has no action token: its maps are the TokenLearner's, one per pooled token, over the
+//! final conv map's cells.
 
 use candle_core::{D, IndexOp, Result, Tensor};
 
@@ -32,9 +34,15 @@ pub fn attention_rollout(layers: &[Tensor]) -> Result<Tensor> {
 /// Where the action token of the last frame of sequence `row` attends among the static camera's
 /// patches in the last language-model layer (or, for Flamingo, the last cross-attention layer):
 /// `[heads, grid · grid]`, with the grid side. Rows are as in the capture (policy-head models: row
-/// `b · T + t` is frame `t` of sample `b`). `None` for the FiLM baseline, which has no attention.
+/// `b · T + t` is frame `t` of sample `b`). For the FiLM baseline, frame `row`'s TokenLearner maps
+/// `[tokens, grid · grid]`; `None` for a capture without either.
 pub fn action_to_patches(capture: &AttentionCapture, row: usize) -> Result<Option<(Tensor, usize)>> {
-    let Some(layout) = &capture.layout else { return Ok(None) };
+    let Some(layout) = &capture.layout else {
+        let Some(maps) = capture.backbone.token_learner.last() else { return Ok(None) };
+        let cells = maps.dim(2)?;
+        let grid = (cells as f64).sqrt().round() as usize;
+        return Ok(Some((maps.i(row)?, grid)));
+    };
     let action = *layout.action.last().expect("every sequence has an action token");
     let frame = layout.action.len() - 1;
     let per_frame = layout.image_tokens_per_frame;
@@ -88,10 +96,21 @@ fn tokens_to_patches(
     }
 }
 
+/// Whose attention a [`PatchAttention`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionSource {
+    /// The action token's, one map per head of the last layer.
+    ActionToken,
+    /// The FiLM baseline's TokenLearner, one map per pooled token.
+    TokenLearner,
+}
+
 /// The action token's attention over the static camera's patches at the newest frame of a
-/// batch-1 capture, as plain numbers for drawing.
+/// batch-1 capture (the FiLM baseline: its TokenLearner maps), as plain numbers for drawing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchAttention {
+    /// Whose attention the maps are.
+    pub source: AttentionSource,
     /// Side of the patch grid.
     pub grid: usize,
     /// Last layer, one row-major `grid²` map per head.
@@ -103,11 +122,12 @@ pub struct PatchAttention {
 }
 
 impl PatchAttention {
-    /// The maps of a batch-1 capture's newest frame; `None` for the FiLM baseline.
+    /// The maps of a batch-1 capture's newest frame.
     pub fn of_newest_frame(capture: &AttentionCapture) -> Result<Option<PatchAttention>> {
-        let sequences = match (capture.backbone.cross.last(), capture.backbone.language.last()) {
-            (Some(weights), _) | (None, Some(weights)) => weights.dim(0)?,
-            (None, None) => return Ok(None),
+        let backbone = &capture.backbone;
+        let sequences = match (backbone.cross.last(), backbone.language.last(), backbone.token_learner.last()) {
+            (Some(weights), _, _) | (None, Some(weights), _) | (None, None, Some(weights)) => weights.dim(0)?,
+            (None, None, None) => return Ok(None),
         };
         // Batch 1: the newest frame is in the last sequence (policy head: one frame per sequence).
         let row = sequences - 1;
@@ -116,7 +136,11 @@ impl PatchAttention {
             Some(map) => Some(map.squeeze(0)?.to_vec1::<f32>()?),
             None => None,
         };
-        Ok(Some(PatchAttention { grid, heads: heads.to_vec2::<f32>()?, rollout, occlusion: None }))
+        let source = match capture.layout {
+            Some(_) => AttentionSource::ActionToken,
+            None => AttentionSource::TokenLearner,
+        };
+        Ok(Some(PatchAttention { source, grid, heads: heads.to_vec2::<f32>()?, rollout, occlusion: None }))
     }
 
     /// The heads' average.

@@ -244,6 +244,9 @@ pub struct BackboneAttention {
     pub language: Vec<Tensor>,
     /// Flamingo's gated cross-attention, `[sequences, heads, positions, media tokens]`.
     pub cross: Vec<Tensor>,
+    /// The FiLM baseline's TokenLearner over the static camera, `[frames, tokens, grid²]`: each
+    /// token's spatial softmax over the final conv map, the only attention that model has.
+    pub token_learner: Vec<Tensor>,
 }
 
 /// Image tokens ready for the language model, with the captured vision-side attention.
@@ -408,6 +411,7 @@ impl VlmBackbone {
             connector: encoded.connector_attention.clone(),
             language: out.self_attention,
             cross: out.cross_attention,
+            token_learner: Vec::new(),
         };
         Ok(LanguageOutput { hidden: out.hidden, layout, attention })
     }
@@ -460,7 +464,7 @@ impl FilmBackbone {
     /// Builds the baseline of `config` (whose backbone is `film`).
     pub fn new(config: &VlaConfig, film: &FilmConfig, vb: VarBuilder) -> Result<Self> {
         let cameras = 1 + usize::from(config.use_gripper_camera);
-        let channels = *film.stage_channels.last().expect("validated: at least one stage");
+        let token_width = FilmEncoder::token_width(film);
         Ok(Self {
             text: FilmText::new(film, config.vocab_size, vb.pp("text"))?,
             static_encoder: FilmEncoder::new(film, vb.pp("static_encoder"))?,
@@ -468,7 +472,7 @@ impl FilmBackbone {
                 .use_gripper_camera
                 .then(|| FilmEncoder::new(film, vb.pp("gripper_encoder")))
                 .transpose()?,
-            feature: linear(cameras * film.num_tokens * channels, film.feature_size, vb.pp("feature"))?,
+            feature: linear(cameras * film.num_tokens * token_width, film.feature_size, vb.pp("feature"))?,
             robot_obs_proj: linear(config.robot_obs_dim, film.feature_size, vb.pp("robot_obs_proj"))?,
             tokens_per_camera: film.num_tokens,
         })
@@ -484,11 +488,13 @@ impl FilmBackbone {
         self.text.forward(&text.ids, &text.mask)
     }
 
-    /// Frames `[n, …]` with their instruction embeddings `[n, text_embedding_dim]` → features `[n, feature_size]`.
-    pub fn features(&self, frames: &Frames, text_embedding: &Tensor) -> Result<Tensor> {
-        let mut tokens = vec![self.static_encoder.forward(&frames.static_images, text_embedding)?];
+    /// Frames `[n, …]` with their instruction embeddings `[n, text_embedding_dim]` → features `[n,
+    /// feature_size]`, and the static camera's TokenLearner maps `[n, num_tokens, grid²]`.
+    pub fn features(&self, frames: &Frames, text_embedding: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (static_tokens, static_maps) = self.static_encoder.forward(&frames.static_images, text_embedding)?;
+        let mut tokens = vec![static_tokens];
         match (&self.gripper_encoder, &frames.gripper_images) {
-            (Some(encoder), Some(images)) => tokens.push(encoder.forward(images, text_embedding)?),
+            (Some(encoder), Some(images)) => tokens.push(encoder.forward(images, text_embedding)?.0),
             (Some(_), None) => {
                 candle_core::bail!("this model uses the gripper camera, but no gripper images were given")
             }
@@ -496,7 +502,9 @@ impl FilmBackbone {
         }
         let tokens = Tensor::cat(&tokens, 1)?;
         let n = tokens.dim(0)?;
-        tokens.reshape((n, ()))?.apply(&self.feature)? + frames.robot_obs.apply(&self.robot_obs_proj)?
+        let features =
+            (tokens.reshape((n, ()))?.apply(&self.feature)? + frames.robot_obs.apply(&self.robot_obs_proj)?)?;
+        Ok((features, static_maps))
     }
 }
 

@@ -252,12 +252,31 @@ pub struct DecoderConfig {
 pub struct FilmConfig {
     /// Width of the instruction embedding.
     pub text_embedding_dim: usize,
-    /// Channels of the conv stages; the first follows a stride-8 patch stem, each later one a 2× merge.
+    /// Side of the stem's square patches, the first stage's downsampling (RT-1's encoder: 8).
+    #[serde(default = "FilmConfig::default_stem_patch")]
+    pub stem_patch: usize,
+    /// Channels of the conv stages; the first follows the patch stem, each later one a 2× merge.
     pub stage_channels: Vec<usize>,
     /// Tokens the TokenLearner pools the final map into.
     pub num_tokens: usize,
+    /// Also give the head each TokenLearner map's expected image position, x and y in [-1, 1]: the
+    /// spatial-softmax keypoints of [Levine et al. 2016](https://arxiv.org/abs/1504.00702), where
+    /// things are as numbers rather than spread over pooled channels.
+    #[serde(default)]
+    pub keypoints: bool,
     /// Width of the per-frame feature given to the head.
     pub feature_size: usize,
+}
+
+impl FilmConfig {
+    fn default_stem_patch() -> usize {
+        8
+    }
+
+    /// Downsampling from the image to the final map.
+    pub fn downsample(&self) -> usize {
+        self.stem_patch << self.stage_channels.len().saturating_sub(1)
+    }
 }
 
 /// How frames of history are fused.
@@ -404,7 +423,8 @@ impl VlaConfig {
                 require(!discrete, || "discrete actions are emitted by a language model; `film` has none".into())?;
                 require(!interleaved, || "interleaved history needs a language model; `film` has none".into())?;
                 require(!film.stage_channels.is_empty(), || "backbone.stage_channels must not be empty".into())?;
-                let downsample = 8 << (film.stage_channels.len() - 1);
+                require(film.stem_patch > 0, || "backbone.stem_patch must be positive".into())?;
+                let downsample = film.downsample();
                 require(self.static_image_size.is_multiple_of(downsample), || {
                     format!(
                         "static_image_size must be a multiple of {downsample} for {} stages",

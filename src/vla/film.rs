@@ -15,8 +15,7 @@ use super::conv_encoder::{ConvBlock, tokens_to_map};
 use super::ops;
 use super::vit::PatchEmbedding;
 
-/// The FiLM encoder's stride-8 stem and its 2× merges between stages.
-const STEM_PATCH: usize = 8;
+/// The FiLM encoder's 2× merges between stages.
 const MERGE_PATCH: usize = 2;
 
 /// The instruction embedding: mean of the real tokens' embeddings, then a GELU layer. Constant within
@@ -55,10 +54,12 @@ pub struct FilmEncoder {
     film: Vec<Linear>,
     merges: Vec<PatchEmbedding>,
     token_maps: Linear,
+    stem_patch: usize,
+    keypoints: bool,
 }
 
 impl FilmEncoder {
-    /// An encoder for square images; the stages downsample by 8, then 2 per further stage.
+    /// An encoder for square images; the stages downsample by the stem's patch, then 2 per further stage.
     pub fn new(cfg: &FilmConfig, vb: VarBuilder) -> Result<Self> {
         let channels = &cfg.stage_channels;
         let zero = candle_nn::init::ZERO;
@@ -74,7 +75,7 @@ impl FilmEncoder {
             .collect::<Result<_>>()?;
         let last = *channels.last().expect("validated: at least one stage");
         Ok(Self {
-            stem: PatchEmbedding::new(3, channels[0], STEM_PATCH, vb.pp("stem"))?,
+            stem: PatchEmbedding::new(3, channels[0], cfg.stem_patch, vb.pp("stem"))?,
             blocks: channels
                 .iter()
                 .enumerate()
@@ -87,12 +88,21 @@ impl FilmEncoder {
                 .map(|(i, pair)| PatchEmbedding::new(pair[0], pair[1], MERGE_PATCH, vb.pp("merges").pp(i)))
                 .collect::<Result<_>>()?,
             token_maps: linear_no_bias(last, cfg.num_tokens, vb.pp("token_learner"))?,
+            stem_patch: cfg.stem_patch,
+            keypoints: cfg.keypoints,
         })
     }
 
-    /// Images `[n, 3, s, s]` in [0, 1] and text `[n, text_embedding_dim]` → tokens `[n, num_tokens, c]`.
-    pub fn forward(&self, images: &Tensor, text: &Tensor) -> Result<Tensor> {
-        let mut side = images.dim(2)? / STEM_PATCH;
+    /// Width of each token: the last stage's channels, plus the keypoint's x and y.
+    pub fn token_width(cfg: &FilmConfig) -> usize {
+        cfg.stage_channels.last().expect("validated: at least one stage") + if cfg.keypoints { 2 } else { 0 }
+    }
+
+    /// Images `[n, 3, s, s]` in [0, 1] and text `[n, text_embedding_dim]` → tokens `[n, num_tokens,
+    /// token_width]` and the TokenLearner's maps `[n, num_tokens, side²]` (each a softmax over the
+    /// final map's cells, row-major) they were pooled with.
+    pub fn forward(&self, images: &Tensor, text: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut side = images.dim(2)? / self.stem_patch;
         let mut map = tokens_to_map(&self.stem.forward(&images.affine(2.0, -1.0)?)?, side)?;
         for (i, (block, film)) in self.blocks.iter().zip(&self.film).enumerate() {
             map = map.apply(block)?;
@@ -110,6 +120,30 @@ impl FilmEncoder {
         let (n, channels, _, _) = map.dims4()?;
         let features = map.reshape((n, channels, side * side))?.transpose(1, 2)?.contiguous()?;
         let maps = ops::scaled_masked_softmax(&features.apply(&self.token_maps)?.transpose(1, 2)?, 1.0, None)?;
-        maps.matmul(&features)
+        let tokens = maps.matmul(&features)?;
+        if !self.keypoints {
+            return Ok((tokens, maps));
+        }
+        let keypoints = maps.broadcast_matmul(&cell_centres(side, images.device())?)?;
+        Ok((Tensor::cat(&[&tokens, &keypoints], 2)?, maps))
+    }
+}
+
+/// The centres of a `side × side` map's cells, row-major, as `[side², 2]` (x, y) in [-1, 1].
+fn cell_centres(side: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let coordinate = |i: usize| (2 * i + 1) as f32 / side as f32 - 1.0;
+    let centres: Vec<f32> =
+        (0..side * side).flat_map(|cell| [coordinate(cell % side), coordinate(cell / side)]).collect();
+    Tensor::from_vec(centres, (side * side, 2), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_centres_run_along_rows_then_down() {
+        let centres = cell_centres(2, &candle_core::Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(centres, vec![vec![-0.5, -0.5], vec![0.5, -0.5], vec![-0.5, 0.5], vec![0.5, 0.5]]);
     }
 }

@@ -237,9 +237,10 @@ impl Vla {
         match &self.backbone {
             Backbone::Film(film) => {
                 let text_embedding = repeat_rows(&film.encode_text(&text)?, window)?;
-                let features = film.features(&frames, &text_embedding)?.reshape((batch, window, ()))?;
+                let (features, token_maps) = film.features(&frames, &text_embedding)?;
+                let features = features.reshape((batch, window, ()))?;
                 let capture = capture.then(|| AttentionCapture {
-                    backbone: BackboneAttention::default(),
+                    backbone: BackboneAttention { token_learner: vec![token_maps], ..BackboneAttention::default() },
                     head: Vec::new(),
                     layout: None,
                 });
@@ -422,7 +423,7 @@ impl Vla {
                     Some(cached) => cached.clone(),
                     None => film.encode_text(text)?,
                 };
-                film.features(frames, &repeat_rows(&embedding, n)?)
+                Ok(film.features(frames, &repeat_rows(&embedding, n)?)?.0)
             }
             Backbone::Vlm(vlm) => {
                 let text = Text { ids: repeat_rows(&text.ids, n)?, mask: repeat_rows(&text.mask, n)? };

@@ -228,16 +228,14 @@ fn every_preset_maps_the_action_tokens_attention_onto_the_patch_grid() {
             .attention
             .unwrap();
         let backbone = &capture.backbone;
-        for layer in backbone.vision.iter().chain(&backbone.connector).chain(&backbone.language).chain(&backbone.cross)
-        {
+        let layers =
+            [&backbone.vision, &backbone.connector, &backbone.language, &backbone.cross, &backbone.token_learner];
+        for layer in layers.into_iter().flatten() {
             let sums = layer.sum(candle_core::D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4), "{preset}: every attention row sums to 1");
         }
         let window = config.formulation.history_window;
-        let Some((map, grid)) = action_to_patches(&capture, window - 1).unwrap() else {
-            assert_eq!(preset, "film", "only the FiLM baseline has no attention to map");
-            continue;
-        };
+        let (map, grid) = action_to_patches(&capture, window - 1).unwrap().expect("every preset has a map");
         assert_eq!(map.dim(1).unwrap(), grid * grid, "{preset}");
         let total = map.sum(1).unwrap().to_vec1::<f32>().unwrap();
         assert!(total.iter().all(|t| *t > 0.0 && *t <= 1.0 + 1e-5), "{preset}: attention mass {total:?}");

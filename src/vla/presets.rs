@@ -129,8 +129,10 @@ fn backbone(name: &str) -> Option<BackboneConfig> {
         ),
         "film" => Some(BackboneConfig::Film(FilmConfig {
             text_embedding_dim: 32,
+            stem_patch: 8,
             stage_channels: vec![32, 64],
             num_tokens: 8,
+            keypoints: false,
             feature_size: WIDTH,
         })),
         _ => None,

@@ -87,6 +87,15 @@ fn models_with_the_gripper_camera_train() {
 }
 
 #[test]
+fn film_with_keypoints_on_a_finer_stem_trains() {
+    let mut config = shrunk(preset_with("film", "one_step").expect("known preset"));
+    let super::config::BackboneConfig::Film(film) = &mut config.backbone else { unreachable!("film is film") };
+    film.stem_patch = 4;
+    film.keypoints = true;
+    train_config_and_check(config);
+}
+
+#[test]
 fn models_with_the_scene_state_loss_train() {
     for (preset, formulation) in [("paligemma", "one_step"), ("kosmos", "policy_head"), ("film", "one_step")] {
         let mut config = shrunk(preset_with(preset, formulation).expect("known preset"));
