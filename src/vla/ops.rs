@@ -1,9 +1,12 @@
-//! Fused CPU kernels with a backward pass: masked softmax, layer/RMS norm, GELU and rotary embeddings.
+//! Fused CPU kernels with a backward pass: masked softmax, layer/RMS norm, GELU, rotary embeddings and
+//! the 3×3 neighbourhoods a convolution multiplies (im2col).
 //!
 //! Why: candle's own fused versions (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no
 //! backward, so training through them silently leaves everything upstream without a gradient
 //! (DESIGN.md §2.4), and their differentiable compositions cost five to ten element-wise passes each on
-//! a CPU where element-wise ops run at ~200 M elements/s (§2.10). Each kernel here is one pass forward
+//! a CPU where element-wise ops run at ~200 M elements/s (§2.10). candle's `conv2d` has a backward, but
+//! on the CPU it runs as direct loops, several times slower than the matmul it becomes after im2col
+//! (BENCHMARKS.md). Each kernel here is one pass forward
 //! and one pass backward, single-threaded (the tensors are small; parallelism belongs at the top level).
 //!
 //! On a GPU (`--device cuda|metal`) the same functions run the differentiable compositions of
@@ -372,6 +375,74 @@ pub fn rotary_embedding(xs: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
     xs.contiguous()?.apply_op1(Rotate { tables: tables.clone(), direction: 1.0 })
 }
 
+/// Every pixel's zero-padded 3×3 neighbourhood: `[n, c, h, w]` → `[n, h · w, c · 9]`, column
+/// `channel · 9 + 3 · dy + dx` (the layout of a conv weight `[out, c, 3, 3]` flattened), so a 3×3
+/// "same" convolution is one matmul. The backward pass adds each column back onto its pixel.
+struct Neighbourhoods3x3;
+
+impl Neighbourhoods3x3 {
+    /// `(n, c, h, w)` of the input.
+    fn dims(layout_dims: &[usize]) -> Result<(usize, usize, usize, usize)> {
+        match *layout_dims {
+            [n, c, h, w] => Ok((n, c, h, w)),
+            _ => bail!("3x3 neighbourhoods need an [n, c, h, w] map, got {layout_dims:?}"),
+        }
+    }
+
+    /// Calls `visit(input index, column index)` for every in-bounds tap.
+    fn for_each_tap(n: usize, c: usize, h: usize, w: usize, mut visit: impl FnMut(usize, usize)) {
+        let columns = c * 9;
+        for sample in 0..n {
+            for y in 0..h {
+                for x in 0..w {
+                    let row = (sample * h * w + y * w + x) * columns;
+                    for channel in 0..c {
+                        let plane = (sample * c + channel) * h * w;
+                        for dy in 0..3 {
+                            let Some(source_y) = (y + dy).checked_sub(1).filter(|&sy| sy < h) else { continue };
+                            for dx in 0..3 {
+                                let Some(source_x) = (x + dx).checked_sub(1).filter(|&sx| sx < w) else { continue };
+                                visit(plane + source_y * w + source_x, row + channel * 9 + dy * 3 + dx);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Neighbourhoods3x3 {
+    fn name(&self) -> &'static str {
+        "neighbourhoods-3x3"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(storage, layout, self.name())?;
+        let (n, c, h, w) = Self::dims(layout.shape().dims())?;
+        let mut out = vec![0f32; n * h * w * c * 9];
+        Self::for_each_tap(n, c, h, w, |input, column| out[column] = xs[input]);
+        Ok((CpuStorage::F32(out), Shape::from((n, h * w, c * 9))))
+    }
+
+    fn bwd(&self, xs: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (n, c, h, w) = Self::dims(xs.dims())?;
+        let g = flat_f32(grad_res)?;
+        let mut grad = vec![0f32; n * c * h * w];
+        Self::for_each_tap(n, c, h, w, |input, column| grad[input] += g[column]);
+        Ok(Some(Tensor::from_vec(grad, xs.shape(), xs.device())?))
+    }
+}
+
+/// `[n, c, h, w]` → `[n, h · w, c · 9]`: each pixel's zero-padded 3×3 neighbourhood (see
+/// [`Neighbourhoods3x3`]).
+pub fn neighbourhoods_3x3(map: &Tensor) -> Result<Tensor> {
+    if !map.device().is_cpu() {
+        return portable::neighbourhoods_3x3(map);
+    }
+    map.contiguous()?.apply_op1(Neighbourhoods3x3)
+}
+
 /// The differentiable compositions of candle's element-wise ops that the kernels above fuse: what
 /// runs on a GPU, and the reference the tests check the kernels against.
 mod portable {
@@ -399,6 +470,18 @@ mod portable {
         let cos = Tensor::from_slice(&tables.cos[..values], shape, xs.device())?;
         let sin = Tensor::from_slice(&tables.sin[..values], shape, xs.device())?;
         candle_nn::rotary_emb::rope_slow(&xs.contiguous()?, &cos, &sin)
+    }
+
+    pub fn neighbourhoods_3x3(map: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = map.dims4()?;
+        let padded = map.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        let mut taps = Vec::with_capacity(9);
+        for dy in 0..3 {
+            for dx in 0..3 {
+                taps.push(padded.narrow(2, dy, h)?.narrow(3, dx, w)?);
+            }
+        }
+        Tensor::stack(&taps, 2)?.reshape((n, c * 9, h * w))?.transpose(1, 2)?.contiguous()
     }
 }
 
@@ -436,6 +519,23 @@ mod tests {
             let scale = slow.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
             assert!(max_difference(fast, slow) / scale < 1e-4, "gradient of input {i} differs");
         }
+    }
+
+    #[test]
+    fn neighbourhoods_match_the_padded_slices_and_make_a_convolution() {
+        let map = random(&[2, 3, 5, 4], 7);
+        check(&[map.clone()], |x| neighbourhoods_3x3(&x[0]).unwrap(), |x| portable::neighbourhoods_3x3(&x[0]).unwrap());
+        let weight = random(&[6, 3, 3, 3], 8);
+        let by_matmul = neighbourhoods_3x3(&map)
+            .unwrap()
+            .broadcast_matmul(&weight.reshape((6, 27)).unwrap().t().unwrap())
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((2, 6, 5, 4))
+            .unwrap();
+        let by_conv = map.conv2d(&weight, 1, 1, 1, 1).unwrap();
+        assert!(max_difference(&by_matmul, &by_conv) < 1e-4, "im2col + matmul is candle's 3×3 convolution");
     }
 
     #[test]
