@@ -524,7 +524,11 @@ mod tests {
     #[test]
     fn neighbourhoods_match_the_padded_slices_and_make_a_convolution() {
         let map = random(&[2, 3, 5, 4], 7);
-        check(&[map.clone()], |x| neighbourhoods_3x3(&x[0]).unwrap(), |x| portable::neighbourhoods_3x3(&x[0]).unwrap());
+        check(
+            std::slice::from_ref(&map),
+            |x| neighbourhoods_3x3(&x[0]).unwrap(),
+            |x| portable::neighbourhoods_3x3(&x[0]).unwrap(),
+        );
         let weight = random(&[6, 3, 3, 3], 8);
         let by_matmul = neighbourhoods_3x3(&map)
             .unwrap()
