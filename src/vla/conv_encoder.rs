@@ -17,7 +17,7 @@ use super::vit::{EncoderLayer, PatchEmbedding, VisionOutput};
 
 /// `x + pointwise(gelu(conv3×3(x)))` on an `[n, c, h, w]` map. Both convolutions run as matmuls
 /// (the 3×3 one over [`ops::neighbourhoods_3x3`]): candle's CPU `conv2d` backward is direct loops,
-/// which made a FiLM model with a stride-4 stem train at under 110 samples/s (BENCHMARKS.md). The
+/// which made a FiLM model with a stride-4 stem train at under 130 samples/s (BENCHMARKS.md). The
 /// weights keep `conv2d`'s names and shapes.
 #[derive(Debug, Clone)]
 pub struct ConvBlock {

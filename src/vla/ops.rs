@@ -5,9 +5,9 @@
 //! backward, so training through them silently leaves everything upstream without a gradient
 //! (DESIGN.md §2.4), and their differentiable compositions cost five to ten element-wise passes each on
 //! a CPU where element-wise ops run at ~200 M elements/s (§2.10). candle's `conv2d` has a backward, but
-//! on the CPU it runs as direct loops, several times slower than the matmul it becomes after im2col
-//! (BENCHMARKS.md). Each kernel here is one pass forward
-//! and one pass backward, single-threaded (the tensors are small; parallelism belongs at the top level).
+//! on the CPU it runs as direct loops: training steps through it were 1.6–3× slower than through the
+//! matmul a convolution becomes after im2col (BENCHMARKS.md). Each kernel here is one pass forward and
+//! one pass backward, single-threaded (the tensors are small; parallelism belongs at the top level).
 //!
 //! On a GPU (`--device cuda|metal`) the same functions run the differentiable compositions of
 //! [`portable`] instead: element-wise passes are cheap there, and the fused kernels are CPU code.
