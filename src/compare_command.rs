@@ -88,14 +88,16 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let (card, _) = catalog::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
         let results = evaluation(dir, &scene, args.chains, threads, &device)?;
         let pretraining = pretraining_scale(dir);
-        let training_samples = checkpoint::read_record(dir).ok().map(|record| record.progress.samples_seen);
+        let training = checkpoint::read_record(dir)
+            .ok()
+            .map(|record| (record.progress.samples_seen, record.data.path.display().to_string()));
         let row = BackboneRow {
             name: card.name,
             preset: card.preset,
             image_tokens: card.image_tokens,
             pretraining,
             parameters: card.parameters,
-            training_samples,
+            training,
             avg_len_ci95: backbones::avg_len_ci95(&results),
             metrics: results.metrics,
             latency_ms: latency_ms(dir, &scene, &device)?,
@@ -215,11 +217,8 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
     let mut training = String::new();
     if let Some(recipe) = &args.recipe {
         command += &format!(" --presets {} --recipe {}", args.presets.join(","), recipe.display());
-        training = format!(
-            "The models named after a preset were trained by that command with one recipe and dataset, \
-             those of `{}`",
-            recipe.display()
-        );
+        training =
+            format!("Every model that command trained got one recipe and dataset, those of `{}`", recipe.display());
         if let Some(data) = &args.data {
             command += &format!(" --data {}", data.display());
             training += &format!(" with the data of `{}`", data.display());
@@ -228,7 +227,7 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
             command += &format!(" --steps {steps}");
             training += &format!(", for {steps} steps");
         }
-        training += " (their `training.json` holds both). ";
+        training += "; the training column names each model's dataset (its `training.json` holds the whole recipe). ";
     }
     command += &format!(
         " --models {} --chains {} --scene {} --out {}",

@@ -18,8 +18,9 @@ pub struct BackboneRow {
     pub pretraining: String,
     /// Parameter count.
     pub parameters: usize,
-    /// Samples it was trained on (unknown without its `training.json`).
-    pub training_samples: Option<u64>,
+    /// Samples it was trained on and the dataset's path (unknown without its `training.json`):
+    /// models trained on different demonstrations must not pass for one recipe's.
+    pub training: Option<(u64, String)>,
     /// Its evaluation.
     pub metrics: Metrics,
     /// Half-width of the 95 % confidence interval of the Avg. Len.
@@ -43,7 +44,8 @@ pub fn avg_len_ci95(results: &EvalResults) -> f64 {
 
 /// The comparison as a Markdown table, rows in the order given.
 pub fn markdown_table(rows: &[BackboneRow]) -> String {
-    let mut table = String::from("| model | preset | image tokens | VL pre-training | parameters | training samples |");
+    let mut table =
+        String::from("| model | preset | image tokens | VL pre-training | parameters | training samples (data) |");
     for i in 1..=CHAIN_LENGTH {
         table += &format!(" SR@{i} |");
     }
@@ -51,12 +53,12 @@ pub fn markdown_table(rows: &[BackboneRow]) -> String {
     table += &"---|".repeat(CHAIN_LENGTH);
     table += "---|---|\n";
     for row in rows {
-        let training_samples = match row.training_samples {
-            Some(samples) => format!("{:.2} M", samples as f64 / 1e6),
+        let training = match &row.training {
+            Some((samples, data)) => format!("{:.2} M ({data})", *samples as f64 / 1e6),
             None => "unknown".to_string(),
         };
         table += &format!(
-            "| {} | {} | {} | {} | {:.2} M | {training_samples} |",
+            "| {} | {} | {} | {} | {:.2} M | {training} |",
             row.name,
             row.preset,
             row.image_tokens,
@@ -118,7 +120,7 @@ mod tests {
             image_tokens: 16,
             pretraining: "none".into(),
             parameters: 300_000,
-            training_samples: Some(320_000),
+            training: Some((320_000, "demos".into())),
             avg_len_ci95: avg_len_ci95(&evaluated),
             metrics: evaluated.metrics,
             latency_ms: 1.5,
@@ -130,7 +132,7 @@ mod tests {
         assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
         assert!(
             lines[2].starts_with(
-                "| kosmos | kosmos | 16 | none | 0.30 M | 0.32 M | 75.0 % | 75.0 % | 50.0 % | 50.0 % | 25.0 % | 2.75 ± "
+                "| kosmos | kosmos | 16 | none | 0.30 M | 0.32 M (demos) | 75.0 % | 75.0 % | 50.0 % | 50.0 % | 25.0 % | 2.75 ± "
             ),
             "{}",
             lines[2]

@@ -185,7 +185,7 @@ mod tests {
             image_tokens: 16,
             pretraining: "none".into(),
             parameters: 1,
-            training_samples: None,
+            training: None,
             metrics,
             avg_len_ci95: 0.2,
             latency_ms,
