@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::device_args::DeviceArgs;
 use crate::eval_command::evaluate_with_progress;
-use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
+use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::report::backbones::{self, BackboneRow};
@@ -55,9 +55,9 @@ pub struct CompareArgs {
     /// model's, assets/models/paligemma-wide/training.json).
     #[arg(long)]
     recipe: Option<PathBuf>,
-    /// Train on this dataset instead of the one --recipe names.
+    /// Train on this dataset instead of the ones --recipe names (repeat it for several, read as one).
     #[arg(long)]
-    data: Option<PathBuf>,
+    data: Vec<PathBuf>,
     /// Train each preset for this many optimiser steps instead of the recipe's (the learning-rate
     /// schedule follows), for a quicker, smaller-budget comparison.
     #[arg(long, requires = "recipe")]
@@ -90,7 +90,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let pretraining = pretraining_scale(dir);
         let training = checkpoint::read_record(dir)
             .ok()
-            .map(|record| (record.progress.samples_seen, record.data.path.display().to_string()));
+            .map(|record| (record.progress.samples_seen, checkpoint::describe_datasets(&record.data.paths)));
         let row = BackboneRow {
             name: card.name,
             preset: card.preset,
@@ -119,7 +119,7 @@ fn train_presets(args: &CompareArgs, recipe_path: &Path, device: &Device) -> Res
         [all] if all == "all" => PRESETS.iter().map(|p| p.to_string()).collect(),
         named => named.to_vec(),
     };
-    let data = args.data.clone().unwrap_or(reference.data.path);
+    let data = datasets_or_recorded(&args.data, &reference);
     let compute = Compute { device: device.clone(), workers: args.device.training_workers(args.workers) };
     let stop = stop_on_ctrl_c()?;
     for preset in presets {
@@ -219,9 +219,11 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
         command += &format!(" --presets {} --recipe {}", args.presets.join(","), recipe.display());
         training =
             format!("Every model that command trained got one recipe and dataset, those of `{}`", recipe.display());
-        if let Some(data) = &args.data {
+        for data in &args.data {
             command += &format!(" --data {}", data.display());
-            training += &format!(" with the data of `{}`", data.display());
+        }
+        if !args.data.is_empty() {
+            training += &format!(" with the data of `{}`", checkpoint::describe_datasets(&args.data));
         }
         if let Some(steps) = args.steps {
             command += &format!(" --steps {steps}");

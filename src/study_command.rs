@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use crate::compare_command::evaluation;
 use crate::device_args::DeviceArgs;
 use crate::pretrain_command::pretrain_unless_done;
-use crate::train_command::{read_training_record, stop_on_ctrl_c, train_unless_done};
+use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::parallel;
 use vlasim::sim::scene::Scene;
 use vlasim::train::Compute;
@@ -70,9 +70,9 @@ pub struct StudyArgs {
     /// The `training.json` whose recipe and dataset every fine-tuning run gets (its preset swapped).
     #[arg(long)]
     recipe: PathBuf,
-    /// Fine-tune on this dataset instead of the one --recipe names.
+    /// Fine-tune on this dataset instead of the ones --recipe names (repeat it for several, read as one).
     #[arg(long)]
-    data: Option<PathBuf>,
+    data: Vec<PathBuf>,
     /// Fine-tune for this many optimiser steps instead of the recipe's (the schedule follows).
     #[arg(long)]
     steps: Option<u64>,
@@ -101,7 +101,7 @@ pub struct StudyArgs {
 /// Runs `vlasim study`.
 pub fn run(args: StudyArgs) -> Result<()> {
     let reference = read_training_record(&args.recipe, args.steps)?;
-    let data = args.data.clone().unwrap_or(reference.data.path);
+    let data = datasets_or_recorded(&args.data, &reference);
     let threads = args.threads.unwrap_or_else(parallel::available_threads).max(1);
     let compute = Compute { device: args.device.open()?, workers: args.device.training_workers(args.threads) };
     let scene = Scene::resolve("d")?;

@@ -19,9 +19,10 @@ use vlasim::vla::presets;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Demonstration dataset (LeRobot v3, `vlasim collect`).
+    /// Demonstration dataset (LeRobot v3, `vlasim collect`); repeat it to train on several as one
+    /// (e.g. demonstrations plus DAgger recovery episodes collected apart).
     #[arg(long, default_value = "data/demos")]
-    data: PathBuf,
+    data: Vec<PathBuf>,
     /// Model preset: paligemma, kosmos, flamingo, llava, qwen-vl, moondream, uform or film; or a
     /// model's config.json file (its backbone, vocabulary and cameras; the formulation is --formulation's).
     #[arg(long, default_value = "kosmos")]
@@ -290,6 +291,11 @@ pub fn read_training_record(path: &Path, steps: Option<u64>) -> Result<TrainingR
     Ok(record)
 }
 
+/// The datasets a command given `--data` `given` trains on: those, or else the ones `reference` trained on.
+pub fn datasets_or_recorded(given: &[PathBuf], reference: &TrainingRecord) -> Vec<PathBuf> {
+    if given.is_empty() { reference.data.paths.clone() } else { given.to_vec() }
+}
+
 /// Trains `job.out` with `job`'s recipe unless a finished model is there; an unfinished run there is
 /// resumed. For commands that train many models in turn (each run's own `resume` is decided here).
 pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
@@ -306,7 +312,7 @@ pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
         job.out.display(),
         job.recipe.preset,
         job.recipe.formulation,
-        job.data.display()
+        checkpoint::describe_datasets(&job.data)
     );
     if train_showing_progress(&job, None, stop)?.stopped {
         bail!("stopped while training {}; the same command resumes it", job.out.display());

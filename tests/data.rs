@@ -14,7 +14,7 @@ use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, RawEpisode, SCENE_OBS_DIM, Source};
 use vlasim::data::lerobot;
-use vlasim::data::reader::{Dataset, Frames, Selection};
+use vlasim::data::reader::{Dataset, EpisodeData, Frames, Selection};
 use vlasim::data::simulate::{self, DaggerLabels, DemoOutcome, SimulateSettings};
 use vlasim::sim::camera::Image;
 use vlasim::sim::scene::Scene;
@@ -174,6 +174,16 @@ fn a_collected_dataset_reads_back_as_simulated() {
     }
     let error = Sampler::new(&strided, &episodes, settings, 4).expect_err("a history needs every frame").to_string();
     assert!(error.contains("one frame in 2"), "{error}");
+
+    // Two datasets read as one: the second's episodes follow the first's, numbered on from them.
+    let twice = Dataset::open_all(&[dir.clone(), dir.clone()], &half).expect("two datasets as one");
+    let count = dataset.episodes.len();
+    let expected: Vec<usize> =
+        selected.episodes.iter().map(|e| e.index).chain(selected.episodes.iter().map(|e| count + e.index)).collect();
+    assert_eq!(twice.episodes.iter().map(|e| e.index).collect::<Vec<_>>(), expected);
+    for (episode, once) in twice.episodes.iter().zip(selected.episodes.iter().cycle()) {
+        assert_eq!(&EpisodeData { index: once.index, ..episode.clone() }, once, "episode {}", episode.index);
+    }
 
     let elsewhere = Selection { scenes: vec!["a".into()], ..half };
     let error = format!("{:#}", Dataset::open_selected(&dir, &elsewhere).expect_err("no episode in scene a"));

@@ -82,7 +82,7 @@ fn recipe(steps: u64) -> Recipe {
 
 fn job(out: &Path, recipe: Recipe, workers: usize, resume: bool) -> TrainJob {
     TrainJob {
-        data: dataset().to_path_buf(),
+        data: vec![dataset().to_path_buf()],
         out: out.to_path_buf(),
         recipe,
         model: tiny_model(),
@@ -305,7 +305,7 @@ fn reference_record(dir: &Path) -> (PathBuf, checkpoint::TrainingRecord) {
     let record = checkpoint::TrainingRecord {
         recipe: Recipe { optimisation: optimisation(2, 2), formulation: "one_step".into(), ..recipe(2) },
         data: checkpoint::DataRecord {
-            path: dataset().to_path_buf(),
+            paths: vec![dataset().to_path_buf()],
             episodes: 0,
             frames: 0,
             train_episodes: Vec::new(),

@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn windows_at_the_episode_start_repeat_the_first_frame() {
         let length = 5;
-        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(length)] };
+        let dataset = Dataset { roots: vec!["numbered".into()], episodes: vec![numbered_episode(length)] };
         let settings = BatchSettings {
             batch_size: length,
             history: 3,
@@ -335,7 +335,8 @@ mod tests {
 
     #[test]
     fn skipping_batches_lands_where_drawing_them_does() {
-        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(7), numbered_episode(4)] };
+        let dataset =
+            Dataset { roots: vec!["numbered".into()], episodes: vec![numbered_episode(7), numbered_episode(4)] };
         let settings = BatchSettings {
             batch_size: 3,
             history: 2,
@@ -357,7 +358,7 @@ mod tests {
     fn word_dropout_leaves_out_words_in_order_never_all() {
         let recorded = "turn on the led";
         let settings = BatchSettings { batch_size: 200, history: 1, word_dropout: 0.5, ..BatchSettings::default() };
-        let dataset = Dataset { root: "numbered".into(), episodes: vec![numbered_episode(5)] };
+        let dataset = Dataset { roots: vec!["numbered".into()], episodes: vec![numbered_episode(5)] };
         let batch = Sampler::new(&dataset, &[0], settings, 2).unwrap().next_batch();
         let words: Vec<&str> = recorded.split(' ').collect();
         let mut lengths = std::collections::BTreeSet::new();

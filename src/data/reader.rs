@@ -68,7 +68,8 @@ impl Frames {
 /// One episode, fully in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpisodeData {
-    /// `episode_index` in the dataset.
+    /// `episode_index` in the dataset; read with others ([`Dataset::open_all`]), counted on from
+    /// the episodes of the datasets before it.
     pub index: usize,
     /// Task id, e.g. `open_drawer`.
     pub task: String,
@@ -107,9 +108,9 @@ impl EpisodeData {
 /// A dataset in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// Where it was read from.
-    pub root: PathBuf,
-    /// The episodes read, in `episode_index` order (all of them unless a [`Selection`] left some out).
+    /// Where it was read from: one dataset folder, or several read as one.
+    pub roots: Vec<PathBuf>,
+    /// The episodes read, in `index` order (all of them unless a [`Selection`] left some out).
     pub episodes: Vec<EpisodeData>,
 }
 
@@ -175,80 +176,22 @@ impl Dataset {
     /// Reads the episodes of the dataset at `root` that `selection` keeps; the others are checked
     /// as thoroughly but their frames are dropped as they are decoded.
     pub fn open_selected(root: &Path, selection: &Selection) -> Result<Dataset> {
-        ensure!(selection.frame_stride > 0, "the frame stride must be at least 1");
-        let info_path = root.join(INFO_PATH);
-        let info = read_json(&info_path)?;
-        let version = info["codebase_version"].as_str().unwrap_or("none");
-        ensure!(
-            version == CODEBASE_VERSION,
-            "{}: codebase_version {version}, expected {CODEBASE_VERSION}",
-            info_path.display()
-        );
-        ensure!(info["fps"].as_u64() == Some(u64::from(FPS)), "{}: fps must be {FPS}", info_path.display());
+        Dataset::open_all(&[root.to_path_buf()], selection)
+    }
 
-        let episodes_path = root.join(EPISODES_PATH);
-        let meta = table::read(&episodes_path)?;
-        let in_episodes = |e: anyhow::Error| e.context(format!("in {}", episodes_path.display()));
-        let indices = meta.int64("episode_index").map_err(in_episodes)?;
-        let lengths = meta.int64("length").map_err(in_episodes)?;
-        let tasks = meta.text_list("tasks").map_err(in_episodes)?;
-        let task_names = meta.text("task_name").map_err(in_episodes)?;
-        let scenes = meta.text("scene").map_err(in_episodes)?;
-        let sources = meta.text("source").map_err(in_episodes)?;
-        let seeds = meta.int64("seed").map_err(in_episodes)?;
-        let data_files = meta.int64("data/file_index").map_err(in_episodes)?;
-        let data_chunks = meta.int64("data/chunk_index").map_err(in_episodes)?;
-        let mut episodes = Vec::with_capacity(indices.len());
-        for (row, &index) in indices.iter().enumerate() {
-            ensure!(index == row as i64, "{}: episode_index {index} in row {row}", episodes_path.display());
-            let instruction = tasks[row]
-                .first()
-                .with_context(|| format!("{}: episode {row} has no task", episodes_path.display()))?;
-            let length = usize::try_from(lengths[row]).context("negative length")?;
-            episodes.push(EpisodeData {
-                index: row,
-                task: task_names[row].clone(),
-                instruction: instruction.clone(),
-                scene: scenes[row].clone(),
-                source: sources[row].clone(),
-                seed: seeds[row] as u64,
-                robot_obs: Vec::with_capacity(length * ROBOT_OBS_DIM),
-                scene_obs: Vec::with_capacity(length * SCENE_OBS_DIM),
-                actions: Vec::with_capacity(length * ACTION_DIM),
-                static_frames: Frames::empty(0, 0, selection.frame_stride),
-                gripper_frames: Frames::empty(0, 0, selection.frame_stride),
-            });
+    /// Reads the datasets at `roots` as one, in order, keeping what `selection` keeps of each (its
+    /// share and seed pick from each dataset on its own).
+    pub fn open_all(roots: &[PathBuf], selection: &Selection) -> Result<Dataset> {
+        ensure!(!roots.is_empty(), "no dataset to read");
+        ensure!(selection.frame_stride > 0, "the frame stride must be at least 1");
+        let mut episodes = Vec::new();
+        let mut first_index = 0;
+        for root in roots {
+            let (kept, count) = read_selected(root, selection, first_index)?;
+            episodes.extend(kept);
+            first_index += count;
         }
-        let keep = selection.pick(scenes)?;
-        let mut files: Vec<(usize, usize)> =
-            data_chunks.iter().zip(data_files).map(|(c, f)| (*c as usize, *f as usize)).collect();
-        files.dedup();
-        for &(chunk, file) in &files {
-            let path = root.join(data_path(chunk, file));
-            read_data_file(&path, &mut episodes).with_context(|| format!("in {}", path.display()))?;
-        }
-        for (episode, &length) in episodes.iter().zip(lengths) {
-            ensure!(
-                episode.len() as i64 == length,
-                "{}: episode {} has {} frames in the data files, its length says {length}",
-                episodes_path.display(),
-                episode.index,
-                episode.len()
-            );
-        }
-        let cameras = if selection.gripper_camera { CAMERA_KEYS.len() } else { 1 };
-        for (camera, key) in CAMERA_KEYS.iter().enumerate().take(cameras) {
-            let froms = meta.float64(&format!("videos/{key}/from_timestamp")).map_err(in_episodes)?;
-            for &(chunk, file) in &files {
-                let path = root.join(video_path(key, chunk, file));
-                let members: Vec<usize> = (0..episodes.len())
-                    .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
-                    .collect();
-                read_video_file(&path, &members, &keep, froms, camera, selection.frame_stride, &mut episodes)?;
-            }
-        }
-        let episodes = episodes.into_iter().zip(keep).filter_map(|(episode, kept)| kept.then_some(episode)).collect();
-        Ok(Dataset { root: root.to_path_buf(), episodes })
+        Ok(Dataset { roots: roots.to_vec(), episodes })
     }
 
     /// Frames over all episodes.
@@ -268,6 +211,83 @@ impl Dataset {
         validation_set.sort_unstable();
         (order, validation_set)
     }
+}
+
+/// The episodes of the dataset at `root` that `selection` keeps, numbered from `first_index`, and
+/// how many episodes the dataset holds.
+fn read_selected(root: &Path, selection: &Selection, first_index: usize) -> Result<(Vec<EpisodeData>, usize)> {
+    let info_path = root.join(INFO_PATH);
+    let info = read_json(&info_path)?;
+    let version = info["codebase_version"].as_str().unwrap_or("none");
+    ensure!(
+        version == CODEBASE_VERSION,
+        "{}: codebase_version {version}, expected {CODEBASE_VERSION}",
+        info_path.display()
+    );
+    ensure!(info["fps"].as_u64() == Some(u64::from(FPS)), "{}: fps must be {FPS}", info_path.display());
+
+    let episodes_path = root.join(EPISODES_PATH);
+    let meta = table::read(&episodes_path)?;
+    let in_episodes = |e: anyhow::Error| e.context(format!("in {}", episodes_path.display()));
+    let indices = meta.int64("episode_index").map_err(in_episodes)?;
+    let lengths = meta.int64("length").map_err(in_episodes)?;
+    let tasks = meta.text_list("tasks").map_err(in_episodes)?;
+    let task_names = meta.text("task_name").map_err(in_episodes)?;
+    let scenes = meta.text("scene").map_err(in_episodes)?;
+    let sources = meta.text("source").map_err(in_episodes)?;
+    let seeds = meta.int64("seed").map_err(in_episodes)?;
+    let data_files = meta.int64("data/file_index").map_err(in_episodes)?;
+    let data_chunks = meta.int64("data/chunk_index").map_err(in_episodes)?;
+    let mut episodes = Vec::with_capacity(indices.len());
+    for (row, &index) in indices.iter().enumerate() {
+        ensure!(index == row as i64, "{}: episode_index {index} in row {row}", episodes_path.display());
+        let instruction =
+            tasks[row].first().with_context(|| format!("{}: episode {row} has no task", episodes_path.display()))?;
+        let length = usize::try_from(lengths[row]).context("negative length")?;
+        episodes.push(EpisodeData {
+            index: first_index + row,
+            task: task_names[row].clone(),
+            instruction: instruction.clone(),
+            scene: scenes[row].clone(),
+            source: sources[row].clone(),
+            seed: seeds[row] as u64,
+            robot_obs: Vec::with_capacity(length * ROBOT_OBS_DIM),
+            scene_obs: Vec::with_capacity(length * SCENE_OBS_DIM),
+            actions: Vec::with_capacity(length * ACTION_DIM),
+            static_frames: Frames::empty(0, 0, selection.frame_stride),
+            gripper_frames: Frames::empty(0, 0, selection.frame_stride),
+        });
+    }
+    let keep = selection.pick(scenes)?;
+    let mut files: Vec<(usize, usize)> =
+        data_chunks.iter().zip(data_files).map(|(c, f)| (*c as usize, *f as usize)).collect();
+    files.dedup();
+    for &(chunk, file) in &files {
+        let path = root.join(data_path(chunk, file));
+        read_data_file(&path, &mut episodes).with_context(|| format!("in {}", path.display()))?;
+    }
+    for (row, (episode, &length)) in episodes.iter().zip(lengths).enumerate() {
+        ensure!(
+            episode.len() as i64 == length,
+            "{}: episode {row} has {} frames in the data files, its length says {length}",
+            episodes_path.display(),
+            episode.len()
+        );
+    }
+    let cameras = if selection.gripper_camera { CAMERA_KEYS.len() } else { 1 };
+    for (camera, key) in CAMERA_KEYS.iter().enumerate().take(cameras) {
+        let froms = meta.float64(&format!("videos/{key}/from_timestamp")).map_err(in_episodes)?;
+        for &(chunk, file) in &files {
+            let path = root.join(video_path(key, chunk, file));
+            let members: Vec<usize> = (0..episodes.len())
+                .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
+                .collect();
+            read_video_file(&path, &members, &keep, froms, camera, selection.frame_stride, &mut episodes)?;
+        }
+    }
+    let count = episodes.len();
+    let kept = episodes.into_iter().zip(keep).filter_map(|(episode, kept)| kept.then_some(episode)).collect();
+    Ok((kept, count))
 }
 
 fn read_data_file(path: &Path, episodes: &mut [EpisodeData]) -> Result<()> {

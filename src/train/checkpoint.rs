@@ -86,16 +86,51 @@ fn is_every_frame(stride: &usize) -> bool {
 /// Which data a run trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataRecord {
-    /// The dataset folder.
-    pub path: PathBuf,
+    /// The dataset folders, read as one in this order (`path`: one folder, or a list of them).
+    #[serde(rename = "path", with = "one_or_many")]
+    pub paths: Vec<PathBuf>,
     /// Episodes loaded (the recipe's scenes and share of the dataset).
     pub episodes: usize,
     /// Frames in those episodes.
     pub frames: usize,
-    /// `episode_index` of each episode trained on.
+    /// Index of each episode trained on: its `episode_index`, counted on from the episodes of the
+    /// datasets before its own.
     pub train_episodes: Vec<usize>,
-    /// `episode_index` of each episode held out for validation.
+    /// Index of each episode held out for validation, counted as `train_episodes`.
     pub validation_episodes: Vec<usize>,
+}
+
+/// Datasets as a command line lists them: `a` or `a + b`.
+pub fn describe_datasets(paths: &[PathBuf]) -> String {
+    paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" + ")
+}
+
+/// One dataset folder as a plain path, as records from before several datasets have it; several as a list.
+mod one_or_many {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Paths {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+
+    pub fn serialize<S: Serializer>(paths: &[PathBuf], serializer: S) -> Result<S::Ok, S::Error> {
+        match paths {
+            [path] => path.serialize(serializer),
+            _ => paths.serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+        Ok(match Paths::deserialize(deserializer)? {
+            Paths::One(path) => vec![path],
+            Paths::Many(paths) => paths,
+        })
+    }
 }
 
 /// A loss at a step.
@@ -232,4 +267,31 @@ pub fn read<R: DeserializeOwned>(out: &Path, record_file: &str) -> Result<R> {
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid training record", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(paths: &[&str]) -> DataRecord {
+        DataRecord {
+            paths: paths.iter().map(PathBuf::from).collect(),
+            episodes: 3,
+            frames: 30,
+            train_episodes: vec![0, 2],
+            validation_episodes: vec![1],
+        }
+    }
+
+    #[test]
+    fn one_dataset_is_recorded_as_a_path_and_several_as_a_list() {
+        let one = serde_json::to_value(record(&["data/demos"])).unwrap();
+        assert_eq!(one["path"], "data/demos");
+        let two = serde_json::to_value(record(&["data/demos", "data/takeover"])).unwrap();
+        assert_eq!(two["path"], serde_json::json!(["data/demos", "data/takeover"]));
+        for value in [one, two] {
+            let read: DataRecord = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(serde_json::to_value(read).unwrap(), value);
+        }
+    }
 }

@@ -39,8 +39,8 @@ const VALIDATION_SEED_OFFSET: u64 = 0x5E_ED0F_7A11;
 /// A run to start or resume.
 #[derive(Debug, Clone)]
 pub struct TrainJob {
-    /// The dataset folder.
-    pub data: PathBuf,
+    /// The dataset folders, read as one in this order.
+    pub data: Vec<PathBuf>,
     /// The checkpoint folder (= the model folder).
     pub out: PathBuf,
     /// The recipe.
@@ -150,20 +150,21 @@ pub fn train(
         gripper_camera: model_config.use_gripper_camera,
         frame_stride: recipe.frame_stride,
     };
-    let dataset = Dataset::open_selected(&job.data, &selection)
-        .with_context(|| format!("reading the dataset {}", job.data.display()))?;
+    let datasets = checkpoint::describe_datasets(&job.data);
+    let dataset =
+        Dataset::open_all(&job.data, &selection).with_context(|| format!("reading the dataset {datasets}"))?;
     // Positions in `dataset.episodes`; the record names episodes by their `episode_index`.
     let (train_episodes, validation_episodes) = dataset.split(recipe.validation_share, recipe.seed);
     let episode_indices = |positions: &[usize]| positions.iter().map(|&p| dataset.episodes[p].index).collect();
     let data = DataRecord {
-        path: job.data.clone(),
+        paths: job.data.clone(),
         episodes: dataset.episodes.len(),
         frames: dataset.frames(),
         train_episodes: episode_indices(&train_episodes),
         validation_episodes: episode_indices(&validation_episodes),
     };
 
-    ensure!(!train_episodes.is_empty(), "the dataset {} has no episodes to train on", job.data.display());
+    ensure!(!train_episodes.is_empty(), "the dataset {datasets} has no episodes to train on");
 
     let (model, tokenizer, mut progress, optimizer_state) = if job.resume {
         ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
@@ -178,8 +179,7 @@ pub fn train(
         }
         if (saved.data.episodes, saved.data.frames) != (data.episodes, data.frames) {
             bail!(
-                "the dataset {} has {} episodes and {} frames; the run trained on {} and {}",
-                job.data.display(),
+                "the dataset {datasets} has {} episodes and {} frames; the run trained on {} and {}",
                 data.episodes,
                 data.frames,
                 saved.data.episodes,
@@ -377,7 +377,7 @@ mod tests {
         let mut rng = Rng::new(4);
         let instructions = ["turn on the led", "open the drawer"];
         let episodes = instructions.map(|text| noise_episode(3, config.static_image_size, text, &mut rng)).to_vec();
-        let dataset = Dataset { root: "noise".into(), episodes };
+        let dataset = Dataset { roots: vec!["noise".into()], episodes };
         let settings = BatchSettings { batch_size: 7, history: 2, chunk: 2, ..BatchSettings::default() };
         let mut batch = Sampler::new(&dataset, &[0, 1], settings, 1).unwrap().next_batch();
         batch.action_mask.fill(true);
