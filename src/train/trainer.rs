@@ -153,7 +153,7 @@ pub fn train(
     let datasets = checkpoint::describe_datasets(&job.data);
     let dataset =
         Dataset::open_all(&job.data, &selection).with_context(|| format!("reading the dataset {datasets}"))?;
-    // Positions in `dataset.episodes`; the record names episodes by their `episode_index`.
+    // Positions in `dataset.episodes`; the record names episodes by their `index` (across the datasets).
     let (train_episodes, validation_episodes) = dataset.split(recipe.validation_share, recipe.seed);
     let episode_indices = |positions: &[usize]| positions.iter().map(|&p| dataset.episodes[p].index).collect();
     let data = DataRecord {
