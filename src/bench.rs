@@ -229,6 +229,13 @@ pub fn data(scene_name: &str, episodes: u64) -> Result<()> {
     let dataset = Dataset::open(&dir)?;
     let open_s = begin.elapsed().as_secs_f64();
     println!("open (parquet + decode both cameras): {open_s:.2} s, {:.0} frames/s", dataset.frames() as f64 / open_s);
+    let (memory, rgb) = dataset.image_bytes();
+    println!(
+        "images in memory: {:.1} MB, {:.1} kB per frame with both cameras ({:.1} MB as RGB)",
+        memory as f64 / 1e6,
+        memory as f64 / 1e3 / dataset.frames() as f64,
+        rgb as f64 / 1e6
+    );
     let all: Vec<usize> = (0..dataset.episodes.len()).collect();
     for (name, settings) in [
         ("with random shift", BatchSettings::default()),

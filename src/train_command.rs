@@ -54,7 +54,7 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     scenes: Vec<String>,
     /// Share of the (selected scenes') episodes to load, picked with --seed: for data-efficiency
-    /// runs, and to fit a large collection in memory (decoded frames take 61 kB each).
+    /// runs, and to fit a large collection in memory (frames take about 16 kB each, compressed).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
     /// Keep the camera images of every n-th frame only (one-step models): neighbouring frames look

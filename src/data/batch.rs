@@ -226,10 +226,14 @@ fn drop_words(instruction: &str, rate: f64, rng: &mut Rng) -> String {
 /// Copies frame `index` of `frames` into `out` shifted by `(dx, dy)` pixels, replicating the edge
 /// where the shift uncovers it: the same as padding by the edge and cropping at `pad + (dx, dy)`.
 fn shifted_copy(frames: &Frames, index: usize, (dx, dy): (isize, isize), out: &mut [u8]) {
+    if out.is_empty() {
+        // A camera the model does not use was not decoded.
+        return;
+    }
     let (width, height) = (frames.width, frames.height);
     let source = frames.frame(index);
     if (dx, dy) == (0, 0) {
-        out.copy_from_slice(source);
+        out.copy_from_slice(&source);
         return;
     }
     let row_bytes = width * 3;
@@ -254,11 +258,12 @@ fn shifted_copy(frames: &Frames, index: usize, (dx, dy): (isize, isize), out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::reader::EpisodeData;
+    use crate::data::reader::{EpisodeData, PixelFormat};
 
     /// The reference: pad by edge replication, then crop at `pad + shift`.
     fn pad_and_crop(frames: &Frames, pad: usize, (dx, dy): (isize, isize)) -> Vec<u8> {
         let (w, h) = (frames.width as isize, frames.height as isize);
+        let rgb = frames.frame(0);
         let (pw, ph) = (w + 2 * pad as isize, h + 2 * pad as isize);
         let mut padded = vec![0u8; (pw * ph * 3) as usize];
         for y in 0..ph {
@@ -267,7 +272,7 @@ mod tests {
                 let sy = (y - pad as isize).clamp(0, h - 1);
                 let s = ((sy * w + sx) * 3) as usize;
                 let d = ((y * pw + x) * 3) as usize;
-                padded[d..d + 3].copy_from_slice(&frames.rgb[s..s + 3]);
+                padded[d..d + 3].copy_from_slice(&rgb[s..s + 3]);
             }
         }
         let mut out = Vec::new();
@@ -283,11 +288,12 @@ mod tests {
     /// An episode of `length` frames whose frame `t` is filled with byte `t`, robot_obs `t` and
     /// actions `t`, so a batch shows which frame each slot came from.
     fn numbered_episode(length: usize) -> EpisodeData {
-        let frames = |side: usize| Frames {
-            width: side,
-            height: side,
-            stride: 1,
-            rgb: (0..length).flat_map(|t| vec![t as u8; side * side * 3]).collect(),
+        let frames = |side: usize| {
+            let mut frames = Frames::empty(side, side, 1, PixelFormat::Rgb);
+            for t in 0..length {
+                frames.push(&vec![t as u8; side * side * 3]);
+            }
+            frames
         };
         EpisodeData {
             index: 0,
@@ -379,7 +385,8 @@ mod tests {
     fn shift_equals_pad_then_crop() {
         let (width, height) = (7, 5);
         let rgb: Vec<u8> = (0..width * height * 3).map(|i| (i * 7 % 251) as u8).collect();
-        let frames = Frames { width, height, stride: 1, rgb };
+        let mut frames = Frames::empty(width, height, 1, PixelFormat::Rgb);
+        frames.push(&rgb);
         let pad = 3;
         for dy in -3..=3 {
             for dx in -3..=3 {

@@ -2,8 +2,9 @@
 //! decodes every camera stream once into memory; a [`Sampler`] then draws reproducible training
 //! [`Batch`]es as plain Rust arrays (the training loop turns them into tensors).
 //!
-//! Decoded frames take 61 kB each (128² static + 64² gripper RGB), so a large collection does not
-//! fit in memory whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
+//! Frames stay compressed in memory ([`Frames`]: about 16 kB for a 128² static frame and 5 kB for
+//! a 64² gripper frame, against 49 and 12 kB as RGB), yet a large collection still does not fit
+//! whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
 //! their episodes (the data-efficiency runs use the same knob), or the images of every n-th frame
 //! only — neighbouring frames show nearly the same picture, so a stride of 2 holds twice the start
 //! layouts in the same memory.
@@ -28,8 +29,30 @@ use super::table;
 use crate::sim::rng::Rng;
 use crate::video::mp4_read;
 
-/// One camera's frames of one episode, row-major RGB, frame after frame: frames 0, `stride`,
-/// `2 × stride`, … of the episode.
+/// How [`Frames`] holds each picture before compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Row-major RGB, 3 bytes per pixel.
+    Rgb,
+    /// Packed YUV 4:2:0 as the H.264 decoder makes it (1.5 bytes per pixel), turned into RGB with
+    /// [`mp4_read::yuv420_to_rgb`] when a frame is read: a video's frames exactly as decoding it
+    /// to RGB gives them, in half the bytes.
+    Yuv420,
+}
+
+impl PixelFormat {
+    fn bytes(self, width: usize, height: usize) -> usize {
+        match self {
+            PixelFormat::Rgb => width * height * 3,
+            PixelFormat::Yuv420 => mp4_read::yuv420_len(width, height),
+        }
+    }
+}
+
+/// One camera's frames of one episode: frames 0, `stride`, `2 × stride`, … of the episode, each
+/// compressed on its own with Snappy (a third of RGB's bytes for a decoded 128² camera frame
+/// kept as YUV 4:2:0), so memory holds three times the frames and any one still reads back
+/// in tens of microseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frames {
     /// Frame width (px).
@@ -38,19 +61,32 @@ pub struct Frames {
     pub height: usize,
     /// Episode frames from one kept image to the next (1: every frame has its image).
     pub stride: usize,
-    /// `kept frames × height × width × 3` bytes.
-    pub rgb: Vec<u8>,
+    format: PixelFormat,
+    /// The kept frames' compressed bytes, one after another.
+    compressed: Vec<u8>,
+    /// Where each kept frame's bytes end in `compressed`.
+    ends: Vec<usize>,
 }
 
 impl Frames {
-    /// No frames yet, `width × height`, keeping every `stride`-th.
-    pub fn empty(width: usize, height: usize, stride: usize) -> Frames {
-        Frames { width, height, stride, rgb: Vec::new() }
+    /// No frames yet, `width × height` in `format`, keeping every `stride`-th.
+    pub fn empty(width: usize, height: usize, stride: usize, format: PixelFormat) -> Frames {
+        Frames { width, height, stride, format, compressed: Vec::new(), ends: Vec::new() }
     }
 
-    /// Bytes per frame.
+    /// Bytes per frame, as RGB.
     pub fn frame_bytes(&self) -> usize {
         self.width * self.height * 3
+    }
+
+    /// How many frames were kept.
+    pub fn kept(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Bytes the kept frames take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.compressed.capacity() + self.ends.capacity() * size_of::<usize>()
     }
 
     /// Whether episode frame `index` kept its image.
@@ -58,10 +94,35 @@ impl Frames {
         index.is_multiple_of(self.stride)
     }
 
-    /// Episode frame `index`'s bytes; it must be one whose image was kept ([`Frames::has`]).
-    pub fn frame(&self, index: usize) -> &[u8] {
+    /// Keeps the next frame, `pixels` in the format these frames were made with.
+    pub fn push(&mut self, pixels: &[u8]) {
+        assert_eq!(pixels.len(), self.format.bytes(self.width, self.height), "a {}×{} frame", self.width, self.height);
+        let start = self.compressed.len();
+        self.compressed.resize(start + snap::raw::max_compress_len(pixels.len()), 0);
+        let written = snap::raw::Encoder::new()
+            .compress(pixels, &mut self.compressed[start..])
+            .expect("the buffer holds Snappy's worst case");
+        self.compressed.truncate(start + written);
+        self.ends.push(self.compressed.len());
+    }
+
+    /// Episode frame `index` as RGB ([`Frames::frame_bytes`] bytes); it must be one whose image
+    /// was kept ([`Frames::has`]).
+    pub fn frame(&self, index: usize) -> Vec<u8> {
         assert!(self.has(index), "frame {index}'s image was not kept (stride {})", self.stride);
-        &self.rgb[index / self.stride * self.frame_bytes()..][..self.frame_bytes()]
+        let kept = index / self.stride;
+        let start = if kept == 0 { 0 } else { self.ends[kept - 1] };
+        let pixels = snap::raw::Decoder::new()
+            .decompress_vec(&self.compressed[start..self.ends[kept]])
+            .expect("frames decompress what they compressed");
+        match self.format {
+            PixelFormat::Rgb => pixels,
+            PixelFormat::Yuv420 => {
+                let mut rgb = vec![0; self.frame_bytes()];
+                mp4_read::yuv420_to_rgb(&pixels, self.width, self.height, &mut rgb);
+                rgb
+            }
+        }
     }
 }
 
@@ -199,6 +260,12 @@ impl Dataset {
         self.episodes.iter().map(EpisodeData::len).sum()
     }
 
+    /// Bytes the kept camera images take in memory, and as RGB they would take.
+    pub fn image_bytes(&self) -> (usize, usize) {
+        let cameras = self.episodes.iter().flat_map(|e| [&e.static_frames, &e.gripper_frames]);
+        cameras.fold((0, 0), |(memory, rgb), f| (memory + f.memory_bytes(), rgb + f.kept() * f.frame_bytes()))
+    }
+
     /// Splits the episodes into training and validation sets: a share `validation` of them
     /// (at least one when there are two or more), picked with `seed`.
     pub fn split(&self, validation: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -254,8 +321,8 @@ fn read_selected(root: &Path, selection: &Selection, first_index: usize) -> Resu
             robot_obs: Vec::with_capacity(length * ROBOT_OBS_DIM),
             scene_obs: Vec::with_capacity(length * SCENE_OBS_DIM),
             actions: Vec::with_capacity(length * ACTION_DIM),
-            static_frames: Frames::empty(0, 0, selection.frame_stride),
-            gripper_frames: Frames::empty(0, 0, selection.frame_stride),
+            static_frames: Frames::empty(0, 0, selection.frame_stride, PixelFormat::Yuv420),
+            gripper_frames: Frames::empty(0, 0, selection.frame_stride, PixelFormat::Yuv420),
         });
     }
     let keep = selection.pick(scenes)?;
@@ -341,28 +408,32 @@ fn read_video_file(
     }
     let (width, height) = (usize::from(video.width), usize::from(video.height));
     for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
-        let kept = episodes[e].len().div_ceil(stride);
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        *frames = Frames::empty(width, height, stride);
-        frames.rgb.reserve_exact(kept * width * height * 3);
+        *frames = Frames::empty(width, height, stride, PixelFormat::Yuv420);
     }
     let mut frame = 0;
-    mp4_read::decode_each(&video, |image| {
+    mp4_read::decode_each_yuv420(&video, |yuv, decoded_width, decoded_height| {
         let Some(&(start, _, e)) = starts.iter().find(|(start, end, _)| (*start..*end).contains(&frame)) else {
             bail!("frame {frame} belongs to no episode (check from_timestamp in {EPISODES_PATH})");
         };
-        if !keep[e] {
-            frame += 1;
-            return Ok(());
-        }
+        ensure!(
+            (decoded_width, decoded_height) == (width, height),
+            "frame {frame} is {decoded_width}×{decoded_height}, the video {width}×{height}"
+        );
         let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
         let index = frame - start;
-        if frames.has(index) {
-            ensure!(frames.rgb.len() == index / stride * width * height * 3, "episodes overlap at frame {frame}");
-            frames.rgb.extend_from_slice(&image.rgb);
+        if keep[e] && frames.has(index) {
+            ensure!(frames.kept() == index / stride, "episodes overlap at frame {frame}");
+            frames.push(yuv);
         }
         frame += 1;
         Ok(())
     })
-    .with_context(|| format!("cannot decode {}", path.display()))
+    .with_context(|| format!("cannot decode {}", path.display()))?;
+    for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
+        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
+        frames.compressed.shrink_to_fit();
+        frames.ends.shrink_to_fit();
+    }
+    Ok(())
 }

@@ -324,7 +324,7 @@ mod tests {
 
     use super::*;
     use crate::data::episode::{ACTION_DIM, SCENE_OBS_DIM};
-    use crate::data::reader::{EpisodeData, Frames};
+    use crate::data::reader::{EpisodeData, Frames, PixelFormat};
     use crate::sim::rng::Rng;
     use crate::train::steps::batch_gradients;
     use crate::vla::config::ActionSpace;
@@ -335,11 +335,12 @@ mod tests {
         let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
         let (robot_obs, scene_obs, actions) =
             (values(length * ROBOT_OBS_DIM), values(length * SCENE_OBS_DIM), values(length * ACTION_DIM));
-        let mut frames = || Frames {
-            width: image_size,
-            height: image_size,
-            stride: 1,
-            rgb: (0..length * image_size * image_size * 3).map(|_| rng.below(256) as u8).collect(),
+        let mut frames = || {
+            let mut frames = Frames::empty(image_size, image_size, 1, PixelFormat::Rgb);
+            for _ in 0..length {
+                frames.push(&(0..image_size * image_size * 3).map(|_| rng.below(256) as u8).collect::<Vec<_>>());
+            }
+            frames
         };
         let (static_frames, gripper_frames) = (frames(), frames());
         EpisodeData {

@@ -1,6 +1,7 @@
-//! Reading MP4 files with one H.264 track back into RGB frames: a small box walker (so no MP4
-//! library is trusted to check our own muxing) and OpenH264 decoding. The dataset reader decodes
-//! the camera streams with it, and the tests check recordings with it.
+//! Reading MP4 files with one H.264 track back into frames: a small box walker (so no MP4 library
+//! is trusted to check our own muxing) and OpenH264 decoding, to RGB or to the packed YUV 4:2:0 the
+//! decoder makes. The dataset reader decodes the camera streams with it, and the tests check
+//! recordings with it.
 
 use std::path::Path;
 
@@ -174,6 +175,19 @@ pub fn decode(video: &Mp4Video) -> Result<Vec<Image>> {
 
 /// Decodes every sample to RGB and hands each frame to `frame` in order, reusing one image.
 pub fn decode_each(video: &Mp4Video, mut frame: impl FnMut(&Image) -> Result<()>) -> Result<()> {
+    let mut image = Image::new(u32::from(video.width), u32::from(video.height));
+    decode_each_yuv420(video, |yuv, width, height| {
+        if (image.width, image.height) != (width as u32, height as u32) {
+            image = Image::new(width as u32, height as u32);
+        }
+        yuv420_to_rgb(yuv, width, height, &mut image.rgb);
+        frame(&image)
+    })
+}
+
+/// Decodes every sample and hands each picture to `frame` in order as the decoder made it, packed
+/// YUV 4:2:0 ([`yuv420_len`] bytes), with its width and height: half the bytes of RGB.
+pub fn decode_each_yuv420(video: &Mp4Video, mut frame: impl FnMut(&[u8], usize, usize) -> Result<()>) -> Result<()> {
     let mut decoder = Decoder::new().context("cannot start the H.264 decoder")?;
     let mut annex_b = Vec::new();
     for set in &video.parameter_sets {
@@ -181,7 +195,7 @@ pub fn decode_each(video: &Mp4Video, mut frame: impl FnMut(&Image) -> Result<()>
         annex_b.extend(set);
     }
     decoder.decode(&annex_b).context("the parameter sets do not decode")?;
-    let mut image = Image::new(u32::from(video.width), u32::from(video.height));
+    let mut packed = Vec::new();
     for (index, sample) in video.samples.iter().enumerate() {
         annex_b.clear();
         let mut at = 0;
@@ -198,11 +212,89 @@ pub fn decode_each(video: &Mp4Video, mut frame: impl FnMut(&Image) -> Result<()>
             .with_context(|| format!("sample {index} does not decode"))?
             .with_context(|| format!("sample {index} decodes to no picture"))?;
         let (width, height) = yuv.dimensions();
-        if (image.width, image.height) != (width as u32, height as u32) {
-            image = Image::new(width as u32, height as u32);
-        }
-        yuv.write_rgb8(&mut image.rgb);
-        frame(&image)?;
+        let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+        let (y_stride, u_stride, v_stride) = yuv.strides();
+        packed.clear();
+        packed.extend(yuv.y().chunks(y_stride).take(height).flat_map(|row| &row[..width]));
+        packed.extend(yuv.u().chunks(u_stride).take(chroma_height).flat_map(|row| &row[..chroma_width]));
+        packed.extend(yuv.v().chunks(v_stride).take(chroma_height).flat_map(|row| &row[..chroma_width]));
+        frame(&packed, width, height)?;
     }
     Ok(())
+}
+
+/// Bytes of a packed YUV 4:2:0 picture: the Y plane, then U and V at half the width and height
+/// (rounded up), each row after row.
+pub fn yuv420_len(width: usize, height: usize) -> usize {
+    width * height + 2 * width.div_ceil(2) * height.div_ceil(2)
+}
+
+/// Converts a packed YUV 4:2:0 picture to RGB (`width × height × 3` bytes) with H.264's default
+/// colours, limited-range BT.601, in 16-bit fixed point: OpenH264's formula, rounded, the same
+/// pixels on every CPU.
+pub fn yuv420_to_rgb(yuv: &[u8], width: usize, height: usize, rgb: &mut [u8]) {
+    // The coefficients times 2^16: 255/219 for luma; 255/224 × (1.402, −1.402 × 0.299/0.587,
+    // −1.772 × 0.114/0.587, 1.772) for chroma.
+    const Y_SCALE: i32 = 76_309;
+    const R_FROM_V: i32 = 104_597;
+    const G_FROM_V: i32 = -53_279;
+    const G_FROM_U: i32 = -25_675;
+    const B_FROM_U: i32 = 132_201;
+    const HALF: i32 = 1 << 15;
+    assert_eq!(yuv.len(), yuv420_len(width, height), "a {width}×{height} YUV 4:2:0 picture");
+    assert_eq!(rgb.len(), width * height * 3, "a {width}×{height} RGB picture");
+    let chroma_width = width.div_ceil(2);
+    let (luma, chroma) = yuv.split_at(width * height);
+    let (u_plane, v_plane) = chroma.split_at(chroma.len() / 2);
+    let channel = |value: i32| (value >> 16).clamp(0, 255) as u8;
+    for (y, (luma_row, rgb_row)) in luma.chunks_exact(width).zip(rgb.chunks_exact_mut(width * 3)).enumerate() {
+        let u_row = &u_plane[y / 2 * chroma_width..][..chroma_width];
+        let v_row = &v_plane[y / 2 * chroma_width..][..chroma_width];
+        let pixels = luma_row.chunks(2).zip(rgb_row.chunks_mut(6));
+        for ((luma_pair, rgb_pair), (&u, &v)) in pixels.zip(u_row.iter().zip(v_row)) {
+            let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
+            let (r, g, b) = (R_FROM_V * v, G_FROM_V * v + G_FROM_U * u, B_FROM_U * u);
+            for (&luma, pixel) in luma_pair.iter().zip(rgb_pair.chunks_exact_mut(3)) {
+                let l = Y_SCALE * (i32::from(luma) - 16) + HALF;
+                pixel.copy_from_slice(&[channel(l + r), channel(l + g), channel(l + b)]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openh264::formats::{RgbSliceU8, YUVBuffer};
+
+    use super::*;
+
+    /// OpenH264's RGB → YUV 4:2:0 (its encoder's) and back with [`yuv420_to_rgb`] gives the picture
+    /// again; colours are constant over 2×2 blocks, so the half-resolution chroma loses nothing.
+    #[test]
+    fn yuv420_to_rgb_inverts_openh264s_conversion() {
+        let (width, height) = (16, 6);
+        let mut rgb = vec![0u8; width * height * 3];
+        for (i, pixel) in rgb.chunks_exact_mut(3).enumerate() {
+            let block = (i / width / 2) * (width / 2) + i % width / 2;
+            pixel.copy_from_slice(&[
+                (block * 37 % 256) as u8,
+                (block * 91 % 256) as u8,
+                (255 - block * 23 % 256) as u8,
+            ]);
+        }
+        rgb[..6].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+        rgb[width * 3..width * 3 + 6].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let yuv = YUVBuffer::from_rgb8_source(RgbSliceU8::new(&rgb, (width, height)));
+        let (y_stride, u_stride, v_stride) = yuv.strides();
+        let mut packed: Vec<u8> = yuv.y().chunks(y_stride).flat_map(|row| &row[..width]).copied().collect();
+        packed.extend(yuv.u().chunks(u_stride).flat_map(|row| &row[..width / 2]));
+        packed.extend(yuv.v().chunks(v_stride).flat_map(|row| &row[..width / 2]));
+        assert_eq!(packed.len(), yuv420_len(width, height));
+
+        let mut back = vec![0u8; rgb.len()];
+        yuv420_to_rgb(&packed, width, height, &mut back);
+        let worst = rgb.iter().zip(&back).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(worst <= 3, "a channel off by {worst}");
+        assert_eq!(&back[..3], &[0, 0, 0], "black stays black");
+    }
 }
