@@ -163,25 +163,46 @@ pub fn run(args: StudyArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `vlasim study` command that runs (or, once finished, regenerates) this study.
+fn command_line(args: &StudyArgs) -> String {
+    let scales: Vec<String> = args.scales.iter().map(u64::to_string).collect();
+    let settings: Vec<&str> = args.settings.iter().map(|s| s.name()).collect();
+    let mut line = format!(
+        "vlasim study --recipe {} --presets {} --scales {} --settings {}",
+        args.recipe.display(),
+        args.presets.join(","),
+        scales.join(","),
+        settings.join(","),
+    );
+    for data in &args.data {
+        line += &format!(" --data {}", data.display());
+    }
+    if let Some(steps) = args.steps {
+        line += &format!(" --steps {steps}");
+    }
+    line + &format!(
+        " --pretrain-steps {} --pretrain-batch {} --runs {} --chains {}",
+        args.pretrain_steps,
+        args.pretrain_batch,
+        args.runs.display(),
+        args.chains
+    )
+}
+
 /// Avg. Len. per preset and setting (rows) against the pre-training scale (columns).
 fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Result<()> {
-    let (steps_option, steps_note) = match args.steps {
-        Some(steps) => (format!(" --steps {steps}"), format!(" for {steps} steps")),
-        None => (String::new(), String::new()),
-    };
+    let steps_note = args.steps.map_or_else(String::new, |steps| format!(" for {steps} steps"));
     let mut text = format!(
         "# Vision-language pre-training and VLA quality (RoboVLMs' Finding 5)\n\n\
          Avg. Len. on {} chains of scene d (CALVIN's protocol) after fine-tuning with the recipe of `{}`{steps_note}, \
          by VL pre-training scale (corpus samples; {} steps of {} pairs). Settings: seen = the recipe's \
          scenes, unseen = scenes a–c only, data10 = a tenth of the demonstrations. Regenerate (finished \
-         runs are reused) with:\n\n```sh\nvlasim study --recipe {}{steps_option} --runs {} --chains {}\n```\n\n",
+         runs are reused) with:\n\n```sh\n{}\n```\n\n",
         args.chains,
         args.recipe.display(),
         args.pretrain_steps,
         args.pretrain_batch,
-        args.recipe.display(),
-        args.runs.display(),
-        args.chains,
+        command_line(args),
     );
     text += "| preset | setting |";
     for scale in &args.scales {
@@ -205,4 +226,43 @@ fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Resul
     let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        Study(StudyArgs),
+    }
+
+    fn parse(line: &str) -> StudyArgs {
+        let Command::Study(args) = Cli::parse_from(line.split(' ')).command;
+        args
+    }
+
+    /// The report's command runs the study it reports, not the default grid.
+    #[test]
+    fn the_reports_command_is_the_study_that_wrote_it() {
+        let given = parse(
+            "vlasim study --recipe r/training.json --presets kosmos --scales 0,100000 --settings seen,data10 \
+             --data d1 --data d2 --steps 500 --pretrain-steps 40 --runs x --chains 9",
+        );
+        let again = parse(&command_line(&given));
+        assert_eq!(command_line(&again), command_line(&given));
+        assert_eq!(
+            (again.presets, again.scales, again.settings),
+            (vec!["kosmos".to_owned()], vec![0, 100_000], vec![Setting::Seen, Setting::Data10])
+        );
+        assert_eq!((again.data, again.steps, again.pretrain_steps), (vec!["d1".into(), "d2".into()], Some(500), 40));
+    }
 }
