@@ -191,6 +191,22 @@ fn a_collected_dataset_reads_back_as_simulated() {
     let elsewhere = Selection { scenes: vec!["a".into()], ..half };
     let error = format!("{:#}", Dataset::open_selected(&dir, &elsewhere).expect_err("no episode in scene a"));
     assert!(error.contains("scene \"a\""), "{error}");
+    // A scene is needed in one of several datasets, not in each.
+    let dir_a = out_dir("data-round-trip-scene-a");
+    let in_a = CollectSettings {
+        scenes: vec!["a".into()],
+        tasks: vec!["turn_on_led".into()],
+        play_sequences: 0,
+        ..small_settings()
+    };
+    collect_into(&dir_a, &in_a, 2);
+    for share in [1.0, 0.5] {
+        let only_a = Selection { share, ..elsewhere.clone() };
+        let both = Dataset::open_all(&[dir.clone(), dir_a.clone()], &only_a).expect("scene a is in the second dataset");
+        let indices: Vec<usize> = both.episodes.iter().map(|e| e.index).collect();
+        assert_eq!(indices, [count], "share {share}: the one episode of scene a, numbered after the first dataset's");
+        assert_eq!(both.episodes[0].scene, "a");
+    }
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

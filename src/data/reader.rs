@@ -15,6 +15,7 @@
 //! RoboVLMs' random-shift augmentation: pad by replicating the edge (10 px static, 4 px gripper)
 //! and crop back at a random offset, the same offset for every frame of a sample.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -205,12 +206,9 @@ impl Selection {
             "the share of episodes to load must be in (0, 1], not {}",
             self.share
         );
-        for scene in &self.scenes {
-            ensure!(scenes.contains(scene), "no episode was recorded in scene {scene:?}");
-        }
         let mut candidates: Vec<usize> =
             (0..scenes.len()).filter(|&e| self.scenes.is_empty() || self.scenes.contains(&scenes[e])).collect();
-        if self.share < 1.0 {
+        if self.share < 1.0 && !candidates.is_empty() {
             Rng::new(self.seed).shuffle(&mut candidates);
             let count = ((self.share * candidates.len() as f64).round() as usize).clamp(1, candidates.len());
             candidates.truncate(count);
@@ -247,10 +245,17 @@ impl Dataset {
         ensure!(selection.frame_stride > 0, "the frame stride must be at least 1");
         let mut episodes = Vec::new();
         let mut first_index = 0;
+        let mut recorded_scenes = BTreeSet::new();
         for root in roots {
-            let (kept, count) = read_selected(root, selection, first_index)?;
+            let (kept, count, scenes) = read_selected(root, selection, first_index)?;
             episodes.extend(kept);
             first_index += count;
+            recorded_scenes.extend(scenes);
+        }
+        // A scene needs to be in one of the datasets, not in each: demonstrations of all scenes
+        // may train beside recovery episodes of one.
+        for scene in &selection.scenes {
+            ensure!(recorded_scenes.contains(scene), "no episode was recorded in scene {scene:?}");
         }
         Ok(Dataset { roots: roots.to_vec(), episodes })
     }
@@ -280,9 +285,13 @@ impl Dataset {
     }
 }
 
-/// The episodes of the dataset at `root` that `selection` keeps, numbered from `first_index`, and
-/// how many episodes the dataset holds.
-fn read_selected(root: &Path, selection: &Selection, first_index: usize) -> Result<(Vec<EpisodeData>, usize)> {
+/// The episodes of the dataset at `root` that `selection` keeps, numbered from `first_index`, how
+/// many episodes the dataset holds and the scenes they were recorded in.
+fn read_selected(
+    root: &Path,
+    selection: &Selection,
+    first_index: usize,
+) -> Result<(Vec<EpisodeData>, usize, BTreeSet<String>)> {
     let info_path = root.join(INFO_PATH);
     let info = read_json(&info_path)?;
     let version = info["codebase_version"].as_str().unwrap_or("none");
@@ -354,7 +363,7 @@ fn read_selected(root: &Path, selection: &Selection, first_index: usize) -> Resu
     }
     let count = episodes.len();
     let kept = episodes.into_iter().zip(keep).filter_map(|(episode, kept)| kept.then_some(episode)).collect();
-    Ok((kept, count))
+    Ok((kept, count, scenes.iter().cloned().collect()))
 }
 
 fn read_data_file(path: &Path, episodes: &mut [EpisodeData]) -> Result<()> {
