@@ -54,8 +54,15 @@ const HAND_ABOVE_ROOF_M: f64 = 0.1;
 const CABINET_EXIT_CLEARANCE_M: f64 = 0.1;
 /// Turn a rotate task aims for (the oracle needs 60°).
 const ROTATE_TURN_RAD: f64 = 1.45;
-/// Control steps the gripper is given to close or open at a grasp or release.
-const GRIPPER_DWELL_STEPS: usize = 9;
+/// Control steps the button is held down.
+const PRESS_DWELL_STEPS: usize = 9;
+/// Most control steps spent letting the gripper open or close at a release or a grasp; opening
+/// fully from closed takes 12.
+const GRIPPER_SETTLE_MAX_STEPS: usize = 20;
+/// The gripper counts as open within this of its full width.
+const GRIPPER_OPEN_TOLERANCE_M: f64 = 0.005;
+/// A closing gripper has closed (on a block, or fully) once its width moves less than this in a step.
+const GRIPPER_STILL_M: f64 = 0.0005;
 /// A waypoint not reached in this many steps is skipped (the oracle judges the outcome).
 const WAYPOINT_TIMEOUT_STEPS: usize = 90;
 /// Stage 0 leaves the cabinet or drawer and rises; every later stage plans one attempt from the
@@ -79,13 +86,25 @@ struct Waypoint {
     /// Fraction of the maximum action used: slow near contacts.
     speed: f64,
     tolerance_m: f64,
-    /// Steps to stay once reached (letting the gripper act).
-    dwell_steps: usize,
+    /// What to wait for once reached.
+    hold: Hold,
+}
+
+/// What a reached waypoint waits for before the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Hold {
+    /// Nothing.
+    None,
+    /// This many steps (a button held down).
+    Steps(usize),
+    /// The gripper to finish opening or closing: a pause the cameras and robot_obs cannot show (the
+    /// hand still, the fingers too) would teach a policy to stop where the expert only waited.
+    GripperSettled,
 }
 
 impl Waypoint {
     fn new(position_m: Vector3<f64>, yaw_rad: f64, grip: Grip) -> Self {
-        Self { position_m, yaw_rad, grip, speed: 1.0, tolerance_m: 0.01, dwell_steps: 0 }
+        Self { position_m, yaw_rad, grip, speed: 1.0, tolerance_m: 0.01, hold: Hold::None }
     }
 
     fn slow(mut self) -> Self {
@@ -94,8 +113,15 @@ impl Waypoint {
         self
     }
 
-    fn dwell(mut self) -> Self {
-        self.dwell_steps = GRIPPER_DWELL_STEPS;
+    /// Holds a button down.
+    fn press(mut self) -> Self {
+        self.hold = Hold::Steps(PRESS_DWELL_STEPS);
+        self
+    }
+
+    /// Grasps or releases: waits for the gripper.
+    fn settle_grip(mut self) -> Self {
+        self.hold = Hold::GripperSettled;
         self
     }
 }
@@ -128,6 +154,8 @@ pub struct Expert {
     current: usize,
     steps_at_waypoint: usize,
     dwelled: usize,
+    /// The gripper's width at the previous step, to tell when it stopped closing.
+    last_gripper_width_m: f64,
     /// The last action before noise: the label a demonstration records (DART executes the noisy
     /// action but teaches the clean one).
     clean_action: Action,
@@ -146,6 +174,7 @@ impl Expert {
             current: 0,
             steps_at_waypoint: 0,
             dwelled: 0,
+            last_gripper_width_m: 0.0,
             clean_action: Action::IDLE,
         }
     }
@@ -188,7 +217,7 @@ impl Expert {
         if self.stage > 0
             && let Some(last) = self.waypoints.last().copied()
         {
-            self.waypoints.push(Waypoint { dwell_steps: SETTLE_STEPS, tolerance_m: 0.05, ..last });
+            self.waypoints.push(Waypoint { hold: Hold::Steps(SETTLE_STEPS), tolerance_m: 0.05, ..last });
         }
         self.current = 0;
         self.steps_at_waypoint = 0;
@@ -203,10 +232,24 @@ impl Policy for Expert {
 
     fn act(&mut self, world: &World) -> Action {
         let ee = world.ee_pose();
+        let width_m = world.gripper_width_m();
+        let width_change_m = width_m - std::mem::replace(&mut self.last_gripper_width_m, width_m);
         while let Some(waypoint) = self.waypoints.get(self.current) {
             let reached = (waypoint.position_m - ee.position_m).norm() < waypoint.tolerance_m
                 && wrap_angle(waypoint.yaw_rad - ee.euler_rad.z).abs() < 0.05;
-            if reached && self.dwelled < waypoint.dwell_steps {
+            let waiting = match waypoint.hold {
+                Hold::None => false,
+                Hold::Steps(steps) => self.dwelled < steps,
+                Hold::GripperSettled => {
+                    let settled = match waypoint.grip {
+                        Grip::Open => width_m >= GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M,
+                        // The first step only sends the command; the width answers from the second.
+                        Grip::Closed => self.dwelled >= 2 && width_change_m.abs() < GRIPPER_STILL_M,
+                    };
+                    !settled && self.dwelled < GRIPPER_SETTLE_MAX_STEPS
+                }
+            };
+            if reached && waiting {
                 self.dwelled += 1;
                 break;
             }
@@ -322,9 +365,9 @@ fn exit_and_rise(scene: &Scene, world: &World, grip: Grip, rise_z: f64) -> Vec<W
     let yaw = ee.euler_rad.z;
     let mut p = ee.position_m;
     let mut out = Vec::new();
-    if grip == Grip::Open && world.gripper_width_m() < GRIPPER_MAX_WIDTH_M - 0.005 {
+    if grip == Grip::Open && world.gripper_width_m() < GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M {
         // Let go completely before moving, or the fingers drag what they just released.
-        out.push(Waypoint::new(p, yaw, Grip::Open).dwell());
+        out.push(Waypoint::new(p, yaw, Grip::Open).settle_grip());
     }
     let cabinet = &scene.cabinet;
     let roof_z = cabinet.height_m + 2.0 * cabinet.wall_m;
@@ -383,7 +426,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                 state.blocks[color.index()].pose.translation.z - start.blocks[color.index()].pose.translation.z;
             let down = ee.position_m - Vector3::z() * (raised - 0.01).max(0.0);
             out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Closed).slow());
-            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Open).dwell());
+            out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Open).settle_grip());
         }
         Task::LiftBlock(color, Surface::Drawer) if !clear_of_desk(scene, &state, color) => {
             open_drawer(&mut out, scene, &state);
@@ -397,11 +440,11 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                 let entry = Vector3::new(scene.cabinet.front_x_m - 0.12, c.y, grasp.z);
                 approach(&mut out, entry, yaw, Grip::Open);
                 out.push(Waypoint::new(grasp, yaw, Grip::Open).slow());
-                out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+                out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
                 out.push(Waypoint::new(grasp + Vector3::z() * 0.08, yaw, Grip::Closed).slow());
             } else {
                 approach(&mut out, grasp, yaw, Grip::Open);
-                out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+                out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
                 // A block reaching in under the desk is drawn out from under it before rising.
                 let under_desk =
                     c.x + extent_along(scene, color, &pose, Vector3::x()) + DESK_EDGE_CLEARANCE_M - scene.desk.near_x_m;
@@ -423,12 +466,12 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let yaw = grasp_yaw(scene, color, &pose, -turn / 2.0);
             let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
             approach(&mut out, grasp, yaw, Grip::Open);
-            out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+            out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
             let raised = grasp + Vector3::z() * 0.02;
             out.push(Waypoint::new(raised, yaw, Grip::Closed).slow());
             out.push(Waypoint::new(raised, yaw + turn, Grip::Closed));
             out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Closed).slow());
-            out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Open).dwell());
+            out.push(Waypoint::new(grasp + Vector3::z() * 0.004, yaw + turn, Grip::Open).settle_grip());
             out.push(Waypoint::new(grasp + Vector3::z() * 0.1, yaw + turn, Grip::Open));
         }
         Task::PushBlock(color, side) => {
@@ -472,7 +515,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let fingertip_offset = build::fingertip_below_tcp_m();
             let pressed = top + Vector3::z() * (fingertip_offset - b.travel_m * 0.85);
             approach(&mut out, top + Vector3::z() * 0.03, 0.0, Grip::Closed);
-            out.push(Waypoint::new(pressed, 0.0, Grip::Closed).slow().dwell());
+            out.push(Waypoint::new(pressed, 0.0, Grip::Closed).slow().press());
             out.push(Waypoint::new(top + Vector3::z() * 0.1, 0.0, Grip::Closed));
         }
         Task::TurnOnLightbulb | Task::TurnOffLightbulb => {
@@ -518,7 +561,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                     let entry = Vector3::new(c.front_x_m - 0.12, target.y, target.z + 0.01);
                     approach(&mut out, entry, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Closed).slow());
-                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     let above = Vector3::new(target.x, target.y, c.wall_m + CABINET_EXIT_CLEARANCE_M);
                     out.push(Waypoint::new(above, yaw, Grip::Open));
                     out.push(Waypoint::new(Vector3::new(entry.x, entry.y, above.z), yaw, Grip::Open));
@@ -532,7 +575,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                     );
                     let target = center + tcp_from_block;
                     approach(&mut out, target, yaw, Grip::Closed);
-                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     out.push(Waypoint::new(target + Vector3::z() * 0.15, yaw, Grip::Open));
                 }
                 _ => {
@@ -545,7 +588,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                         Vector3::new(base_pose.translation.x, base_pose.translation.y, base_top + half_z + 0.008);
                     let target = center + tcp_from_block;
                     approach(&mut out, target, yaw, Grip::Closed);
-                    out.push(Waypoint::new(target, yaw, Grip::Open).dwell());
+                    out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     out.push(Waypoint::new(target + Vector3::z() * 0.1, yaw, Grip::Open));
                 }
             }
@@ -559,14 +602,14 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let yaw = grasp_yaw(scene, top, &pose, 0.0);
             let grasp = Vector3::new(c.x, c.y, c.z);
             approach(&mut out, grasp, yaw, Grip::Open);
-            out.push(Waypoint::new(grasp, yaw, Grip::Closed).dwell());
+            out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
             out.push(Waypoint::new(grasp + Vector3::z() * 0.06, yaw, Grip::Closed).slow());
             let spot = free_spot(scene, &state, top);
             let half_z = scene.block(top).half_extents_m[2];
             let down = Vector3::new(spot.x, spot.y, half_z + 0.008);
             out.push(Waypoint::new(down + Vector3::z() * 0.06, yaw, Grip::Closed));
             out.push(Waypoint::new(down, yaw, Grip::Closed).slow());
-            out.push(Waypoint::new(down, yaw, Grip::Open).dwell());
+            out.push(Waypoint::new(down, yaw, Grip::Open).settle_grip());
             out.push(Waypoint::new(down + Vector3::z() * 0.1, yaw, Grip::Open));
         }
         Task::PushIntoDrawer => {
@@ -728,6 +771,35 @@ mod tests {
                 }
                 let action = expert.act(&world);
                 world.step(&action);
+            }
+        }
+    }
+
+    /// A demonstration never stands still for two steps in a row, hand and fingers alike: a pause
+    /// that nothing the policy observes explains cannot be learnt from it.
+    #[test]
+    fn grasps_and_releases_never_stand_still() {
+        let scene = Scene::resolve("d").unwrap();
+        let tasks = [Task::LiftBlock(BlockColor::Red, Surface::Table), Task::RotateBlock(BlockColor::Blue, Side::Left)];
+        for task in tasks {
+            for seed in 0..4 {
+                // Mid-chain: the subtask begins with the release an earlier one left to do.
+                let Ok(mut world) = episode::task_world_mid_chain(&scene, task, seed, 2) else { continue };
+                let mut expert = Expert::new(ExpertSettings::default());
+                let mut attempt = episode::Attempt::begin(&world, &mut expert, task, 360);
+                let (mut still_steps, mut longest, mut succeeded) = (0, 0, false);
+                while !attempt.is_over() && expert.progress().0 <= 1 {
+                    let (ee, width) = (world.ee_pose(), world.gripper_width_m());
+                    succeeded = attempt.step(&mut world, &mut expert).success;
+                    let now = world.ee_pose();
+                    let still = (now.position_m - ee.position_m).norm() < 2e-4
+                        && (now.euler_rad - ee.euler_rad).norm() < 1e-3
+                        && (world.gripper_width_m() - width).abs() < GRIPPER_STILL_M;
+                    still_steps = if still { still_steps + 1 } else { 0 };
+                    longest = longest.max(still_steps);
+                }
+                assert!(succeeded, "{task} seed {seed}: the expert's first attempt succeeds");
+                assert!(longest <= 1, "{task} seed {seed}: {longest} steps in a row without anything moving");
             }
         }
     }
