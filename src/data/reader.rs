@@ -2,9 +2,8 @@
 //! decodes every camera stream once into memory; a [`Sampler`] then draws reproducible training
 //! [`Batch`]es as plain Rust arrays (the training loop turns them into tensors).
 //!
-//! Frames stay compressed in memory ([`Frames`]: about 16 kB for a 128² static frame and 5 kB for
-//! a 64² gripper frame, against 49 and 12 kB as RGB), yet a large collection still does not fit
-//! whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
+//! Frames stay compressed in memory ([`Frames`]: about 16 kB per frame for both cameras, 128²
+//! static and 64² gripper, against 61 kB as RGB), yet a large collection still does not fit whole: [`Dataset::open_selected`] keeps only some scenes and a seeded share of
 //! their episodes (the data-efficiency runs use the same knob), or the images of every n-th frame
 //! only — neighbouring frames show nearly the same picture, so a stride of 2 holds twice the start
 //! layouts in the same memory.
@@ -51,9 +50,9 @@ impl PixelFormat {
 }
 
 /// One camera's frames of one episode: frames 0, `stride`, `2 × stride`, … of the episode, each
-/// compressed on its own with Snappy (a third of RGB's bytes for a decoded 128² camera frame
-/// kept as YUV 4:2:0), so memory holds three times the frames and any one still reads back
-/// in tens of microseconds.
+/// compressed on its own with Snappy (decoded video frames kept as YUV 4:2:0 take about a quarter
+/// of RGB's bytes), so memory holds about three times the frames and any one still reads back in
+/// tens of microseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frames {
     /// Frame width (px).
