@@ -17,6 +17,7 @@ use crate::device_args::DeviceArgs;
 use crate::pretrain_command::pretrain_unless_done;
 use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
 use vlasim::parallel;
+use vlasim::report::backbones::avg_len_ci95;
 use vlasim::sim::scene::Scene;
 use vlasim::train::Compute;
 use vlasim::train::checkpoint::Recipe;
@@ -107,7 +108,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let scene = Scene::resolve("d")?;
     let stop = stop_on_ctrl_c()?;
     let formulation = reference.recipe.formulation.clone();
-    let mut rows = Vec::new();
+    let mut cells = Vec::new();
     for preset in &args.presets {
         ensure!(preset != "film", "the FiLM baseline has no language model to pre-train");
         let model = presets::preset_with(preset, &formulation)?;
@@ -155,8 +156,14 @@ pub fn run(args: StudyArgs) -> Result<()> {
                 };
                 train_unless_done(job, stop)?;
                 let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
-                rows.push((preset.clone(), scale, setting, results.metrics.avg_len));
-                write_report(&args, &rows)?;
+                cells.push(Cell {
+                    preset: preset.clone(),
+                    scale,
+                    setting,
+                    avg_len: results.metrics.avg_len,
+                    ci95: avg_len_ci95(&results),
+                });
+                write_report(&args, &cells)?;
             }
         }
     }
@@ -189,13 +196,24 @@ fn command_line(args: &StudyArgs) -> String {
     )
 }
 
+/// One finished run of the study.
+struct Cell {
+    preset: String,
+    scale: u64,
+    setting: Setting,
+    avg_len: f64,
+    /// Half-width of the Avg. Len.'s 95 % confidence interval.
+    ci95: f64,
+}
+
 /// Avg. Len. per preset and setting (rows) against the pre-training scale (columns).
-fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Result<()> {
+fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
     let steps_note = args.steps.map_or_else(String::new, |steps| format!(" for {steps} steps"));
     let mut text = format!(
         "# Vision-language pre-training and VLA quality (RoboVLMs' Finding 5)\n\n\
          Avg. Len. on {} chains of scene d (CALVIN's protocol) after fine-tuning with the recipe of `{}`{steps_note}, \
-         by VL pre-training scale (corpus samples; {} steps of {} pairs). Settings: seen = the recipe's \
+         by VL pre-training scale (corpus samples; {} steps of {} pairs), ± the half-width of its 95 % \
+         confidence interval. Settings: seen = the recipe's \
          scenes, unseen = scenes a–c only, data10 = a tenth of the demonstrations. Regenerate (finished \
          runs are reused) with:\n\n```sh\n{}\n```\n\n",
         args.chains,
@@ -215,8 +233,8 @@ fn write_report(args: &StudyArgs, rows: &[(String, u64, Setting, f64)]) -> Resul
         for setting in &args.settings {
             write!(text, "| {preset} | {} |", setting.name())?;
             for scale in &args.scales {
-                match rows.iter().find(|r| (&r.0, r.1, r.2) == (preset, *scale, *setting)) {
-                    Some(row) => write!(text, " {:.2} |", row.3)?,
+                match cells.iter().find(|c| (&c.preset, c.scale, c.setting) == (preset, *scale, *setting)) {
+                    Some(cell) => write!(text, " {:.2} ± {:.2} |", cell.avg_len, cell.ci95)?,
                     None => text += " — |",
                 }
             }
