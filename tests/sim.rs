@@ -182,7 +182,11 @@ fn a_mid_chain_start_leaves_the_arm_elsewhere_and_the_task_ready() {
         let same = episode::task_world_mid_chain(&scene, task, seed, 0).unwrap();
         assert_eq!(neutral.robot_obs(), same.robot_obs(), "{task}: no lead-in is the plain start");
         assert_eq!(neutral.scene_obs(), same.scene_obs(), "{task}: no lead-in is the plain start");
-        let mut world = episode::task_world_mid_chain(&scene, task, seed, 4).unwrap();
+        // The expert fails a lead-in now and then (a chain of four tasks ends early a few times in
+        // a hundred) and collection discards those: take the first of three starts it sets up.
+        let mut world = (0..3)
+            .find_map(|retry| episode::task_world_mid_chain(&scene, task, seed + 100 * retry, 4).ok())
+            .unwrap_or_else(|| panic!("the expert failed three lead-ins before {task}"));
         let [x, y, z] = [0, 1, 2].map(|i| world.robot_obs()[i] - neutral.robot_obs()[i]);
         if (x * x + y * y + z * z).sqrt() > 0.05 {
             moved += 1;
