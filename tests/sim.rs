@@ -182,8 +182,8 @@ fn a_mid_chain_start_leaves_the_arm_elsewhere_and_the_task_ready() {
         let same = episode::task_world_mid_chain(&scene, task, seed, 0).unwrap();
         assert_eq!(neutral.robot_obs(), same.robot_obs(), "{task}: no lead-in is the plain start");
         assert_eq!(neutral.scene_obs(), same.scene_obs(), "{task}: no lead-in is the plain start");
-        // The expert fails a lead-in now and then (a chain of four tasks ends early a few times in
-        // a hundred) and collection discards those: take the first of three starts it sets up.
+        // The expert fails a lead-in now and then (four tasks of a chain in a row: about 6 times in
+        // 100, BENCHMARKS.md) and collection discards those: take the first of three starts it sets up.
         let mut world = (0..3)
             .find_map(|retry| episode::task_world_mid_chain(&scene, task, seed + 100 * retry, 4).ok())
             .unwrap_or_else(|| panic!("the expert failed three lead-ins before {task}"));

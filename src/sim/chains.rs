@@ -114,8 +114,8 @@ const DIRECT_START_DRAWS: usize = 256;
 /// Samples a start from which `task` can be attempted: a start state where it applies as it is
 /// whenever one can be drawn, otherwise the shortest setup. A setup task ends where the oracle
 /// first counts it done, a state no evaluation chain begins the task from: after a setup
-/// `close_drawer` the drawer is still 4–8 cm open, so `open_drawer` demonstrations from there
-/// hook a handle 4–8 cm nearer the robot than the closed drawer a chain starts with.
+/// `close_drawer` the drawer is still 2–8 cm open, so `open_drawer` demonstrations from there
+/// hook a handle 2–8 cm nearer the robot than the closed drawer a chain starts with.
 pub fn task_start(task: Task, rng: &mut Rng) -> TaskStart {
     if let Some(initial) =
         (0..DIRECT_START_DRAWS).map(|_| sample_initial(rng)).find(|initial| task.apply(initial).is_some())
