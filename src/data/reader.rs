@@ -26,6 +26,7 @@ use super::lerobot::{
     video_path,
 };
 use super::table;
+use crate::parallel;
 use crate::sim::rng::Rng;
 use crate::video::mp4_read;
 
@@ -352,12 +353,20 @@ fn read_selected(
     let cameras = if selection.gripper_camera { CAMERA_KEYS.len() } else { 1 };
     for (camera, key) in CAMERA_KEYS.iter().enumerate().take(cameras) {
         let froms = meta.float64(&format!("videos/{key}/from_timestamp")).map_err(in_episodes)?;
-        for &(chunk, file) in &files {
+        // Decoding is most of loading's time and each video file holds its own episodes, so the
+        // files decode in parallel.
+        let decoded = parallel::map(files.len(), |f| {
+            let (chunk, file) = files[f];
             let path = root.join(video_path(key, chunk, file));
             let members: Vec<usize> = (0..episodes.len())
                 .filter(|&e| (data_chunks[e] as usize, data_files[e] as usize) == (chunk, file))
                 .collect();
-            read_video_file(&path, &members, &keep, froms, camera, selection.frame_stride, &mut episodes)?;
+            read_video_file(&path, &members, &keep, froms, selection.frame_stride, &episodes)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        for (e, frames) in decoded.into_iter().flatten() {
+            *(if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames }) = frames;
         }
     }
     let count = episodes.len();
@@ -391,16 +400,15 @@ fn read_data_file(path: &Path, episodes: &mut [EpisodeData]) -> Result<()> {
     Ok(())
 }
 
-/// Decodes one video file and hands its frames to the kept episodes stored in it.
+/// Decodes one video file: the frames of each kept episode stored in it, by episode index.
 fn read_video_file(
     path: &Path,
     members: &[usize],
     keep: &[bool],
     from_timestamps: &[f64],
-    camera: usize,
     stride: usize,
-    episodes: &mut [EpisodeData],
-) -> Result<()> {
+    episodes: &[EpisodeData],
+) -> Result<Vec<(usize, Frames)>> {
     let video = mp4_read::read_mp4(path)?;
     let expected: usize = members.iter().map(|&e| episodes[e].len()).sum();
     ensure!(
@@ -409,28 +417,27 @@ fn read_video_file(
         path.display(),
         video.samples.len()
     );
-    let mut starts = Vec::with_capacity(members.len());
-    for &e in members {
-        let start = (from_timestamps[e] * f64::from(FPS)).round() as usize;
-        starts.push((start, start + episodes[e].len(), e));
-    }
     let (width, height) = (usize::from(video.width), usize::from(video.height));
-    for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
-        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        *frames = Frames::empty(width, height, stride, PixelFormat::Yuv420);
-    }
+    // (first frame, end, episode, its frames) for every episode stored here, kept or not.
+    let mut spans: Vec<(usize, usize, usize, Frames)> = members
+        .iter()
+        .map(|&e| {
+            let start = (from_timestamps[e] * f64::from(FPS)).round() as usize;
+            (start, start + episodes[e].len(), e, Frames::empty(width, height, stride, PixelFormat::Yuv420))
+        })
+        .collect();
     let mut frame = 0;
     mp4_read::decode_each_yuv420(&video, |yuv, decoded_width, decoded_height| {
-        let Some(&(start, _, e)) = starts.iter().find(|(start, end, _)| (*start..*end).contains(&frame)) else {
+        let Some((start, _, e, frames)) = spans.iter_mut().find(|(start, end, ..)| (*start..*end).contains(&frame))
+        else {
             bail!("frame {frame} belongs to no episode (check from_timestamp in {EPISODES_PATH})");
         };
         ensure!(
             (decoded_width, decoded_height) == (width, height),
             "frame {frame} is {decoded_width}×{decoded_height}, the video {width}×{height}"
         );
-        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        let index = frame - start;
-        if keep[e] && frames.has(index) {
+        let index = frame - *start;
+        if keep[*e] && frames.has(index) {
             ensure!(frames.kept() == index / stride, "episodes overlap at frame {frame}");
             frames.push(yuv);
         }
@@ -438,10 +445,13 @@ fn read_video_file(
         Ok(())
     })
     .with_context(|| format!("cannot decode {}", path.display()))?;
-    for &(_, _, e) in starts.iter().filter(|&&(_, _, e)| keep[e]) {
-        let frames = if camera == 0 { &mut episodes[e].static_frames } else { &mut episodes[e].gripper_frames };
-        frames.compressed.shrink_to_fit();
-        frames.ends.shrink_to_fit();
-    }
-    Ok(())
+    Ok(spans
+        .into_iter()
+        .filter(|&(_, _, e, _)| keep[e])
+        .map(|(_, _, e, mut frames)| {
+            frames.compressed.shrink_to_fit();
+            frames.ends.shrink_to_fit();
+            (e, frames)
+        })
+        .collect())
 }
