@@ -121,6 +121,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         scene,
         seed: EVAL_SEED,
         total_chains: chain_count,
+        expert_leads: 0,
         shard: Shard::WHOLE,
         threads: parallel::available_threads(),
     };

@@ -161,6 +161,7 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device
         && saved.scene == scene.name
         && saved.seed == EVAL_SEED
         && saved.total_chains == chains
+        && saved.expert_leads == 0
         && saved.chains.len() as u64 == chains
     {
         println!("{}: reusing {}", dir.display(), path.display());
@@ -171,6 +172,7 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device
         scene: scene.clone(),
         seed: EVAL_SEED,
         total_chains: chains,
+        expert_leads: 0,
         shard: Shard::WHOLE,
         threads,
     };

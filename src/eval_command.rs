@@ -46,6 +46,11 @@ struct RunArgs {
     /// Seed the chains are drawn with.
     #[arg(long, default_value_t = EVAL_SEED)]
     seed: u64,
+    /// The scripted expert does each chain's first N subtasks, the policy the rest: with 1, the
+    /// policy starts mid-chain from the expert's ends of subtasks instead of its own (SR@1..N then
+    /// count the expert's subtasks).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    expert_leads: usize,
     /// Evaluate only slice K of N equal slices of the chains (0-based), e.g. `--shard 3/8`.
     #[arg(long, default_value = "0/1", value_name = "K/N")]
     shard: Shard,
@@ -96,6 +101,7 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         scene: Scene::resolve(&args.scene)?,
         seed: args.seed,
         total_chains: args.chains,
+        expert_leads: args.expert_leads,
         shard: args.shard,
         threads: args.threads.unwrap_or_else(parallel::available_threads),
     };
@@ -113,6 +119,9 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         results.wall_time_s,
         results.threads
     );
+    if results.expert_leads > 0 {
+        println!("the scripted expert did the first {} subtask(s) of every chain", results.expert_leads);
+    }
     print!("{}", results.metrics.summary());
     println!("wrote {}", args.out.display());
     Ok(())

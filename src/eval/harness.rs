@@ -16,7 +16,7 @@ use crate::parallel;
 use crate::sim::arm::Action;
 use crate::sim::chains;
 use crate::sim::episode;
-use crate::sim::expert::Policy;
+use crate::sim::expert::{Expert, ExpertSettings, Policy};
 use crate::sim::scene::Scene;
 use crate::sim::tasks::Task;
 use crate::sim::world::World;
@@ -52,6 +52,31 @@ impl Policy for HeldOutPhrasings {
     }
 }
 
+/// One chain's policy: the expert for the first `leads` subtasks, then `policy`.
+struct ExpertLeads<'a> {
+    expert: Expert,
+    leads: usize,
+    begun: usize,
+    policy: &'a mut dyn Policy,
+}
+
+impl ExpertLeads<'_> {
+    fn acting(&mut self) -> &mut dyn Policy {
+        if self.begun <= self.leads { &mut self.expert } else { self.policy }
+    }
+}
+
+impl Policy for ExpertLeads<'_> {
+    fn begin(&mut self, task: Task, world: &World) {
+        self.begun += 1;
+        self.acting().begin(task, world);
+    }
+
+    fn act(&mut self, world: &World) -> Action {
+        self.acting().act(world)
+    }
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalSettings {
@@ -63,6 +88,11 @@ pub struct EvalSettings {
     pub seed: u64,
     /// Chains in the whole evaluation.
     pub total_chains: u64,
+    /// The scripted expert does this many leading subtasks of every chain, the policy the rest.
+    /// With 1, the policy starts every chain's second subtask from a state the expert left, as
+    /// the demonstrations' mid-chain starts do; against a plain evaluation (0), that separates what
+    /// the policy's own ends of subtasks cost from what a mid-chain start costs as such.
+    pub expert_leads: usize,
     /// The slice of them this run covers.
     pub shard: Shard,
     /// Worker threads, each with its own policy and world.
@@ -81,7 +111,8 @@ pub fn evaluate(
     let threads = settings.threads.clamp(1, (indices.end - indices.start).max(1) as usize);
     let policies = (0..threads).map(|_| make_policy()).collect::<Result<Vec<_>>>()?;
     let records = parallel::map_with(policies, (indices.end - indices.start) as usize, |policy, offset| {
-        let record = run_chain(&settings.scene, settings.seed, indices.start + offset as u64, policy.as_mut());
+        let index = indices.start + offset as u64;
+        let record = run_chain(&settings.scene, settings.seed, index, settings.expert_leads, policy.as_mut());
         if let Ok(record) = &record {
             on_chain(record);
         }
@@ -93,6 +124,7 @@ pub fn evaluate(
         scene: settings.scene.name.clone(),
         seed: settings.seed,
         total_chains: settings.total_chains,
+        expert_leads: settings.expert_leads,
         shards: vec![settings.shard],
         metrics: Metrics::of(&chains),
         wall_time_s: begin.elapsed().as_secs_f64(),
@@ -101,12 +133,20 @@ pub fn evaluate(
     })
 }
 
-/// Chain `index` of `seed`, from its own start state.
-pub fn run_chain(scene: &Scene, seed: u64, index: u64, policy: &mut dyn Policy) -> Result<ChainRecord> {
+/// Chain `index` of `seed`, from its own start state, its first `expert_leads` subtasks done by
+/// the scripted expert.
+pub fn run_chain(
+    scene: &Scene,
+    seed: u64,
+    index: u64,
+    expert_leads: usize,
+    policy: &mut dyn Policy,
+) -> Result<ChainRecord> {
     let chain = chains::chain(seed, index);
     let mut world = episode::chain_world(scene, &chain, index)
         .with_context(|| format!("chain {index}: no start state in scene {}", scene.name))?;
-    let outcomes = episode::run_chain(&mut world, &chain, policy, &mut episode::no_observer);
+    let mut led = ExpertLeads { expert: Expert::new(ExpertSettings::default()), leads: expert_leads, begun: 0, policy };
+    let outcomes = episode::run_chain(&mut world, &chain, &mut led, &mut episode::no_observer);
     Ok(ChainRecord {
         index,
         tasks: chain.tasks.iter().map(|t| t.name()).collect(),
@@ -120,7 +160,6 @@ pub fn run_chain(scene: &Scene, seed: u64, index: u64, policy: &mut dyn Policy) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::expert::{Expert, ExpertSettings};
 
     /// Uniform random arm actions and a random gripper command every step.
     struct RandomPolicy(crate::sim::rng::Rng);
@@ -144,6 +183,7 @@ mod tests {
             scene: Scene::resolve("d").unwrap(),
             seed: chains::EVAL_SEED,
             total_chains,
+            expert_leads: 0,
             shard: Shard::WHOLE,
             threads: 2,
         }
@@ -160,6 +200,21 @@ mod tests {
             results.metrics
         );
         assert_eq!(results.metrics.success_rates[1], 0.0, "never two tasks in a row");
+    }
+
+    #[test]
+    fn an_expert_lead_does_the_first_subtask_and_the_policy_the_rest() {
+        let settings = EvalSettings { expert_leads: 1, ..settings("random", 6) };
+        let random = || Ok(Box::new(RandomPolicy(crate::sim::rng::Rng::new(5))) as WorkerPolicy);
+        let results = evaluate(&settings, &random, &|_| {}).unwrap();
+        assert_eq!(results.expert_leads, 1);
+        assert!(results.metrics.success_rates[0] >= 5.0 / 6.0, "the expert's first subtasks: {:?}", results.metrics);
+        // The expert alone would do most second subtasks too; random actions do one by chance.
+        assert!(
+            results.metrics.success_rates[1] <= 1.0 / 6.0,
+            "random actions after the expert: {:?}",
+            results.metrics
+        );
     }
 
     #[test]

@@ -154,6 +154,10 @@ pub struct EvalResults {
     pub seed: u64,
     /// Chains in the whole evaluation (all shards).
     pub total_chains: u64,
+    /// Leading subtasks of every chain the scripted expert did instead of the policy (see
+    /// [`EvalSettings::expert_leads`](super::EvalSettings::expert_leads)); 0 in a plain evaluation.
+    #[serde(default)]
+    pub expert_leads: usize,
     /// The shards these records come from (one for a single run; all of them after a merge).
     pub shards: Vec<Shard>,
     /// Metrics over `chains`.
@@ -219,6 +223,7 @@ impl EvalResults {
             check("scene", part.scene.clone(), first.scene.clone())?;
             check("seed", part.seed.to_string(), first.seed.to_string())?;
             check("total_chains", part.total_chains.to_string(), first.total_chains.to_string())?;
+            check("expert_leads", part.expert_leads.to_string(), first.expert_leads.to_string())?;
         }
         let mut chains: Vec<ChainRecord> = parts.iter().flat_map(|(_, p)| p.chains.iter().cloned()).collect();
         chains.sort_by_key(|c| c.index);
@@ -249,6 +254,7 @@ impl EvalResults {
             scene: first.scene.clone(),
             seed: first.seed,
             total_chains: first.total_chains,
+            expert_leads: first.expert_leads,
             shards,
             metrics: Metrics::of(&chains),
             wall_time_s: parts.iter().map(|(_, p)| p.wall_time_s).sum(),
@@ -281,6 +287,7 @@ mod tests {
             scene: "d".into(),
             seed: 1000,
             total_chains,
+            expert_leads: 0,
             shards: vec![shard],
             metrics: Metrics::of(&records),
             wall_time_s: 1.0,

@@ -94,6 +94,7 @@ mod tests {
             scene: "d".into(),
             seed: 1000,
             total_chains: chains.len() as u64,
+            expert_leads: 0,
             shards: vec![Shard::WHOLE],
             metrics: Metrics::of(&chains),
             wall_time_s: 1.0,

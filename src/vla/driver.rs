@@ -230,6 +230,7 @@ mod tests {
             scene: Scene::resolve("d").unwrap(),
             seed: EVAL_SEED,
             total_chains: 1,
+            expert_leads: 0,
             shard: Shard::WHOLE,
             threads: 1,
         };
