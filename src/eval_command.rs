@@ -34,9 +34,10 @@ enum EvalCommand {
 #[derive(Args)]
 struct RunArgs {
     /// The policy: a model folder (config.json, model.safetensors, tokenizer.json), or `expert`
-    /// (the scripted expert, the privileged upper bound).
+    /// (the scripted expert, the privileged upper bound). Required; optional to clap only because
+    /// a required flattened argument would be demanded of `vlasim eval merge` too.
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Chains in the whole evaluation.
     #[arg(long, default_value_t = 1000)]
     chains: u64,
@@ -86,10 +87,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn run_evaluation(args: RunArgs) -> Result<()> {
-    let make_policy: Box<dyn Fn() -> Result<WorkerPolicy>> = if args.model == "expert" {
+    let Some(model) = args.model else {
+        bail!("--model is required: a model folder, or `expert`");
+    };
+    let make_policy: Box<dyn Fn() -> Result<WorkerPolicy>> = if model == "expert" {
         Box::new(|| Ok(Box::new(Expert::new(ExpertSettings::default())) as WorkerPolicy))
     } else {
-        let dir = PathBuf::from(&args.model);
+        let dir = PathBuf::from(&model);
         if !dir.is_dir() {
             bail!("--model {}: not a model folder, nor `expert`", dir.display());
         }
@@ -97,7 +101,7 @@ fn run_evaluation(args: RunArgs) -> Result<()> {
         Box::new(move || Ok(Box::new(HeldOutPhrasings::load(&dir, &device)?) as WorkerPolicy))
     };
     let settings = EvalSettings {
-        model: args.model.clone(),
+        model,
         scene: Scene::resolve(&args.scene)?,
         seed: args.seed,
         total_chains: args.chains,
@@ -160,4 +164,28 @@ fn run_merge(args: MergeArgs) -> Result<()> {
     print!("{}", merged.metrics.summary());
     println!("merged {} files into {}", parts.len(), args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        eval: EvalArgs,
+    }
+
+    #[test]
+    fn merge_needs_no_model_and_an_evaluation_does() {
+        let cli = Cli::try_parse_from(["eval", "merge", "a.json", "b.json", "--out", "all.json"]).unwrap();
+        assert!(matches!(cli.eval.command, Some(EvalCommand::Merge(ref merge)) if merge.files.len() == 2));
+        let evaluation = Cli::try_parse_from(["eval", "--model", "expert"]).unwrap();
+        assert_eq!(evaluation.eval.run.model.as_deref(), Some("expert"));
+        let unnamed = Cli::try_parse_from(["eval", "--chains", "10"]).unwrap();
+        let error = run(unnamed.eval).unwrap_err().to_string();
+        assert!(error.contains("--model is required"), "{error}");
+    }
 }
