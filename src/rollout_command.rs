@@ -1,7 +1,8 @@
 //! `vlasim rollout`: a model folder acts on one free-form instruction from a start state, headless
 //! — the scriptable twin of typing a command in the GUI. Every step prints which tasks the oracle
 //! sees achieved since the start; at the end, every task it saw completed. `--model expert` runs the
-//! scripted expert on the task the words name instead, as a reference.
+//! scripted expert on the task the words name instead, as a reference; `--expert-first` has the
+//! expert do other tasks before, so the model starts mid-chain.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,11 @@ pub struct RolloutArgs {
     /// Start state: evaluation chain SEED's, as in the GUI.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A task the scripted expert does before the model acts, in any words that name one (repeat
+    /// for several, done in turn): the model then starts where an evaluation chain's later
+    /// subtask starts, from the state the expert left.
+    #[arg(long = "expert-first", value_name = "WORDS")]
+    expert_first: Vec<String>,
     /// Control steps at most; when the instruction names a task, the run also ends once it is done.
     #[arg(long, default_value_t = MAX_STEPS_PER_SUBTASK)]
     steps: usize,
@@ -59,10 +65,12 @@ struct RolloutReport {
     instruction: String,
     /// The task the words name, when the language layer finds one.
     task: Option<String>,
-    /// Whether that task can start from the start state (CALVIN's preconditions, as the GUI and the
+    /// Whether that task can start from the state the model starts in (CALVIN's preconditions, as the GUI and the
     /// evaluation chains apply them); absent without a task.
     task_can_start: Option<bool>,
     unknown_words: Vec<String>,
+    /// The tasks the expert did before (`--expert-first`), in order.
+    expert_first: Vec<String>,
     /// Every step, in order.
     steps: Vec<StepReport>,
     /// Every task seen achieved at some step, in the order first seen.
@@ -111,10 +119,15 @@ pub fn run(args: RolloutArgs) -> Result<()> {
 
     let chain = chains::chain(EVAL_SEED, args.seed);
     let mut world = episode::chain_world(&scene, &chain, args.seed)?;
+    let expert_first = args
+        .expert_first
+        .iter()
+        .map(|words| expert_does(&mut world, words, args.json))
+        .collect::<Result<Vec<Task>>>()?;
     let start = world.state();
     let task_can_start = task.map(|task| task.apply(&oracle::perceive(&scene, &start)).is_some());
     if let (Actor::Expert(..), Some(task), Some(false)) = (&actor, task, task_can_start) {
-        bail!("the expert cannot start {task} from this start state (the GUI would refuse it too)");
+        bail!("the expert cannot start {task} from this state (the GUI would refuse it too)");
     }
     actor.begin(&args.instruction, &world)?;
     let mut video = match &args.out {
@@ -140,6 +153,7 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         task: task.map(|t| t.name()),
         task_can_start,
         unknown_words: understanding.unknown_words.clone(),
+        expert_first: expert_first.iter().map(|t| t.name()).collect(),
         steps: Vec::new(),
         completed: Vec::new(),
     };
@@ -183,6 +197,27 @@ pub fn run(args: RolloutArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The scripted expert does the task `words` name from the current state of `world`; an error when
+/// the words name none, the task cannot start there, or the expert fails it.
+fn expert_does(world: &mut World, words: &str, quiet: bool) -> Result<Task> {
+    let understanding = lang::understand(words);
+    let Some(task) = understanding.task.filter(|_| understanding.problem.is_none()) else {
+        bail!("--expert-first \"{words}\" names no single task, e.g. --expert-first \"open the drawer\"");
+    };
+    if task.apply(&oracle::perceive(world.scene(), &world.state())).is_none() {
+        bail!("--expert-first \"{words}\": {task} cannot start from this state");
+    }
+    let mut expert = Expert::new(ExpertSettings::default());
+    let outcome = episode::run_subtask(world, &mut expert, task, MAX_STEPS_PER_SUBTASK, &mut episode::no_observer);
+    if !outcome.success {
+        bail!("--expert-first \"{words}\": the expert failed {task} within {MAX_STEPS_PER_SUBTASK} steps");
+    }
+    if !quiet {
+        println!("expert: {task} done in {} steps", outcome.steps);
+    }
+    Ok(task)
 }
 
 /// Who acts: a model on the words, or the scripted expert on the task they name.

@@ -224,6 +224,26 @@ fn the_expert_rolls_out_the_task_the_words_name_and_refuses_what_it_cannot_start
 }
 
 #[test]
+fn expert_first_hands_over_mid_chain_where_the_expert_left_the_arm() {
+    let push = ["--expert-first", "push the blue block to the left", "--seed", "1", "--json"];
+    let output = rollout_with("expert", &[&push[..], &["--instruction", "rotate the blue block to the left"]].concat());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    assert_eq!(report["expert_first"], serde_json::json!(["push_blue_block_left"]), "{report}");
+    assert_eq!(report["completed"], serde_json::json!(["rotate_blue_block_left"]), "the push came before the start");
+    // The push ends with the closed fingertips at the block, far below where chains start the arm.
+    let first_z = report["steps"][0]["robot_obs"][2].as_f64().unwrap();
+    assert!(first_z < 0.05, "the rotation starts where the push left the arm, not at the neutral pose: z {first_z}");
+
+    let refused = rollout_with("expert", &["--expert-first", "close the drawer", "--instruction", "open the drawer"]);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("close_drawer cannot start"), "the drawer starts closed at seed 0: {message}");
+    let after = rollout_with("expert", &["--expert-first", "open the drawer", "--instruction", "open the drawer"]);
+    assert!(String::from_utf8_lossy(&after.stderr).contains("cannot start open_drawer"), "the drawer is open now");
+    let wordless = rollout_with("expert", &["--expert-first", "dance", "--instruction", "open the drawer"]);
+    assert!(String::from_utf8_lossy(&wordless.stderr).contains("--expert-first \"dance\" names no single task"));
+}
+
+#[test]
 fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
     let path = scratch_dir("rollout").join("rollout.mp4");
     let args = ["--instruction", "pull the handle to open the drawer", "--seed", "0", "--steps", "90", "--json"];
