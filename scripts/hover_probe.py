@@ -42,7 +42,10 @@ def main():
         command = [args.vlasim, "rollout", "--model", args.model, "--seed", str(chain["index"]),
                    "--expert-first", first.replace("_", " "), "--instruction", phrasing[second], "--json"]
         env = dict(os.environ, RAYON_NUM_THREADS="1")
-        run = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
+        finished = subprocess.run(command, capture_output=True, text=True, env=env)
+        if finished.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{finished.stderr}")
+        run = json.loads(finished.stdout)
         heights = [step["robot_obs"][2] for step in run["steps"]]
         done = second in run["completed"]
         rise = max(heights[:60])
