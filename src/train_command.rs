@@ -57,8 +57,9 @@ pub struct TrainArgs {
     /// runs, and to fit a large collection in memory (frames take about 16 kB each, compressed).
     #[arg(long, default_value_t = 1.0)]
     data_share: f64,
-    /// Keep the camera images of every n-th frame only (one-step models): neighbouring frames look
-    /// alike, so a stride of 2 fits twice the episodes, and their start layouts, in memory.
+    /// Keep the camera images of every n-th frame only: neighbouring frames look alike, so a stride
+    /// of 2 fits twice the episodes, and their start layouts, in memory. A history model's window
+    /// then holds frames n steps apart, in training and when it acts.
     #[arg(long, default_value_t = 1)]
     frame_stride: usize,
     /// Weight of an auxiliary loss: predicting the scene's privileged state (articulations, lights,

@@ -175,8 +175,19 @@ fn a_collected_dataset_reads_back_as_simulated() {
         let bytes = strided.episodes[e].static_frames.frame_bytes();
         assert_eq!(&batch.static_images[sample * bytes..][..bytes], selected.episodes[e].static_frames.frame(last));
     }
-    let error = Sampler::new(&strided, &episodes, settings, 4).expect_err("a history needs every frame").to_string();
+    let error = Sampler::new(&strided, &episodes, settings, 4).expect_err("consecutive frames are missing").to_string();
     assert!(error.contains("one frame in 2"), "{error}");
+    // A history whose frames are the stride apart has every image it needs.
+    let spaced = BatchSettings { history: 3, history_spacing: 2, ..one_frame };
+    let batch = Sampler::new(&strided, &episodes, spaced, 4).expect("windows of kept frames").next_batch();
+    for (sample, &(e, last)) in batch.origins.iter().enumerate() {
+        let bytes = strided.episodes[e].static_frames.frame_bytes();
+        for h in 0..3 {
+            let t = last.saturating_sub((2 - h) * 2);
+            let image = &batch.static_images[(sample * 3 + h) * bytes..][..bytes];
+            assert_eq!(image, selected.episodes[e].static_frames.frame(t), "window ending at {last}, frame {h}");
+        }
+    }
 
     // Two datasets read as one: the second's episodes follow the first's, numbered on from them.
     let twice = Dataset::open_all(&[dir.clone(), dir.clone()], &half).expect("two datasets as one");

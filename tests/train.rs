@@ -113,6 +113,7 @@ fn arm_actions(model: &Vla, data: &Path, tokenizer: &Tokenizer) -> Vec<f32> {
     let settings = BatchSettings {
         batch_size: 3,
         history: 2,
+        history_spacing: 1,
         chunk: 2,
         static_shift_px: 0,
         gripper_shift_px: 0,
@@ -166,6 +167,24 @@ fn loss_falls_and_the_checkpoint_folder_loads_back() {
     assert_eq!(started, Some((count, count)));
     let record = checkpoint::read_record(&refined).unwrap();
     assert_eq!(record.recipe.init.as_deref(), Some(out.as_path()), "training.json names where it started");
+}
+
+#[test]
+fn a_history_over_every_other_frame_is_spaced_two_steps_apart_in_the_model() {
+    let out = out_dir("train-spaced");
+    let trained = run(&job(&out, Recipe { frame_stride: 2, ..recipe(4) }, 1, false), None).expect("train");
+    assert_eq!(trained.model.config().formulation.history_spacing, 2);
+    let loaded = Vla::load(&out, &Device::Cpu).expect("the checkpoint loads");
+    assert_eq!(loaded.config().formulation.history_spacing, 2, "config.json keeps the spacing the policy acts with");
+
+    let mut misspaced = tiny_model();
+    misspaced.formulation.history_spacing = 3;
+    let job = TrainJob {
+        model: misspaced,
+        ..job(&out_dir("train-misspaced"), Recipe { frame_stride: 2, ..recipe(4) }, 1, false)
+    };
+    let error = run(&job, None).expect_err("a spacing other than the stride").to_string();
+    assert!(error.contains("spaces its history 3 steps apart"), "{error}");
 }
 
 #[test]

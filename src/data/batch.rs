@@ -3,9 +3,10 @@
 //! from a seed, as flat arrays ready to become tensors.
 //!
 //! Every frame of an episode whose images were kept ([`super::reader::Selection::frame_stride`])
-//! ends one window. A window ending before frame `history - 1` is padded by repeating the
-//! episode's first frame, as [`crate::vla::VlaPolicy`] does at the start of an episode, so the
-//! first steps of a rollout are states the model was trained on.
+//! ends one window, of `history` frames `history_spacing` steps apart. A window reaching back
+//! before the episode's start is padded by repeating its first frame, as
+//! [`crate::vla::VlaPolicy`] does at the start of an episode, so the first steps of a rollout are
+//! states the model was trained on.
 
 use anyhow::{Result, ensure};
 
@@ -20,6 +21,9 @@ pub struct BatchSettings {
     pub batch_size: usize,
     /// Frames per sample window (RoboVLMs: 8).
     pub history: usize,
+    /// Steps from one frame of a window to the next (1: consecutive frames); a multiple of the
+    /// dataset's frame stride, so that every frame of a window has its images.
+    pub history_spacing: usize,
     /// Future actions per frame (RoboVLMs: 10).
     pub chunk: usize,
     /// Random-shift padding of the static camera (px; RoboVLMs: 10; 0 = no augmentation).
@@ -34,7 +38,15 @@ pub struct BatchSettings {
 
 impl Default for BatchSettings {
     fn default() -> Self {
-        Self { batch_size: 32, history: 8, chunk: 10, static_shift_px: 10, gripper_shift_px: 4, word_dropout: 0.0 }
+        Self {
+            batch_size: 32,
+            history: 8,
+            history_spacing: 1,
+            chunk: 10,
+            static_shift_px: 10,
+            gripper_shift_px: 4,
+            word_dropout: 0.0,
+        }
     }
 }
 
@@ -93,13 +105,12 @@ impl<'a> Sampler<'a> {
         for &e in episodes {
             ensure!(e < dataset.episodes.len(), "episode {e} is not in the dataset");
             let images = &dataset.episodes[e].static_frames;
-            // A window is consecutive frames; with images of every n-th frame only, a window of
-            // one frame is all that exists.
             ensure!(
-                images.stride == 1 || settings.history == 1,
-                "the dataset keeps the images of one frame in {}: a history of {} frames cannot be drawn",
+                settings.history == 1 || settings.history_spacing.is_multiple_of(images.stride),
+                "the dataset keeps the images of one frame in {}: a history of {} frames {} steps apart cannot be drawn",
                 images.stride,
-                settings.history
+                settings.history,
+                settings.history_spacing
             );
             windows.extend((0..dataset.episodes[e].len()).filter(|&t| images.has(t)).map(|t| (e, t)));
         }
@@ -150,7 +161,7 @@ impl<'a> Sampler<'a> {
 
     /// Fills `batch` with the next samples, reusing its buffers.
     pub fn fill(&mut self, batch: &mut Batch) {
-        let BatchSettings { batch_size, history, chunk, .. } = self.settings;
+        let BatchSettings { batch_size, history, history_spacing, chunk, .. } = self.settings;
         let first = &self.dataset.episodes[self.windows[0].0];
         let size = |f: &Frames| (f.width, f.height);
         batch.size = batch_size;
@@ -175,7 +186,7 @@ impl<'a> Sampler<'a> {
             let length = episode.len();
             for h in 0..history {
                 // Frames before the episode's start repeat its first frame.
-                let t = (last + 1 + h).saturating_sub(history);
+                let t = last.saturating_sub((history - 1 - h) * history_spacing);
                 let slot = sample * history + h;
                 shifted_copy(
                     &episode.static_frames,
@@ -311,31 +322,37 @@ mod tests {
     }
 
     #[test]
-    fn windows_at_the_episode_start_repeat_the_first_frame() {
+    fn windows_are_spaced_and_at_the_episode_start_repeat_the_first_frame() {
         let length = 5;
         let dataset = Dataset { roots: vec!["numbered".into()], episodes: vec![numbered_episode(length)] };
-        let settings = BatchSettings {
-            batch_size: length,
-            history: 3,
-            chunk: 2,
-            static_shift_px: 0,
-            gripper_shift_px: 0,
-            word_dropout: 0.0,
-        };
-        let mut sampler = Sampler::new(&dataset, &[0], settings, 1).unwrap();
-        assert_eq!(sampler.windows(), length, "every frame ends a window");
-        let batch = sampler.next_batch();
-        let mut lasts: Vec<usize> = batch.origins.iter().map(|&(_, last)| last).collect();
-        lasts.sort_unstable();
-        assert_eq!(lasts, (0..length).collect::<Vec<_>>(), "one epoch holds each window once");
-        for (sample, &(_, last)) in batch.origins.iter().enumerate() {
-            let frame_of = |h: usize| batch.robot_obs[(sample * 3 + h) * ROBOT_OBS_DIM] as usize;
-            let expected: Vec<usize> = (0..3).map(|h| (last + 1 + h).saturating_sub(3)).collect();
-            assert_eq!((0..3).map(frame_of).collect::<Vec<_>>(), expected, "window ending at {last}");
-            let first_pixel = batch.static_images[(sample * 3) * 4 * 4 * 3];
-            assert_eq!(usize::from(first_pixel), expected[0], "images follow the same frames");
-            let scene_frame_of = |h: usize| batch.scene_obs[(sample * 3 + h) * SCENE_OBS_DIM] as usize;
-            assert_eq!((0..3).map(scene_frame_of).collect::<Vec<_>>(), expected, "so does the scene state");
+        for (spacing, last_windows) in [(1, [[2, 3, 4], [1, 2, 3]]), (2, [[0, 2, 4], [0, 1, 3]])] {
+            let settings = BatchSettings {
+                batch_size: length,
+                history: 3,
+                history_spacing: spacing,
+                chunk: 2,
+                static_shift_px: 0,
+                gripper_shift_px: 0,
+                word_dropout: 0.0,
+            };
+            let mut sampler = Sampler::new(&dataset, &[0], settings, 1).unwrap();
+            assert_eq!(sampler.windows(), length, "every frame ends a window");
+            let batch = sampler.next_batch();
+            let mut lasts: Vec<usize> = batch.origins.iter().map(|&(_, last)| last).collect();
+            lasts.sort_unstable();
+            assert_eq!(lasts, (0..length).collect::<Vec<_>>(), "one epoch holds each window once");
+            for (sample, &(_, last)) in batch.origins.iter().enumerate() {
+                let frame_of = |h: usize| batch.robot_obs[(sample * 3 + h) * ROBOT_OBS_DIM] as usize;
+                let expected: Vec<usize> = (0..3).map(|h| last.saturating_sub((2 - h) * spacing)).collect();
+                assert_eq!((0..3).map(frame_of).collect::<Vec<_>>(), expected, "window ending at {last}");
+                if last >= 3 {
+                    assert_eq!(expected, last_windows[4 - last], "spacing {spacing}");
+                }
+                let first_pixel = batch.static_images[(sample * 3) * 4 * 4 * 3];
+                assert_eq!(usize::from(first_pixel), expected[0], "images follow the same frames");
+                let scene_frame_of = |h: usize| batch.scene_obs[(sample * 3 + h) * SCENE_OBS_DIM] as usize;
+                assert_eq!((0..3).map(scene_frame_of).collect::<Vec<_>>(), expected, "so does the scene state");
+            }
         }
     }
 
@@ -346,6 +363,7 @@ mod tests {
         let settings = BatchSettings {
             batch_size: 3,
             history: 2,
+            history_spacing: 1,
             chunk: 2,
             static_shift_px: 1,
             gripper_shift_px: 1,

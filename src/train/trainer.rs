@@ -139,7 +139,19 @@ pub fn train(
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
     ensure!((0.0..1.0).contains(&recipe.word_dropout), "the word dropout must be in [0, 1)");
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
-    let model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
+    let mut model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
+    // A history window is drawn from the frames whose images are kept, so its frames are the
+    // stride apart, and the policy spaces them so when it acts.
+    let formulation = &mut model_config.formulation;
+    if formulation.history_window > 1 {
+        ensure!(
+            formulation.history_spacing == 1 || formulation.history_spacing == recipe.frame_stride,
+            "the model spaces its history {} steps apart; the frame stride {} decides that in training",
+            formulation.history_spacing,
+            recipe.frame_stride
+        );
+        formulation.history_spacing = recipe.frame_stride;
+    }
     if let Err(reason) = model_config.validate() {
         bail!("the recipe does not fit the model: {reason}");
     }
@@ -245,6 +257,7 @@ pub fn train(
     let settings = BatchSettings {
         batch_size: recipe.optimisation.batch_size,
         history: config.formulation.history_window,
+        history_spacing: config.formulation.history_spacing,
         chunk: config.formulation.chunk(),
         static_shift_px: recipe.static_shift_px,
         gripper_shift_px: recipe.gripper_shift_px,

@@ -355,6 +355,11 @@ pub enum ActionSpace {
 pub struct FormulationConfig {
     /// Frames seen per prediction (1 = one-step).
     pub history_window: usize,
+    /// Control steps from one frame of a window to the next (1 = consecutive frames). Training
+    /// sets it to the run's frame stride, so a window of 8 over the images of every 4th frame
+    /// spans 29 steps, and the policy keeps that spacing when it acts.
+    #[serde(default = "consecutive", skip_serializing_if = "is_consecutive")]
+    pub history_spacing: usize,
     /// How a window longer than 1 is fused.
     pub history: HistoryFusion,
     /// The head (unused by discrete actions, which the language model emits).
@@ -363,7 +368,20 @@ pub struct FormulationConfig {
     pub action_space: ActionSpace,
 }
 
+fn consecutive() -> usize {
+    1
+}
+
+fn is_consecutive(spacing: &usize) -> bool {
+    *spacing == 1
+}
+
 impl FormulationConfig {
+    /// Control steps from the oldest frame of a window to the newest, plus one.
+    pub fn history_span(&self) -> usize {
+        (self.history_window - 1) * self.history_spacing + 1
+    }
+
     /// Action steps per prediction.
     pub fn chunk(&self) -> usize {
         match self.action_space {
@@ -382,6 +400,7 @@ impl VlaConfig {
     pub fn validate(&self) -> Result<(), String> {
         let formulation = &self.formulation;
         require(formulation.history_window >= 1, || "formulation.history_window must be at least 1".into())?;
+        require(formulation.history_spacing >= 1, || "formulation.history_spacing must be at least 1".into())?;
         require(self.max_text_len >= 2, || "max_text_len must leave room for <s> and </s>".into())?;
         if let Some(norm) = &self.robot_obs_norm {
             let sized = norm.mean.len() == self.robot_obs_dim && norm.std.len() == self.robot_obs_dim;

@@ -3,8 +3,9 @@
 //! cached, so a step costs one backbone pass plus the head; the FiLM baseline's instruction embedding
 //! is computed once per episode. Interleaved models re-run the whole window (no KV cache).
 //!
-//! At the start of an episode, before `T` frames exist, the window is filled by repeating the first
-//! frame (training windows at an episode's start must be padded the same way).
+//! A window is `T` frames `history_spacing` steps apart, the newest last. At the start of an
+//! episode, before the window's span exists, it is filled by repeating the first frame (training
+//! windows at an episode's start are padded the same way).
 
 use std::collections::VecDeque;
 
@@ -38,7 +39,7 @@ pub struct VlaPolicy {
     model: Vla,
     text: Option<Text>,
     film_text: Option<Tensor>,
-    /// The last `T` frames, `[1, …]` each.
+    /// The frames of the window's span, `[1, …]` each, the newest last.
     frames: VecDeque<Frames>,
     /// Their backbone features `[1, d]` (policy-head and one-step continuous models only).
     features: VecDeque<Tensor>,
@@ -93,29 +94,27 @@ impl VlaPolicy {
             gripper_images: gripper_image.map(|image| image.unsqueeze(0)).transpose()?,
             robot_obs: Tensor::from_slice(robot_obs, (1, robot_obs.len()), self.model.device())?,
         };
-        let window = self.model.config().formulation.history_window;
+        let span = self.model.config().formulation.history_span();
         if self.uses_feature_cache() {
             let text = self.text.as_ref().expect("checked by act");
             let feature = self.model.frame_features(&frame, text, self.film_text.as_ref())?;
-            while self.features.len() < window {
-                self.features.push_back(feature.clone());
-            }
-            self.features.pop_front();
-            self.features.push_back(feature);
+            slide(&mut self.features, feature, span);
         }
-        while self.frames.len() < window {
-            self.frames.push_back(frame.clone());
-        }
-        self.frames.pop_front();
-        self.frames.push_back(frame);
+        slide(&mut self.frames, frame, span);
         Ok(())
+    }
+
+    /// The window's entries of `span` (the frames or their features): every `history_spacing`-th
+    /// from the newest back, oldest first.
+    fn window<'a, T>(&self, span: &'a VecDeque<T>) -> impl Iterator<Item = &'a T> {
+        span.iter().step_by(self.model.config().formulation.history_spacing)
     }
 
     /// The window as a batch-1 model input.
     fn window_input(&self) -> Result<VlaInput> {
         let text = self.text.as_ref().expect("checked by act");
         let stack = |pick: &dyn Fn(&Frames) -> Tensor| -> Result<Tensor> {
-            Tensor::stack(&self.frames.iter().map(pick).collect::<Vec<_>>(), 1)
+            Tensor::stack(&self.window(&self.frames).map(pick).collect::<Vec<_>>(), 1)
         };
         Ok(VlaInput {
             static_images: stack(&|f| f.static_images.clone())?,
@@ -144,7 +143,7 @@ impl VlaPolicy {
         }
         self.push(static_image, gripper_image, robot_obs)?;
         if self.uses_feature_cache() {
-            let features = Tensor::stack(&self.features.iter().collect::<Vec<_>>(), 1)?;
+            let features = Tensor::stack(&self.window(&self.features).collect::<Vec<_>>(), 1)?;
             let actions = self.model.head_actions(&features)?;
             return self.executed(&ActionOutput::Continuous(actions));
         }
@@ -230,12 +229,23 @@ impl VlaPolicy {
     }
 }
 
+/// Adds `newest` to `span`, which holds the last `length` entries; an empty one fills with copies
+/// of `newest` first, as an episode's first frame stands in for the frames before it.
+fn slide<T: Clone>(span: &mut VecDeque<T>, newest: T, length: usize) {
+    while span.len() < length {
+        span.push_back(newest.clone());
+    }
+    span.pop_front();
+    span.push_back(newest);
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::IndexOp;
 
     use super::*;
     use crate::vla::attention_maps::action_to_patches;
+    use crate::vla::config::{FormulationConfig, VlaConfig};
     use crate::vla::presets::preset_with;
     use crate::vla::test_support::{batch, shrunk};
 
@@ -248,6 +258,51 @@ mod tests {
             tensor.i((.., 0, x)).unwrap().to_vec1::<f32>().unwrap().iter().map(|v| (v * 255.0).round() as u8).collect()
         };
         assert_eq!((bytes(0), bytes(1)), (vec![255, 0, 51], vec![0, 255, 102]), "pixel x's channels, scaled to [0, 1]");
+    }
+
+    /// A window of 3 frames 2 steps apart, over 5 observations: the policy acts on frames 0, 2, 4
+    /// (after the first two, on 0, 0, 1: the first frame stands in for the steps before it, as
+    /// in training windows), whether it caches features (policy head) or re-runs the window
+    /// (interleaved).
+    #[test]
+    fn a_spaced_history_acts_on_every_other_frame() {
+        for formulation in ["policy_head", "interleaved"] {
+            let mut config = shrunk(preset_with("kosmos", formulation).unwrap());
+            config.temporal_ensemble = None;
+            config.formulation.history_spacing = 2;
+            let observations = VlaConfig {
+                formulation: FormulationConfig { history_window: 5, ..config.formulation.clone() },
+                ..config.clone()
+            };
+            let (seen, _) = batch(&observations, 1, 6);
+            let model = Vla::new(config.clone(), &Device::Cpu).unwrap();
+            let ids = seen.instruction_ids.i(0).unwrap().to_vec1::<u32>().unwrap();
+            let mask = seen.instruction_mask.i(0).unwrap().to_vec1::<u32>().unwrap();
+            let on_frames = |frames: [usize; 3]| {
+                let pick = |xs: &Tensor| Tensor::stack(&frames.map(|t| xs.i((.., t)).unwrap()), 1).unwrap();
+                let input = VlaInput {
+                    static_images: pick(&seen.static_images),
+                    gripper_images: seen.gripper_images.as_ref().map(pick),
+                    robot_obs: pick(&seen.robot_obs),
+                    ..seen.clone()
+                };
+                model.forward(&input, ForwardOptions::default()).unwrap().actions.first_action(0).unwrap()
+            };
+            let mut policy = VlaPolicy::new(model.clone());
+            policy.reset(&ids, &mask).unwrap();
+            let mut acted = Vec::new();
+            for t in 0..5 {
+                let image = seen.static_images.i((0, t)).unwrap();
+                let gripper = seen.gripper_images.as_ref().map(|g| g.i((0, t)).unwrap());
+                let obs = seen.robot_obs.i((0, t)).unwrap().to_vec1::<f32>().unwrap();
+                acted.push(policy.act(&image, gripper.as_ref(), &obs).unwrap());
+            }
+            for (step, frames) in [(1, [0, 0, 1]), (4, [0, 2, 4])] {
+                let expected = on_frames(frames);
+                let close = acted[step].iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-4);
+                assert!(close, "{formulation}, step {step}: {:?} against frames {frames:?}: {expected:?}", acted[step]);
+            }
+        }
     }
 
     #[test]

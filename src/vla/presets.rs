@@ -164,7 +164,7 @@ pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
             )));
         }
     };
-    Ok(FormulationConfig { history_window, history, head: head(head_kind), action_space })
+    Ok(FormulationConfig { history_window, history_spacing: 1, history, head: head(head_kind), action_space })
 }
 
 /// The config of preset `name` with formulation `formulation_name` (see [`formulation`]).
