@@ -322,24 +322,12 @@ struct ExpertArgs {
     list: bool,
 }
 
-/// candle allocates a fresh buffer for every op; glibc hands large freed blocks back to the kernel
-/// and page-faults them in again on the next allocation, which took ~25 % of a VLA training step
-/// (perf). Keeping freed memory in the heap made training ~25 % faster (BENCHMARKS.md).
-fn keep_freed_memory() {
-    // 32 MiB is glibc's largest mmap threshold on 64-bit; tensors here are far smaller.
-    const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
-    const TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
-    // Each other thread (a training worker) would get an arena of 64 MiB heaps, and glibc unmaps
-    // a heap whenever it empties, whatever the trim threshold: one shared arena keeps that memory
-    // too (training ~10 % faster, BENCHMARKS.md).
-    const ARENAS: i32 = 1;
-    // SAFETY: mallopt only changes allocator tunables; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
-    }
-}
+/// candle allocates a fresh buffer for every op. glibc either handed large freed blocks back to the
+/// kernel and page-faulted them in again (a quarter of a training step), or, told to keep them in
+/// one arena, searched its bins for them (`_int_malloc`, a fifth of a step beside a training run's
+/// gigabytes of frames); mimalloc does neither (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// candle's CPU ops run slower on two threads than on one at the models' sizes (DESIGN.md §2.10):
 /// work is parallelised at the top level instead (training shards, evaluation environments).
@@ -353,7 +341,6 @@ fn single_threaded_candle() {
 
 fn main() -> ExitCode {
     single_threaded_candle();
-    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Gui(cli.gui)) {
         Command::Gui(args) => gui(args),
