@@ -65,8 +65,8 @@ struct RolloutReport {
     instruction: String,
     /// The task the words name, when the language layer finds one.
     task: Option<String>,
-    /// Whether that task can start from the state the model starts in (CALVIN's preconditions, as the GUI and the
-    /// evaluation chains apply them); absent without a task.
+    /// Whether that task can start from the state the model starts in (CALVIN's preconditions, as
+    /// the GUI and the evaluation chains apply them); absent without a task.
     task_can_start: Option<bool>,
     unknown_words: Vec<String>,
     /// The tasks the expert did before (`--expert-first`), in order.

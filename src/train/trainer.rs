@@ -141,7 +141,7 @@ pub fn train(
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
     let mut model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
     // A history window is drawn from the frames whose images are kept, so its frames are the
-    // stride apart, and the policy spaces them so when it acts.
+    // stride apart; the config records that, so the policy spaces its window the same way.
     let formulation = &mut model_config.formulation;
     if formulation.history_window > 1 {
         ensure!(
