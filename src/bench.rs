@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
@@ -328,7 +328,7 @@ fn timed(mut job: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
 /// history cached) and training samples/s (forward, loss, backward, AdamW) at `batch`, each as
 /// thread CPU time and wall time; first, the fused kernels against candle's differentiable
 /// compositions. Run with `RAYON_NUM_THREADS=1` for single-threaded figures.
-pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
+pub fn vla(presets: &[String], formulation: &str, history_window: Option<usize>, batch: usize) -> Result<()> {
     use candle_nn::Optimizer;
     use vlasim::vla::attention_maps::PatchAttention;
     use vlasim::vla::{ForwardOptions, Vla, VlaPolicy, presets as zoo};
@@ -338,7 +338,8 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset: all cores)".into())
     );
     fused_kernels()?;
-    println!("formulation {formulation}, training batch {batch}");
+    let window = history_window.map_or_else(String::new, |frames| format!(", window {frames}"));
+    println!("formulation {formulation}{window}, training batch {batch}");
     println!(
         "| preset | params | image tokens | inference ms/step (CPU / wall) | with attention maps | occlusion check | training samples/s (CPU / wall) |"
     );
@@ -354,6 +355,13 @@ pub fn vla(presets: &[String], formulation: &str, batch: usize) -> Result<()> {
             }
             Err(error) => return Err(error.into()),
         };
+        let mut config = config;
+        if let Some(frames) = history_window {
+            config
+                .formulation
+                .set_history_window(frames)
+                .map_err(|reason| anyhow!("formulation `{formulation}`: {reason}"))?;
+        }
         let model = Vla::new(config.clone(), &candle_core::Device::Cpu)?;
         let (input, targets) = bench_batch(&config, batch)?;
 

@@ -285,6 +285,9 @@ struct BenchArgs {
     /// one_step_discrete, interleaved_discrete).
     #[arg(long, default_value = "policy_head")]
     formulation: String,
+    /// VLA benchmark: frames in a history formulation's window (default: the formulation's, 8).
+    #[arg(long)]
+    history_window: Option<usize>,
     /// VLA benchmark: training batch size.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -352,7 +355,7 @@ fn main() -> ExitCode {
             BenchTarget::Record => bench::record(&args.scene),
             BenchTarget::Data => bench::data(&args.scene, args.episodes),
             BenchTarget::PretrainData => bench::pretrain_data(),
-            BenchTarget::Vla => bench::vla(&args.preset, &args.formulation, args.batch),
+            BenchTarget::Vla => bench::vla(&args.preset, &args.formulation, args.history_window, args.batch),
         },
         Command::Record(args) => record(args),
         Command::Lang(args) => lang_command::run(args),

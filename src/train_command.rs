@@ -30,6 +30,10 @@ pub struct TrainArgs {
     /// How history and actions are formulated (`vlasim bench vla` lists them).
     #[arg(long, default_value = "policy_head")]
     formulation: String,
+    /// Frames in a history formulation's window (default: the formulation's, 8); fewer cost
+    /// proportionally less per training sample.
+    #[arg(long)]
+    history_window: Option<usize>,
     /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
     #[arg(long)]
     out: PathBuf,
@@ -243,6 +247,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let recipe = Recipe {
         preset: args.preset,
         formulation: args.formulation,
+        history_window: args.history_window,
         optimisation: optimisation.optimisation(),
         validation_share: args.validation,
         validation_batches: args.validation_batches,

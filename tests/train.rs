@@ -65,6 +65,7 @@ fn recipe(steps: u64) -> Recipe {
     Recipe {
         preset: "uform".into(),
         formulation: "policy_head".into(),
+        history_window: None,
         optimisation: optimisation(steps, 6),
         validation_share: 0.25,
         validation_batches: 1,
@@ -185,6 +186,27 @@ fn a_history_over_every_other_frame_is_spaced_two_steps_apart_in_the_model() {
     };
     let error = run(&job, None).expect_err("a spacing other than the stride").to_string();
     assert!(error.contains("spaces its history 3 steps apart"), "{error}");
+}
+
+#[test]
+fn the_recipe_can_shorten_or_lengthen_the_history_window() {
+    let out = out_dir("train-window");
+    let trained = run(&job(&out, Recipe { history_window: Some(3), ..recipe(2) }, 1, false), None).expect("train");
+    assert_eq!(trained.model.config().formulation.history_window, 3);
+    assert_eq!(Vla::load(&out, &Device::Cpu).unwrap().config().formulation.history_window, 3);
+    assert_eq!(checkpoint::read_record(&out).unwrap().recipe.history_window, Some(3), "training.json records it");
+
+    let one_step = TrainJob {
+        model: presets::preset_with("uform", "one_step").unwrap(),
+        ..job(
+            &out_dir("train-window-one-step"),
+            Recipe { history_window: Some(3), formulation: "one_step".into(), ..recipe(2) },
+            1,
+            false,
+        )
+    };
+    let error = run(&one_step, None).expect_err("a one-step formulation has no window").to_string();
+    assert!(error.contains("needs a history formulation"), "{error}");
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct Recipe {
     pub preset: String,
     /// Formulation the model started from.
     pub formulation: String,
+    /// Frames in the history window, when not the formulation's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_window: Option<usize>,
     /// Steps, batch, learning rate and its schedule, checkpoints.
     #[serde(flatten)]
     pub optimisation: Optimisation,

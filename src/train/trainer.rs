@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use candle_core::Tensor;
 use rayon::ThreadPool;
 
@@ -143,6 +143,11 @@ pub fn train(
     // A history window is drawn from the frames whose images are kept, so its frames are the
     // stride apart; the config records that, so the policy spaces its window the same way.
     let formulation = &mut model_config.formulation;
+    if let Some(frames) = recipe.history_window {
+        formulation
+            .set_history_window(frames)
+            .map_err(|reason| anyhow!("formulation `{}`: {reason}", recipe.formulation))?;
+    }
     if formulation.history_window > 1 {
         ensure!(
             formulation.history_spacing == 1 || formulation.history_spacing == recipe.frame_stride,

@@ -382,6 +382,19 @@ impl FormulationConfig {
         (self.history_window - 1) * self.history_spacing + 1
     }
 
+    /// A history formulation with a window of `frames` instead of its own (fewer frames cost
+    /// proportionally less to train); a one-step formulation has no window to change.
+    pub fn set_history_window(&mut self, frames: usize) -> Result<(), String> {
+        require(self.history_window > 1, || {
+            format!(
+                "a history window of {frames} frames needs a history formulation (policy_head, policy_head_gpt, interleaved, …)"
+            )
+        })?;
+        require(frames >= 2, || format!("a history window holds at least 2 frames, not {frames}"))?;
+        self.history_window = frames;
+        Ok(())
+    }
+
     /// Action steps per prediction.
     pub fn chunk(&self) -> usize {
         match self.action_space {
