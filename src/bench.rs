@@ -347,7 +347,7 @@ pub fn vla(presets: &[String], formulation: &str, history_window: Option<usize>,
     let names: Vec<String> =
         if presets.is_empty() { zoo::PRESETS.iter().map(|s| s.to_string()).collect() } else { presets.to_vec() };
     for name in &names {
-        let config = match zoo::resolve(name, formulation) {
+        let mut config = match zoo::resolve(name, formulation) {
             Ok(config) => config,
             Err(_) if zoo::PRESETS.contains(&name.as_str()) => {
                 println!("| {name} | — | — | (no {formulation}) | — |");
@@ -355,7 +355,6 @@ pub fn vla(presets: &[String], formulation: &str, history_window: Option<usize>,
             }
             Err(error) => return Err(error.into()),
         };
-        let mut config = config;
         if let Some(frames) = history_window {
             config
                 .formulation
