@@ -449,8 +449,10 @@ fn read_video_file(
         .into_iter()
         .filter(|&(_, _, e, _)| keep[e])
         .map(|(_, _, e, mut frames)| {
-            frames.compressed.shrink_to_fit();
-            frames.ends.shrink_to_fit();
+            // Copies, not `shrink_to_fit`: mimalloc shrinks a block in place while the new size is at
+            // least half the old, so a Vec grown by doubling would keep up to twice its bytes.
+            frames.compressed = frames.compressed.to_vec();
+            frames.ends = frames.ends.to_vec();
             (e, frames)
         })
         .collect())
