@@ -30,8 +30,8 @@ pub struct TrainArgs {
     /// How history and actions are formulated (`vlasim bench vla` lists them).
     #[arg(long, default_value = "policy_head")]
     formulation: String,
-    /// Frames in a history formulation's window (default: the formulation's, 8); fewer cost
-    /// proportionally less per training sample.
+    /// Frames in a history formulation's window (default: the formulation's, 8); a training
+    /// sample costs about one backbone pass per frame (`vlasim bench vla --history-window`).
     #[arg(long)]
     history_window: Option<usize>,
     /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.

@@ -382,8 +382,8 @@ impl FormulationConfig {
         (self.history_window - 1) * self.history_spacing + 1
     }
 
-    /// A history formulation with a window of `frames` instead of its own (fewer frames cost
-    /// proportionally less to train); a one-step formulation has no window to change.
+    /// A history formulation with a window of `frames` instead of its own (each frame costs a
+    /// backbone pass in training); a one-step formulation has no window to change.
     pub fn set_history_window(&mut self, frames: usize) -> Result<(), String> {
         require(self.history_window > 1, || {
             format!(
