@@ -41,6 +41,14 @@ const DRAWER_ALIGNMENT_M: f64 = 0.04;
 const PUSH_OVER_EDGE_M: f64 = 0.045;
 /// Height pushes hop at between segments: above any block, even a stacked one.
 const PUSH_HOP_Z_M: f64 = 0.13;
+/// A hand within this of its next target, horizontally, hops over to it instead of rising to
+/// transit height first: rising there would retrace, upwards, the column the approach comes down,
+/// and a policy that sees one frame cannot tell the two apart (after a push the block is about
+/// 5 cm from the hand, after a rotation or a stack right under it).
+const COLUMN_RADIUS_M: f64 = 0.1;
+/// How far above its target a hand within [`COLUMN_RADIUS_M`] of it, but lower, hops across: its
+/// fingertips clear the block beside them by 3–4 cm.
+const COLUMN_HOP_M: f64 = 0.03;
 /// Clearance kept between the desk's edge and the fingers or a block lifted out of the drawer.
 const DESK_EDGE_CLEARANCE_M: f64 = 0.005;
 /// How far the hand reaches from the tool centre point (half its 20 cm across the fingers, half its
@@ -59,13 +67,15 @@ const PRESS_DWELL_STEPS: usize = 9;
 /// Most control steps spent letting the gripper open or close at a release or a grasp; opening
 /// fully from closed takes 12.
 const GRIPPER_SETTLE_MAX_STEPS: usize = 20;
+/// Fingers closed narrower than this hold nothing: every block is at least 4 cm across.
+const EMPTY_FINGERS_WIDTH_M: f64 = 0.02;
 /// The gripper counts as open within this of its full width.
 const GRIPPER_OPEN_TOLERANCE_M: f64 = 0.005;
 /// A closing gripper has closed (on a block, or fully) once its width moves less than this in a step.
 const GRIPPER_STILL_M: f64 = 0.0005;
 /// A waypoint not reached in this many steps is skipped (the oracle judges the outcome).
 const WAYPOINT_TIMEOUT_STEPS: usize = 90;
-/// Stage 0 leaves the cabinet or drawer and rises; every later stage plans one attempt from the
+/// Stage 0 leaves the cabinet or drawer; every later stage plans one attempt from the
 /// state it begins in, so a failed grasp, a short push or a half-open drawer is dealt with by the next.
 const MAX_STAGES: usize = 8;
 /// Steps held after an attempt, so the oracle can see a released block come to rest before a retry.
@@ -359,14 +369,19 @@ fn grasp_z(scene: &Scene, color: BlockColor, center_z: f64) -> f64 {
     center_z.max(center_z - half_z + 0.016)
 }
 
-/// Waypoints that leave the cabinet or the drawer before anything else, then rise to transit height.
-fn exit_and_rise(scene: &Scene, world: &World, grip: Grip, rise_z: f64) -> Vec<Waypoint> {
+/// Waypoints that let go and leave the cabinet or the drawer before anything else.
+fn exit(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
     let ee = world.ee_pose();
     let yaw = ee.euler_rad.z;
     let mut p = ee.position_m;
     let mut out = Vec::new();
-    if grip == Grip::Open && world.gripper_width_m() < GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M {
-        // Let go completely before moving, or the fingers drag what they just released.
+    let width_m = world.gripper_width_m();
+    let fingers_hold_something =
+        width_m > EMPTY_FINGERS_WIDTH_M && width_m < GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M;
+    if grip == Grip::Open && fingers_hold_something {
+        // Let go completely before moving, or the fingers drag what they just released (held or
+        // only pinched). Closed fingers open on the way instead: opening beside a block they just
+        // pushed shoves it.
         out.push(Waypoint::new(p, yaw, Grip::Open).settle_grip());
     }
     let cabinet = &scene.cabinet;
@@ -385,17 +400,38 @@ fn exit_and_rise(scene: &Scene, world: &World, grip: Grip, rise_z: f64) -> Vec<W
         p.x = cabinet.front_x_m - HAND_REACH_M;
         out.push(Waypoint::new(p, yaw, grip));
     }
-    if p.z < rise_z {
-        p.z = rise_z;
-        out.push(Waypoint::new(p, yaw, grip));
-    }
     out
 }
 
-/// Fly to above `target` at transit height, then come down to it.
-fn approach(out: &mut Vec<Waypoint>, target: Vector3<f64>, yaw: f64, grip: Grip) {
-    out.push(Waypoint::new(Vector3::new(target.x, target.y, TRANSIT_Z_M.max(target.z)), yaw, grip));
-    out.push(Waypoint::new(target + Vector3::z() * 0.04, yaw, grip));
+/// Takes the hand from where the waypoints so far leave it (`hand` when there are none) to above
+/// `target`: straight up to `transit_z`, then turned, with the grip set, across at that height.
+/// A hand already within [`COLUMN_RADIUS_M`] of `target` only hops: up to [`COLUMN_HOP_M`] above
+/// it if lower, turned and gripping there (clear of the blocks, and not round a drawer's handle),
+/// then across; from higher it turns where it is and the next waypoint takes it straight there.
+fn rise_and_fly(out: &mut Vec<Waypoint>, hand: Waypoint, target: Vector3<f64>, transit_z: f64, yaw: f64, grip: Grip) {
+    let from = out.last().copied().unwrap_or(hand);
+    let mut p = from.position_m;
+    let near = (p.xy() - target.xy()).norm() < COLUMN_RADIUS_M;
+    let travel_z = if near { target.z + COLUMN_HOP_M } else { transit_z };
+    let rises = p.z < travel_z;
+    if rises {
+        p.z = travel_z;
+        out.push(Waypoint::new(p, from.yaw_rad, from.grip));
+    }
+    if near {
+        let turned = Waypoint::new(p, yaw, grip);
+        out.push(if grip == from.grip { turned } else { turned.settle_grip() });
+    }
+    if rises || !near {
+        out.push(Waypoint::new(Vector3::new(target.x, target.y, travel_z), yaw, grip));
+    }
+}
+
+/// Fly (or hop, from near it) to above `target`, then come down to it.
+fn approach(out: &mut Vec<Waypoint>, hand: Waypoint, target: Vector3<f64>, yaw: f64, grip: Grip) {
+    let above = target + Vector3::z() * 0.04;
+    rise_and_fly(out, hand, above, TRANSIT_Z_M.max(target.z), yaw, grip);
+    out.push(Waypoint::new(above, yaw, grip));
     out.push(Waypoint::new(target, yaw, grip).slow());
 }
 
@@ -408,13 +444,25 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
     let held = world.grasped();
     let grip_now = if held.is_some() { Grip::Closed } else { Grip::Open };
     let pushing = matches!(task, Task::PushBlock(..) | Task::PushIntoDrawer);
-    let (exit_grip, rise_z) = if stage > 0 && pushing {
-        // Between push segments the fingertips stay closed and hop low.
-        (Grip::Closed, PUSH_HOP_Z_M)
-    } else {
-        (grip_now, TRANSIT_Z_M)
+    // A subtask can end with a block still in the hand (a rotation counts once turned far enough):
+    // only tasks about that block keep it.
+    let uses_held = match task {
+        Task::PlaceInSlider | Task::PlaceInDrawer | Task::StackBlock => true,
+        Task::LiftBlock(color, _) => held == Some(color),
+        _ => false,
     };
-    let mut out = exit_and_rise(scene, world, exit_grip, rise_z);
+    let exit_grip = if stage > 0 && pushing {
+        // Between push segments the fingertips stay closed and hop low.
+        Grip::Closed
+    } else if uses_held {
+        grip_now
+    } else {
+        Grip::Open
+    };
+    let transit_z = if stage > 1 && pushing { PUSH_HOP_Z_M } else { TRANSIT_Z_M };
+    let mut out = exit(scene, world, exit_grip);
+    let fingers_open = world.gripper_width_m() >= GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M;
+    let hand = Waypoint::new(ee.position_m, ee.euler_rad.z, if fingers_open { Grip::Open } else { Grip::Closed });
     if stage == 0 {
         return out;
     }
@@ -429,7 +477,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             out.push(Waypoint::new(down, ee.euler_rad.z, Grip::Open).settle_grip());
         }
         Task::LiftBlock(color, Surface::Drawer) if !clear_of_desk(scene, &state, color) => {
-            open_drawer(&mut out, scene, &state);
+            open_drawer(&mut out, hand, scene, &state);
         }
         Task::LiftBlock(color, surface) => {
             let pose = state.blocks[color.index()].pose;
@@ -438,12 +486,12 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
             if surface == Surface::Slider {
                 let entry = Vector3::new(scene.cabinet.front_x_m - 0.12, c.y, grasp.z);
-                approach(&mut out, entry, yaw, Grip::Open);
+                approach(&mut out, hand, entry, yaw, Grip::Open);
                 out.push(Waypoint::new(grasp, yaw, Grip::Open).slow());
                 out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
                 out.push(Waypoint::new(grasp + Vector3::z() * 0.08, yaw, Grip::Closed).slow());
             } else {
-                approach(&mut out, grasp, yaw, Grip::Open);
+                approach(&mut out, hand, grasp, yaw, Grip::Open);
                 out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
                 // A block reaching in under the desk is drawn out from under it before rising.
                 let under_desk =
@@ -465,7 +513,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             // Start turned the other way, so the end stays within the wrist's range.
             let yaw = grasp_yaw(scene, color, &pose, -turn / 2.0);
             let grasp = Vector3::new(c.x, c.y, grasp_z(scene, color, c.z));
-            approach(&mut out, grasp, yaw, Grip::Open);
+            approach(&mut out, hand, grasp, yaw, Grip::Open);
             out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
             let raised = grasp + Vector3::z() * 0.02;
             out.push(Waypoint::new(raised, yaw, Grip::Closed).slow());
@@ -478,7 +526,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let pose = state.blocks[color.index()].pose;
             let pushed = (pose.translation.y - start.blocks[color.index()].pose.translation.y) * side.sign();
             let distance = (PUSH_DISTANCE_M - pushed).max(0.03);
-            push(&mut out, scene, color, &pose, Vector3::y() * side.sign(), distance);
+            push(&mut out, hand, transit_z, scene, color, &pose, Vector3::y() * side.sign(), distance);
         }
         Task::MoveSlider(side) => {
             let grip = door_grip(scene, &state);
@@ -493,17 +541,17 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                 grip.y - s * (grip_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M),
                 grip.z,
             );
-            approach(&mut out, start, 0.0, Grip::Closed);
+            approach(&mut out, hand, start, 0.0, Grip::Closed);
             // Press on into the end stop: the door trails the fingertips by a few millimetres.
             let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.03);
             out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
             out.push(Waypoint::new(end - Vector3::x() * 0.06, 0.0, Grip::Closed));
         }
-        Task::OpenDrawer => open_drawer(&mut out, scene, &state),
+        Task::OpenDrawer => open_drawer(&mut out, hand, scene, &state),
         Task::CloseDrawer => {
             let handle = drawer_handle(scene, &state);
             let front_of_bar = Vector3::new(handle.x - 0.008 - 0.01 - PUSH_APPROACH_GAP_M, handle.y, handle.z);
-            approach(&mut out, front_of_bar, 0.0, Grip::Closed);
+            approach(&mut out, hand, front_of_bar, 0.0, Grip::Closed);
             let pushed = front_of_bar + Vector3::x() * (state.drawer_m + PUSH_APPROACH_GAP_M);
             out.push(Waypoint::new(pushed, 0.0, Grip::Closed).slow());
             out.push(Waypoint::new(pushed - Vector3::x() * 0.03 + Vector3::z() * 0.15, 0.0, Grip::Closed));
@@ -514,7 +562,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             // The TCP sits 9 mm above the fingertips: press the cap 10 mm, short of its 12 mm stop.
             let fingertip_offset = build::fingertip_below_tcp_m();
             let pressed = top + Vector3::z() * (fingertip_offset - b.travel_m * 0.85);
-            approach(&mut out, top + Vector3::z() * 0.03, 0.0, Grip::Closed);
+            approach(&mut out, hand, top + Vector3::z() * 0.03, 0.0, Grip::Closed);
             out.push(Waypoint::new(pressed, 0.0, Grip::Closed).slow().press());
             out.push(Waypoint::new(top + Vector3::z() * 0.1, 0.0, Grip::Closed));
         }
@@ -530,7 +578,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             };
             let knob_half_y = geometry.knob_half_extents_m.y as f64;
             let start = knob - Vector3::y() * s * (knob_half_y + CLOSED_TIPS_HALF_Y_M + PUSH_APPROACH_GAP_M);
-            approach(&mut out, start, 0.0, Grip::Closed);
+            approach(&mut out, hand, start, 0.0, Grip::Closed);
             let end = start + Vector3::y() * s * (remaining + PUSH_APPROACH_GAP_M + 0.008);
             out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
             out.push(Waypoint::new(end + Vector3::z() * 0.1, 0.0, Grip::Closed));
@@ -559,7 +607,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                         nalgebra::Rotation3::from_axis_angle(&Vector3::z_axis(), turn) * tcp_from_block;
                     let target = center + tcp_from_block;
                     let entry = Vector3::new(c.front_x_m - 0.12, target.y, target.z + 0.01);
-                    approach(&mut out, entry, yaw, Grip::Closed);
+                    approach(&mut out, hand, entry, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Closed).slow());
                     out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     let above = Vector3::new(target.x, target.y, c.wall_m + CABINET_EXIT_CLEARANCE_M);
@@ -574,7 +622,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                         g.floor_top_z_m as f64 + half_z + 0.012,
                     );
                     let target = center + tcp_from_block;
-                    approach(&mut out, target, yaw, Grip::Closed);
+                    approach(&mut out, hand, target, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     out.push(Waypoint::new(target + Vector3::z() * 0.15, yaw, Grip::Open));
                 }
@@ -587,7 +635,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
                     let center =
                         Vector3::new(base_pose.translation.x, base_pose.translation.y, base_top + half_z + 0.008);
                     let target = center + tcp_from_block;
-                    approach(&mut out, target, yaw, Grip::Closed);
+                    approach(&mut out, hand, target, yaw, Grip::Closed);
                     out.push(Waypoint::new(target, yaw, Grip::Open).settle_grip());
                     out.push(Waypoint::new(target + Vector3::z() * 0.1, yaw, Grip::Open));
                 }
@@ -601,7 +649,7 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let c = pose.translation.vector;
             let yaw = grasp_yaw(scene, top, &pose, 0.0);
             let grasp = Vector3::new(c.x, c.y, c.z);
-            approach(&mut out, grasp, yaw, Grip::Open);
+            approach(&mut out, hand, grasp, yaw, Grip::Open);
             out.push(Waypoint::new(grasp, yaw, Grip::Closed).settle_grip());
             out.push(Waypoint::new(grasp + Vector3::z() * 0.06, yaw, Grip::Closed).slow());
             let spot = free_spot(scene, &state, top);
@@ -625,10 +673,10 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
             let misalignment = scene.drawer.center_y_m - pose.translation.y;
             if misalignment.abs() > DRAWER_ALIGNMENT_M {
                 let distance = misalignment.abs().min(PUSH_SEGMENT_M);
-                push(&mut out, scene, color, &pose, Vector3::y() * misalignment.signum(), distance);
+                push(&mut out, hand, transit_z, scene, color, &pose, Vector3::y() * misalignment.signum(), distance);
             } else {
                 let distance = pose.translation.x - (scene.desk.near_x_m - PUSH_OVER_EDGE_M);
-                push(&mut out, scene, color, &pose, -Vector3::x(), distance.min(PUSH_SEGMENT_M));
+                push(&mut out, hand, transit_z, scene, color, &pose, -Vector3::x(), distance.min(PUSH_SEGMENT_M));
             }
         }
     }
@@ -643,7 +691,7 @@ fn clear_of_desk(scene: &Scene, state: &SceneState, color: BlockColor) -> bool {
 }
 
 /// Hooks closed fingertips in between the drawer's handle bar and its front, and pulls it fully open.
-fn open_drawer(out: &mut Vec<Waypoint>, scene: &Scene, state: &SceneState) {
+fn open_drawer(out: &mut Vec<Waypoint>, hand: Waypoint, scene: &Scene, state: &SceneState) {
     let handle = drawer_handle(scene, state);
     let bar_half_x = build::drawer_geometry(scene).handle_half_extents_m.x as f64;
     // Just clear of the bar: the side a tracking error near the robot's base pushes the hand to
@@ -653,17 +701,22 @@ fn open_drawer(out: &mut Vec<Waypoint>, scene: &Scene, state: &SceneState) {
         Vector3::new(handle.x + bar_half_x + build::FINGER_HALF_EXTENTS_M.x as f64 + bar_clearance, handle.y, handle.z);
     // Lined up slowly above the slot, then down slowly: fingertips knocking the bar or the front
     // drive the drawer into its end stop.
-    out.push(Waypoint::new(Vector3::new(hook.x, hook.y, TRANSIT_Z_M), 0.0, Grip::Closed));
-    out.push(Waypoint::new(hook + Vector3::z() * 0.1, 0.0, Grip::Closed).slow());
+    let above = hook + Vector3::z() * 0.1;
+    rise_and_fly(out, hand, above, TRANSIT_Z_M, 0.0, Grip::Closed);
+    out.push(Waypoint::new(above, 0.0, Grip::Closed).slow());
     out.push(Waypoint::new(hook, 0.0, Grip::Closed).slow());
     let pulled = hook - Vector3::x() * (scene.drawer.travel_m - state.drawer_m + 0.01);
     out.push(Waypoint::new(pulled, 0.0, Grip::Closed).slow());
     out.push(Waypoint::new(pulled + Vector3::z() * 0.15, 0.0, Grip::Closed));
 }
 
-/// Pushes `color` by `distance_m` along `direction` with closed fingertips, then backs off and rises.
+/// Pushes `color` by `distance_m` along `direction` with closed fingertips, then backs off and rises;
+/// the hand travels to the push at `transit_z`.
+#[allow(clippy::too_many_arguments)]
 fn push(
     out: &mut Vec<Waypoint>,
+    hand: Waypoint,
+    transit_z: f64,
     scene: &Scene,
     color: BlockColor,
     pose: &Isometry3<f64>,
@@ -676,8 +729,9 @@ fn push(
     let push_z = (c.z - scene.block(color).half_extents_m[2] + 0.018).max(0.02);
     let contact = c - direction * (extent + tip_half);
     let start = Vector3::new(contact.x, contact.y, push_z) - direction * PUSH_APPROACH_GAP_M;
-    out.push(Waypoint::new(Vector3::new(start.x, start.y, PUSH_HOP_Z_M), 0.0, Grip::Closed));
-    out.push(Waypoint::new(start + Vector3::z() * 0.04, 0.0, Grip::Closed));
+    let above = start + Vector3::z() * 0.04;
+    rise_and_fly(out, hand, above, transit_z, 0.0, Grip::Closed);
+    out.push(Waypoint::new(above, 0.0, Grip::Closed));
     out.push(Waypoint::new(start, 0.0, Grip::Closed).slow());
     let end = Vector3::new(contact.x, contact.y, push_z) + direction * distance_m;
     out.push(Waypoint::new(end, 0.0, Grip::Closed).slow());
@@ -802,6 +856,57 @@ mod tests {
                 assert!(longest <= 1, "{task} seed {seed}: {longest} steps in a row without anything moving");
             }
         }
+    }
+
+    /// Runs `first` with the expert until the oracle counts it, then begins `next`.
+    fn expert_after(first: Task, next: Task, seed: u64) -> (World, Expert) {
+        let scene = Scene::resolve("d").unwrap();
+        let mut world = episode::task_world(&scene, first, seed).unwrap();
+        let mut expert = Expert::new(ExpertSettings::default());
+        let outcome = episode::run_subtask(&mut world, &mut expert, first, 360, &mut episode::no_observer);
+        assert!(outcome.success, "seed {seed}: the expert does {first}");
+        expert.begin(next, &world);
+        (world, expert)
+    }
+
+    /// After a push the hand is a few centimetres from the block; lifting it next, the hand hops
+    /// over to it rather than first climbing to transit height: the climb would retrace the column
+    /// of the descent upwards, which one camera frame cannot tell from the descent.
+    #[test]
+    fn a_hand_beside_the_next_block_hops_over_to_it() {
+        let (push, lift) =
+            (Task::PushBlock(BlockColor::Red, Side::Left), Task::LiftBlock(BlockColor::Red, Surface::Table));
+        for seed in 0..4 {
+            let (mut world, mut expert) = expert_after(push, lift, seed);
+            let block_z = world.state().blocks[BlockColor::Red.index()].pose.translation.z;
+            let mut highest_z = world.ee_pose().position_m.z;
+            while world.grasped().is_none() && world.steps() < 2000 {
+                let action = expert.act(&world);
+                world.step(&action);
+                highest_z = highest_z.max(world.ee_pose().position_m.z);
+            }
+            assert_eq!(world.grasped(), Some(BlockColor::Red), "seed {seed}: the lift grasps the block");
+            // The approach's point above the grasp, the hop over it and the arm's overshoot.
+            let hop_z = block_z + 0.04 + COLUMN_HOP_M + 0.02;
+            assert!(highest_z < hop_z, "seed {seed}: rose to {highest_z:.3} m, above the hop's {hop_z:.3} m");
+        }
+    }
+
+    /// A rotation counts once the block has turned far enough, often with the block still in the
+    /// hand; a push that follows lets go of it first instead of carrying it along.
+    #[test]
+    fn a_block_left_in_the_hand_is_let_go_before_other_tasks() {
+        let (rotate, push) =
+            (Task::RotateBlock(BlockColor::Red, Side::Left), Task::PushBlock(BlockColor::Red, Side::Right));
+        let mut held_at_start = 0;
+        for seed in 0..6 {
+            let (mut world, mut expert) = expert_after(rotate, push, seed);
+            let width_m = world.gripper_width_m();
+            held_at_start += usize::from(width_m > EMPTY_FINGERS_WIDTH_M && width_m < GRIPPER_MAX_WIDTH_M - 0.005);
+            let outcome = episode::run_subtask(&mut world, &mut expert, push, 360, &mut episode::no_observer);
+            assert!(outcome.success, "seed {seed}: the push after the rotation succeeds");
+        }
+        assert!(held_at_start > 0, "no rotation ended with the block in the hand: the test shows nothing");
     }
 
     #[test]
