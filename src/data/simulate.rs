@@ -46,7 +46,8 @@ pub struct SimulateSettings {
 pub enum DemoOutcome {
     /// The expert succeeded.
     Success(RawEpisode),
-    /// The expert failed (or could not set the task up) from this seed.
+    /// The expert failed from this seed, could not set the task up, or the physics came apart
+    /// ([`World::intact`]) in the lead-in or the episode.
     Failed,
     /// Stopped from outside before the end.
     Stopped,
@@ -91,7 +92,7 @@ struct SingleTask {
 }
 
 impl SingleTask {
-    /// `None` when the task cannot be set up from this seed.
+    /// `None` when the task cannot be set up from this seed or its lead-in broke the physics.
     fn start(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, source: Source) -> Option<SingleTask> {
         let mut rng = Rng::stream(seed, 0);
         // No draw at share 0, so such collections keep the episodes they had before.
@@ -101,6 +102,9 @@ impl SingleTask {
             0
         };
         let world = episode::task_world_mid_chain(scene, task, rng.next_u64(), lead_in).ok()?;
+        if !world.intact() {
+            return None;
+        }
         let mut expert = Expert::new(ExpertSettings { noise_std: settings.noise_std, seed: rng.next_u64() });
         let info = EpisodeInfo {
             scene: scene.name.clone(),
@@ -129,7 +133,7 @@ pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, s
         }
         let executed = expert.act(&world);
         frames.push(observe(&world, &mut cameras, expert.clean_action()));
-        if attempt.step_with(&mut world, &executed).success {
+        if attempt.step_with(&mut world, &executed).success && world.intact() {
             return DemoOutcome::Success(RawEpisode { info, frames });
         }
     }
@@ -161,8 +165,9 @@ pub enum DaggerLabels {
 }
 
 /// A DAgger episode of `task` from the start state of `seed`, `learner` acting as `labels` says.
-/// `None` when stopped, when the task cannot be set up from this seed, or (takeover) when the model
-/// finished the task before the expert took over or the expert failed.
+/// `None` when stopped, when the task cannot be set up from this seed, when the physics came apart
+/// ([`World::intact`]), or (takeover) when the model finished the task before the expert took over
+/// or the expert failed.
 pub fn dagger(
     scene: &Scene,
     task: Task,
@@ -192,7 +197,7 @@ pub fn dagger(
                 let executed = if rng.chance(expert_share) { expert_action } else { learner_action };
                 attempt.step_with(&mut world, &executed);
             }
-            Ok(Some(RawEpisode { info, frames }))
+            Ok(world.intact().then_some(RawEpisode { info, frames }))
         }
         DaggerLabels::Takeover { max_model_steps } => {
             let model_steps = rng.below(max_model_steps + 1);
@@ -211,7 +216,7 @@ pub fn dagger(
                 let executed = expert.act(&world);
                 frames.push(observe(&world, &mut cameras, expert.clean_action()));
                 if attempt.step_with(&mut world, &executed).success {
-                    return Ok(Some(RawEpisode { info, frames }));
+                    return Ok(world.intact().then_some(RawEpisode { info, frames }));
                 }
             }
             Ok(None)
@@ -257,6 +262,11 @@ pub fn play(
             frames.push(observe(&world, &mut cameras, expert.clean_action()));
             success = attempt.step_with(&mut world, &executed).success;
             states.push(world.state());
+        }
+        if !world.intact() {
+            // Nothing after this is a demonstration; the windows completed before it are.
+            failed += 1;
+            break;
         }
         if success {
             completed.push((task, first_frame, frames.len()));

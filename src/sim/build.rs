@@ -99,7 +99,7 @@ const BUTTON_STIFFNESS: f32 = 400.0;
 const BUTTON_DAMPING: f32 = 10.0;
 const LEG_HEIGHT_M: f32 = 0.72;
 /// A 4 m floor slab, far wider than anything that can fall off the desk.
-const FLOOR_HALF_SIZE_M: f32 = 2.0;
+pub const FLOOR_HALF_SIZE_M: f32 = 2.0;
 /// Stand-off of the drawer handle from the drawer front, large enough for the hand to clear the desk edge.
 pub const DRAWER_HANDLE_STANDOFF_M: f32 = 0.05;
 /// Panda Hand geometry (approximate, from Franka's CAD): body, finger size, finger base below the flange.
