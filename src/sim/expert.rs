@@ -369,16 +369,18 @@ fn grasp_z(scene: &Scene, color: BlockColor, center_z: f64) -> f64 {
     center_z.max(center_z - half_z + 0.016)
 }
 
+/// Whether fingers this far apart hold or pinch something: neither open nor closed on nothing.
+fn fingers_hold_something(width_m: f64) -> bool {
+    width_m > EMPTY_FINGERS_WIDTH_M && width_m < GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M
+}
+
 /// Waypoints that let go and leave the cabinet or the drawer before anything else.
 fn exit(scene: &Scene, world: &World, grip: Grip) -> Vec<Waypoint> {
     let ee = world.ee_pose();
     let yaw = ee.euler_rad.z;
     let mut p = ee.position_m;
     let mut out = Vec::new();
-    let width_m = world.gripper_width_m();
-    let fingers_hold_something =
-        width_m > EMPTY_FINGERS_WIDTH_M && width_m < GRIPPER_MAX_WIDTH_M - GRIPPER_OPEN_TOLERANCE_M;
-    if grip == Grip::Open && fingers_hold_something {
+    if grip == Grip::Open && fingers_hold_something(world.gripper_width_m()) {
         // Let go completely before moving, or the fingers drag what they just released (held or
         // only pinched). Closed fingers open on the way instead: opening beside a block they just
         // pushed shoves it.
@@ -451,8 +453,8 @@ fn plan(task: Task, stage: usize, world: &World, start: &SceneState) -> Vec<Wayp
         Task::LiftBlock(color, _) => held == Some(color),
         _ => false,
     };
+    // Between push segments the fingertips stay closed and hop low.
     let exit_grip = if stage > 0 && pushing {
-        // Between push segments the fingertips stay closed and hop low.
         Grip::Closed
     } else if uses_held {
         grip_now
@@ -901,8 +903,7 @@ mod tests {
         let mut held_at_start = 0;
         for seed in 0..6 {
             let (mut world, mut expert) = expert_after(rotate, push, seed);
-            let width_m = world.gripper_width_m();
-            held_at_start += usize::from(width_m > EMPTY_FINGERS_WIDTH_M && width_m < GRIPPER_MAX_WIDTH_M - 0.005);
+            held_at_start += usize::from(fingers_hold_something(world.gripper_width_m()));
             let outcome = episode::run_subtask(&mut world, &mut expert, push, 360, &mut episode::no_observer);
             assert!(outcome.success, "seed {seed}: the push after the rotation succeeds");
         }
