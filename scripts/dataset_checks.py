@@ -2,7 +2,8 @@
 """Two checks over a collected dataset's parquet files (needs `pip install pyarrow numpy`).
 
 Physics blow-ups: episodes with frames in which a block lies beyond the 4 m floor slab (|x| or |y| >
-2 m) or below it (z < -0.5 m), the door beyond 0.6 m along its runners or the drawer below -0.06 m.
+2 m) or under it (its centre below -0.8 m: the floor is at -0.75 m, so a block pushed off the desk
+and lying there is not counted), the door beyond 0.6 m along its runners or the drawer below -0.06 m.
 
 Climbs beside the block: single-task lifts from the desk and rotations that begin with the hand low
 (below 0.12 m) and within 10 cm (horizontally) of the block named, and how many of them rise above
@@ -43,7 +44,7 @@ def main():
         hand = np.array(table.column("observation.state").to_pylist(), dtype=np.float64)[:, :3]
         frames += len(episode)
         blocks = env[:, 6:24].reshape(-1, 3, 6)[:, :, :3]
-        off_floor = (np.abs(blocks[:, :, :2]) > 2.0).any(axis=2) | (blocks[:, :, 2] < -0.5)
+        off_floor = (np.abs(blocks[:, :, :2]) > 2.0).any(axis=2) | (blocks[:, :, 2] < -0.8)
         broken = off_floor.any(axis=1) | (env[:, 0] > 0.6) | (env[:, 1] < -0.06)
         for e in episode[broken]:
             broken_frames[int(e)] += 1

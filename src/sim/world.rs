@@ -397,7 +397,7 @@ impl World {
 
     /// Whether the simulation still holds together: every block on the floor slab or above it and
     /// within its edges, the door and the drawer within their runners. A block pinched hard enough
-    /// can tunnel through a collider or be flung away (47 of the 36 553 episodes of
+    /// can tunnel through a collider or be flung away (20 of the 36 553 episodes of
     /// `data/demos-v12`); what follows demonstrates nothing.
     pub fn intact(&self) -> bool {
         let lowest_z = build::floor_z_m(&self.scene.desk) as f64 - INTACT_MARGIN_M;
