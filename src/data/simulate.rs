@@ -69,6 +69,13 @@ fn action_values(action: Action) -> [f32; ACTION_DIM] {
     }
 }
 
+/// One step of `attempt`: whether the task is done, or `None` once the physics came apart
+/// ([`World::intact`]), after which the episode demonstrates nothing.
+fn step_intact(attempt: &mut Attempt, world: &mut World, action: &Action) -> Option<bool> {
+    let success = attempt.step_with(world, action).success;
+    world.intact().then_some(success)
+}
+
 /// Records the observation of `world` now, with the action taken from it.
 fn observe(world: &World, cameras: &mut PolicyCameras, action: Action) -> RawFrame {
     RawFrame {
@@ -133,8 +140,10 @@ pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, s
         }
         let executed = expert.act(&world);
         frames.push(observe(&world, &mut cameras, expert.clean_action()));
-        if attempt.step_with(&mut world, &executed).success && world.intact() {
-            return DemoOutcome::Success(RawEpisode { info, frames });
+        match step_intact(&mut attempt, &mut world, &executed) {
+            Some(true) => return DemoOutcome::Success(RawEpisode { info, frames }),
+            Some(false) => {}
+            None => break,
         }
     }
     DemoOutcome::Failed
@@ -195,9 +204,11 @@ pub fn dagger(
                 let learner_action = learner.act(&world)?;
                 frames.push(observe(&world, &mut cameras, expert.clean_action()));
                 let executed = if rng.chance(expert_share) { expert_action } else { learner_action };
-                attempt.step_with(&mut world, &executed);
+                if step_intact(&mut attempt, &mut world, &executed).is_none() {
+                    return Ok(None);
+                }
             }
-            Ok(world.intact().then_some(RawEpisode { info, frames }))
+            Ok(Some(RawEpisode { info, frames }))
         }
         DaggerLabels::Takeover { max_model_steps } => {
             let model_steps = rng.below(max_model_steps + 1);
@@ -206,7 +217,9 @@ pub fn dagger(
                     return Ok(None);
                 }
                 let action = learner.act(&world)?;
-                attempt.step_with(&mut world, &action);
+                if step_intact(&mut attempt, &mut world, &action).is_none() {
+                    return Ok(None);
+                }
             }
             expert.take_over(task, attempt.start().clone(), &world);
             while !attempt.is_over() {
@@ -215,8 +228,10 @@ pub fn dagger(
                 }
                 let executed = expert.act(&world);
                 frames.push(observe(&world, &mut cameras, expert.clean_action()));
-                if attempt.step_with(&mut world, &executed).success {
-                    return Ok(world.intact().then_some(RawEpisode { info, frames }));
+                match step_intact(&mut attempt, &mut world, &executed) {
+                    Some(true) => return Ok(Some(RawEpisode { info, frames })),
+                    Some(false) => {}
+                    None => return Ok(None),
                 }
             }
             Ok(None)
@@ -253,25 +268,24 @@ pub fn play(
         let task = *rng.choose(&feasible);
         let first_frame = frames.len();
         let mut attempt = Attempt::begin(&world, &mut expert, task, MAX_STEPS_PER_SUBTASK);
-        let mut success = false;
-        while !attempt.is_over() {
+        let mut success = Some(false);
+        while !attempt.is_over() && success.is_some() {
             if stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
             let executed = expert.act(&world);
             frames.push(observe(&world, &mut cameras, expert.clean_action()));
-            success = attempt.step_with(&mut world, &executed).success;
+            success = step_intact(&mut attempt, &mut world, &executed);
             states.push(world.state());
         }
-        if !world.intact() {
-            // Nothing after this is a demonstration; the windows completed before it are.
-            failed += 1;
-            break;
-        }
-        if success {
-            completed.push((task, first_frame, frames.len()));
-        } else {
-            failed += 1;
+        match success {
+            Some(true) => completed.push((task, first_frame, frames.len())),
+            Some(false) => failed += 1,
+            None => {
+                // Nothing after this is a demonstration; the windows completed before it are.
+                failed += 1;
+                break;
+            }
         }
     }
     let mut windows = Vec::new();
