@@ -52,7 +52,7 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', requires = "recipe")]
     presets: Vec<String>,
     /// The `training.json` whose recipe and dataset every preset is trained with (e.g. the shipped
-    /// model's, assets/models/paligemma-wide/training.json).
+    /// model's, assets/models/kosmos-wide/training.json).
     #[arg(long)]
     recipe: Option<PathBuf>,
     /// Train on this dataset instead of the ones --recipe names (repeat it for several, read as one).

@@ -214,7 +214,7 @@ struct GuiArgs {
     /// Folder of model folders the VLA driver offers.
     #[arg(long, default_value = vlasim::vla::catalog::SHIPPED_MODELS)]
     models: PathBuf,
-    /// Model to start with, by folder name (default: paligemma-wide, or the first there is).
+    /// Model to start with, by folder name (default: kosmos-wide, or the first there is).
     #[arg(long)]
     model: Option<String>,
     /// Start with the VLA's attention overlay on the static camera's image: mean (of the last

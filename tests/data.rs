@@ -19,6 +19,7 @@ use vlasim::data::simulate::{self, DaggerLabels, DemoOutcome, SimulateSettings};
 use vlasim::sim::camera::Image;
 use vlasim::sim::scene::Scene;
 use vlasim::sim::tasks::Task;
+use vlasim::vla::catalog::{DEFAULT_MODEL, SHIPPED_MODELS};
 use vlasim::vla::driver::VlaDriver;
 
 /// The codec tolerance the README states: every decoded frame within this PSNR of the rendered one…
@@ -311,7 +312,7 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     let DemoOutcome::Success(demo) = simulate::demo(&scene, task, 3, &settings, &never) else {
         panic!("the expert opens the drawer from seed 3");
     };
-    let mut learner = VlaDriver::load(Path::new("assets/models/paligemma-wide"), &candle_core::Device::Cpu)
+    let mut learner = VlaDriver::load(&Path::new(SHIPPED_MODELS).join(DEFAULT_MODEL), &candle_core::Device::Cpu)
         .expect("the shipped model");
     let dagger = |expert_share: f64, learner: &mut VlaDriver| {
         let labels = DaggerLabels::Shadow { expert_share };

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use vlasim::vla::catalog::DEFAULT_MODEL;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -164,15 +165,15 @@ fn heat_tinted_panel_pixels(image: &image::RgbImage, probe: &Value) -> usize {
 fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
     let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "30"];
     let (plain, probe) = screenshot("vla_plain", &args);
-    assert_eq!((probe["driver"].as_str(), probe["model"].as_str()), (Some("VLA"), Some("paligemma-wide")), "{probe}");
+    assert_eq!((probe["driver"].as_str(), probe["model"].as_str()), (Some("VLA"), Some(DEFAULT_MODEL)), "{probe}");
     assert_eq!(probe["commands"][0]["task"], "open_drawer", "{probe}");
     assert_eq!(probe["attention_grid"], Value::Null, "no overlay unless asked for");
 
     let (watched, probe) = screenshot("vla_attention", &[&args[..], &["--attention"]].concat());
-    assert_eq!(probe["attention_grid"], 8, "PaliGemma's 64 image tokens are an 8×8 patch grid: {probe}");
+    assert_eq!(probe["attention_grid"], 8, "the 128 px image in 16 px patches: an 8×8 grid: {probe}");
     let (before, after) = (heat_tinted_panel_pixels(&plain, &probe), heat_tinted_panel_pixels(&watched, &probe));
     // The static image is drawn 256 px square, a 32 px square per patch. How many patches turn red
-    // depends on how concentrated the model's attention is (the shipped model's: six or seven).
+    // depends on how concentrated the model's attention is.
     assert!(
         after > before + 2 * 32 * 32,
         "the heat map should colour the static image: {before} → {after} tinted pixels"
@@ -183,9 +184,9 @@ fn the_shipped_default_model_drives_the_arm_and_its_attention_is_drawn() {
 fn side_by_side_runs_a_second_model_from_the_same_start_in_its_own_window() {
     let args = ["--scene", "d", "--seed", "0", "--instruction", "open the drawer", "--after-steps", "20"];
     let (alone, _) = screenshot("alone", &args);
-    let (both, probe) = screenshot("side_by_side", &[&args[..], &["--compare", "paligemma-wide"]].concat());
+    let (both, probe) = screenshot("side_by_side", &[&args[..], &["--compare", DEFAULT_MODEL]].concat());
     let partner = &probe["partner"];
-    assert_eq!(partner["model"], "paligemma-wide", "{probe}");
+    assert_eq!(partner["model"], DEFAULT_MODEL, "{probe}");
     assert_eq!(partner["commands"], probe["commands"], "the partner got the same instruction");
     assert_eq!(partner["step"], probe["step"]);
     assert_eq!(partner["scene_obs"], probe["scene_obs"], "same model, same start state: same trajectory");

@@ -3,7 +3,7 @@
 //! compared with the frames that went in, the GIF fallback, the frame layout, and a `vlasim
 //! record` process stopped with SIGINT still leaving a complete MP4.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use vlasim::sim::camera::{Image, PolicyCameras, View};
@@ -15,6 +15,7 @@ use vlasim::sim::tasks::Task;
 use vlasim::video::mp4_read::{decode, read_mp4};
 use vlasim::video::rollout::{RecordSettings, Rollout, RolloutRecording};
 use vlasim::video::{Caption, ComposeOptions, Composer, SubtaskStatus};
+use vlasim::vla::catalog::{DEFAULT_MODEL, SHIPPED_MODELS};
 
 /// Colour of the caption bar (`compose.rs`), which fills the frame's bottom-right corner.
 const BAR_RGB: [u8; 3] = [24, 26, 30];
@@ -194,7 +195,8 @@ fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
 
 /// `vlasim rollout ARGS` with the shipped model; its stdout.
 fn rollout(args: &[&str]) -> String {
-    let output = rollout_with(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/models/paligemma-wide"), args);
+    let shipped = Path::new(SHIPPED_MODELS).join(DEFAULT_MODEL);
+    let output = rollout_with(shipped.to_str().expect("UTF-8 path"), args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8")
 }

@@ -15,7 +15,7 @@ pub const SHIPPED_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mo
 /// The evaluation results kept in a model folder.
 pub const RESULTS_FILE: &str = "results.json";
 /// The model the GUI starts with when it is there.
-pub const DEFAULT_MODEL: &str = "paligemma-wide";
+pub const DEFAULT_MODEL: &str = "kosmos-wide";
 
 /// What the selector says about a model.
 #[derive(Debug, Clone, PartialEq)]
