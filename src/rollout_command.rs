@@ -129,6 +129,13 @@ pub fn run(args: RolloutArgs) -> Result<()> {
     if let (Actor::Expert(..), Some(task), Some(false)) = (&actor, task, task_can_start) {
         bail!("the expert cannot start {task} from this state (the GUI would refuse it too)");
     }
+    if let (false, Some(task), Some(false)) = (args.json, task, task_can_start) {
+        eprintln!(
+            "note: {task} cannot start from seed {}'s start state (CALVIN's preconditions; the GUI would refuse it), \
+             so it cannot be seen done: the model acts anyway; another --seed starts elsewhere",
+            args.seed
+        );
+    }
     actor.begin(&args.instruction, &world)?;
     let mut video = match &args.out {
         Some(path) => {

@@ -195,10 +195,13 @@ fn recorder_and_composer_can_be_bevy_resources_or_move_to_a_thread() {
 
 /// `vlasim rollout ARGS` with the shipped model; its stdout.
 fn rollout(args: &[&str]) -> String {
-    let shipped = Path::new(SHIPPED_MODELS).join(DEFAULT_MODEL);
-    let output = rollout_with(shipped.to_str().expect("UTF-8 path"), args);
+    let output = rollout_with(&shipped_model(), args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn shipped_model() -> String {
+    Path::new(SHIPPED_MODELS).join(DEFAULT_MODEL).to_str().expect("UTF-8 path").to_string()
 }
 
 /// `vlasim rollout --model MODEL ARGS`.
@@ -275,4 +278,9 @@ fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
         serde_json::from_str(&rollout(&["--instruction", "dance 🤖", "--steps", "5", "--json"])).unwrap();
     assert_eq!((garbage["task"].clone(), garbage["steps"].as_array().unwrap().len()), (serde_json::Value::Null, 5));
     assert!(garbage["unknown_words"].as_array().unwrap().contains(&"dance".into()), "{garbage}");
+
+    let open_already = ["--instruction", "open the drawer", "--seed", "3", "--steps", "1"];
+    let output = rollout_with(&shipped_model(), &open_already);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("open_drawer cannot start from seed 3"), "chain 3 starts with the drawer open: {message}");
 }
