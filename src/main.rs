@@ -282,8 +282,8 @@ struct BenchArgs {
     /// presets when none is given).
     #[arg(long)]
     preset: Vec<String>,
-    /// VLA benchmark: the formulation (policy_head, policy_head_gpt, one_step, interleaved,
-    /// one_step_discrete, interleaved_discrete).
+    /// VLA benchmark: the formulation (policy_head, policy_head_gpt, one_step, one_step_mixture,
+    /// interleaved, one_step_discrete, interleaved_discrete).
     #[arg(long, default_value = "policy_head")]
     formulation: String,
     /// VLA benchmark: frames in a history formulation's window (default: the formulation's, 8).

@@ -326,6 +326,24 @@ pub enum ArmLoss {
     },
     /// Mean squared error.
     Mse,
+    /// Negative log-likelihood under a mixture of `components` diagonal Gaussians per step
+    /// (robomimic's GMM head): the head also predicts each component's scale and weight, and the
+    /// likeliest component's mean is executed, so where the demonstrations go two ways from one
+    /// image the model commits to one instead of averaging them into standing still.
+    Mixture {
+        /// Gaussians per predicted step.
+        components: usize,
+    },
+}
+
+impl ArmLoss {
+    /// Gaussians per step the head predicts, for a mixture.
+    pub fn mixture_components(self) -> Option<usize> {
+        match self {
+            ArmLoss::Mixture { components } => Some(components),
+            ArmLoss::Huber { .. } | ArmLoss::Mse => None,
+        }
+    }
 }
 
 /// Continuous or discrete actions.
@@ -435,8 +453,11 @@ impl VlaConfig {
         if let ActionSpace::Discrete { bins } = formulation.action_space {
             require(bins >= 2, || "formulation.action_space.bins must be at least 2".into())?;
         }
-        if let ActionSpace::Continuous { chunk, .. } = formulation.action_space {
+        if let ActionSpace::Continuous { chunk, arm_loss, .. } = formulation.action_space {
             require(chunk >= 1, || "formulation.action_space.chunk must be at least 1".into())?;
+            if let Some(components) = arm_loss.mixture_components() {
+                require(components >= 1, || "formulation.action_space.arm_loss.components must be at least 1".into())?;
+            }
         }
         let window = formulation.history_window;
         let interleaved = window > 1 && formulation.history == HistoryFusion::Interleaved;

@@ -1,12 +1,14 @@
 //! Policy heads (RoboVLMs §3.2): from per-frame features `[b, t, d]` to an action chunk — an MLP on
 //! the last frame, or an LSTM or a GPT (causal transformer) over the history window — each ending in
-//! a tanh arm output (6 per step) and a gripper logit (1 per step).
+//! a tanh arm output (6 per step; or a mixture of Gaussians, `mixture.rs`) and a gripper logit (1
+//! per step).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::config::{BlockKind, DecoderConfig, HeadConfig, HeadKind, MaskKind, MlpKind, NormKind};
 use super::decoder::DecoderLayer;
+use super::mixture::{ArmMixture, MixtureOutput};
 use super::norm::Norm;
 use super::ops::{self, AttentionMask, RotaryTables};
 
@@ -64,11 +66,18 @@ enum Trunk {
     Gpt { proj_in: Linear, position_embedding: Tensor, layers: Vec<DecoderLayer>, norm: Norm, rotary: RotaryTables },
 }
 
+/// The arm's values per step: one point, or a mixture to pick the likeliest mean from.
+#[derive(Debug, Clone)]
+enum ArmOutput {
+    Point(Linear),
+    Mixture(MixtureOutput),
+}
+
 /// A continuous-action head.
 #[derive(Debug, Clone)]
 pub struct ActionHead {
     trunk: Trunk,
-    arm: Linear,
+    arm: ArmOutput,
     gripper: Linear,
     chunk: usize,
 }
@@ -78,10 +87,12 @@ pub struct ActionHead {
 /// RoboVLMs does), the last frame for the MLP head. The last frame's chunk is the one executed.
 #[derive(Debug, Clone)]
 pub struct ContinuousActions {
-    /// `[b, frames, chunk, 6]` in (-1, 1).
+    /// `[b, frames, chunk, 6]` in (-1, 1): what the arm executes.
     pub arm: Tensor,
     /// `[b, frames, chunk]`; > 0 means open.
     pub gripper_logits: Tensor,
+    /// The mixture `arm` holds the likeliest means of, for a mixture head.
+    pub mixture: Option<ArmMixture>,
 }
 
 /// The GPT head: a GPT-2-like causal transformer over the window (LayerNorm, GELU MLP), with RoPE.
@@ -104,8 +115,16 @@ fn gpt_config(cfg: &HeadConfig) -> DecoderConfig {
 }
 
 impl ActionHead {
-    /// A head over features of `input` for windows of up to `window` frames, predicting `chunk` steps.
-    pub fn new(cfg: &HeadConfig, input: usize, window: usize, chunk: usize, vb: VarBuilder) -> Result<Self> {
+    /// A head over features of `input` for windows of up to `window` frames, predicting `chunk` steps
+    /// of one arm value each, or of a mixture of `mixture_components` Gaussians.
+    pub fn new(
+        cfg: &HeadConfig,
+        input: usize,
+        window: usize,
+        chunk: usize,
+        mixture_components: Option<usize>,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let hidden = cfg.hidden_size;
         let trunk = match cfg.kind {
             HeadKind::Mlp => {
@@ -133,12 +152,11 @@ impl ActionHead {
                 }
             }
         };
-        Ok(Self {
-            trunk,
-            arm: linear(hidden, chunk * ARM_DIMS, vb.pp("arm"))?,
-            gripper: linear(hidden, chunk, vb.pp("gripper"))?,
-            chunk,
-        })
+        let arm = match mixture_components {
+            Some(components) => ArmOutput::Mixture(MixtureOutput::new(hidden, chunk, components, vb.clone())?),
+            None => ArmOutput::Point(linear(hidden, chunk * ARM_DIMS, vb.pp("arm"))?),
+        };
+        Ok(Self { trunk, arm, gripper: linear(hidden, chunk, vb.pp("gripper"))?, chunk })
     }
 
     /// Features `[b, t, input]` → the chunks predicted after each predicting frame (see
@@ -170,8 +188,14 @@ impl ActionHead {
             }
         };
         let frames = hidden.dim(1)?;
-        let arm = hidden.apply(&self.arm)?.tanh()?.reshape((batch, frames, self.chunk, ARM_DIMS))?;
+        let (arm, mixture) = match &self.arm {
+            ArmOutput::Point(arm) => (hidden.apply(arm)?.tanh()?.reshape((batch, frames, self.chunk, ARM_DIMS))?, None),
+            ArmOutput::Mixture(output) => {
+                let mixture = output.forward(&hidden)?;
+                (mixture.likeliest_means()?, Some(mixture))
+            }
+        };
         let gripper_logits = hidden.apply(&self.gripper)?;
-        Ok((ContinuousActions { arm, gripper_logits }, attention))
+        Ok((ContinuousActions { arm, gripper_logits, mixture }, attention))
     }
 }

@@ -146,11 +146,12 @@ impl Vla {
             }
         };
         let head = match formulation.action_space {
-            ActionSpace::Continuous { chunk, .. } => Some(ActionHead::new(
+            ActionSpace::Continuous { chunk, arm_loss, .. } => Some(ActionHead::new(
                 &formulation.head,
                 feature_size,
                 formulation.history_window,
                 chunk,
+                arm_loss.mixture_components(),
                 vb.pp("head"),
             )?),
             ActionSpace::Discrete { .. } => None,
@@ -338,7 +339,7 @@ impl Vla {
         Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention, features: None })
     }
 
-    /// Training loss: Huber (or MSE) on the arm + weighted BCE on the gripper over the real chunk
+    /// Training loss: Huber, MSE or the mixture's negative log-likelihood on the arm + weighted BCE on the gripper over the real chunk
     /// steps of every predicting frame (the window's last `frames` frames), plus the weighted
     /// scene-state loss when the config has one; cross-entropy over the 7 tokens of the last
     /// frame's first step for discrete actions.
@@ -351,13 +352,15 @@ impl Vla {
                 let mask =
                     targets.mask.narrow(1, window - frames, frames)?.narrow(2, 0, chunk)?.to_dtype(DType::F32)?;
                 let target_arm = actions.narrow(3, 0, ARM_DIMS)?;
-                let error = (&predicted.arm - target_arm)?;
-                let per_element = match *arm_loss {
-                    ArmLoss::Mse => error.sqr()?,
-                    ArmLoss::Huber { delta } => huber(&error, delta)?,
+                let error = || &predicted.arm - &target_arm;
+                let per_step = match (*arm_loss, &predicted.mixture) {
+                    (ArmLoss::Mse, _) => error()?.sqr()?.mean(D::Minus1)?,
+                    (ArmLoss::Huber { delta }, _) => huber(&error()?, delta)?.mean(D::Minus1)?,
+                    (ArmLoss::Mixture { .. }, Some(mixture)) => mixture.negative_log_likelihood(&target_arm)?,
+                    (ArmLoss::Mixture { .. }, None) => candle_core::bail!("a mixture loss needs the head's mixture"),
                 };
                 let real_steps = mask.sum_all()?.clamp(1.0, f64::INFINITY)?;
-                let arm = (per_element.mean(D::Minus1)? * &mask)?.sum_all()?.div(&real_steps)?;
+                let arm = (per_step * &mask)?.sum_all()?.div(&real_steps)?;
                 let opened = actions.i((.., .., .., ARM_DIMS))?.gt(0.0)?.to_dtype(DType::F32)?;
                 let logits = &predicted.gripper_logits;
                 // Numerically stable BCE with logits: max(x, 0) − x·z + log(1 + exp(−|x|)).

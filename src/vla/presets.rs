@@ -22,13 +22,22 @@ use super::ensemble::TemporalEnsembleConfig;
 pub const PRESETS: [&str; 8] = ["paligemma", "kosmos", "flamingo", "llava", "qwen-vl", "moondream", "uform", "film"];
 
 /// The formulations [`formulation`] knows.
-pub const FORMULATIONS: [&str; 6] =
-    ["policy_head", "policy_head_gpt", "one_step", "interleaved", "one_step_discrete", "interleaved_discrete"];
+pub const FORMULATIONS: [&str; 7] = [
+    "policy_head",
+    "policy_head_gpt",
+    "one_step",
+    "one_step_mixture",
+    "interleaved",
+    "one_step_discrete",
+    "interleaved_discrete",
+];
 
 /// RoboVLMs' setting: window 8 (static camera), chunk 10.
 const HISTORY_WINDOW: usize = 8;
 const ACTION_CHUNK: usize = 10;
 const ACTION_BINS: usize = 256;
+/// Gaussians per step of `one_step_mixture` (robomimic's GMM default).
+const MIXTURE_COMPONENTS: usize = 5;
 /// Width shared by the miniature language models and heads.
 const WIDTH: usize = 64;
 
@@ -140,20 +149,21 @@ fn backbone(name: &str) -> Option<BackboneConfig> {
 }
 
 /// A formulation by name: `policy_head` (window 8, LSTM head, continuous chunk 10: RoboVLMs' best),
-/// `policy_head_gpt`, `one_step` (MLP head), `interleaved` (window 8 in one sequence, MLP head), and
-/// the discrete `one_step_discrete` / `interleaved_discrete` (256 bins).
+/// `policy_head_gpt`, `one_step` (MLP head), `one_step_mixture` (its arm a mixture of 5 Gaussians
+/// per step), `interleaved` (window 8 in one sequence, MLP head), and the discrete
+/// `one_step_discrete` / `interleaved_discrete` (256 bins).
 pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
     let head = |kind| HeadConfig { kind, hidden_size: WIDTH, num_layers: 1, num_heads: 4 };
-    let continuous = ActionSpace::Continuous {
-        chunk: ACTION_CHUNK,
-        arm_loss: ArmLoss::Huber { delta: 1.0 },
-        gripper_loss_weight: 0.01,
-    };
+    let continuous_with =
+        |arm_loss| ActionSpace::Continuous { chunk: ACTION_CHUNK, arm_loss, gripper_loss_weight: 0.01 };
+    let continuous = continuous_with(ArmLoss::Huber { delta: 1.0 });
+    let mixture = continuous_with(ArmLoss::Mixture { components: MIXTURE_COMPONENTS });
     let discrete = ActionSpace::Discrete { bins: ACTION_BINS };
     let (history_window, history, head_kind, action_space) = match name {
         "policy_head" => (HISTORY_WINDOW, HistoryFusion::PolicyHead, HeadKind::Lstm, continuous),
         "policy_head_gpt" => (HISTORY_WINDOW, HistoryFusion::PolicyHead, HeadKind::Gpt, continuous),
         "one_step" => (1, HistoryFusion::PolicyHead, HeadKind::Mlp, continuous),
+        "one_step_mixture" => (1, HistoryFusion::PolicyHead, HeadKind::Mlp, mixture),
         "interleaved" => (HISTORY_WINDOW, HistoryFusion::Interleaved, HeadKind::Mlp, continuous),
         "one_step_discrete" => (1, HistoryFusion::PolicyHead, HeadKind::Mlp, discrete),
         "interleaved_discrete" => (HISTORY_WINDOW, HistoryFusion::Interleaved, HeadKind::Mlp, discrete),
