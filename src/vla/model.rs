@@ -339,10 +339,10 @@ impl Vla {
         Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention, features: None })
     }
 
-    /// Training loss: Huber, MSE or the mixture's negative log-likelihood on the arm + weighted BCE on the gripper over the real chunk
-    /// steps of every predicting frame (the window's last `frames` frames), plus the weighted
-    /// scene-state loss when the config has one; cross-entropy over the 7 tokens of the last
-    /// frame's first step for discrete actions.
+    /// Training loss: Huber, MSE or the mixture's negative log-likelihood on the arm + weighted BCE
+    /// on the gripper over the real chunk steps of every predicting frame (the window's last
+    /// `frames` frames), plus the weighted scene-state loss when the config has one; cross-entropy
+    /// over the 7 tokens of the last frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
         let window = targets.actions.dim(1)?;
         match (&output.actions, &self.config.formulation.action_space) {
