@@ -231,8 +231,9 @@ fn write_report(args: &CompareArgs, rows: &[BackboneRow]) -> Result<()> {
             command += &format!(" --steps {steps}");
             training += &format!(", for {steps} steps");
         }
-        training += "; the training column names each model's dataset (its `training.json` holds the whole recipe). ";
+        training += ". ";
     }
+    training += "The training column names each model's dataset (its `training.json` holds the whole recipe). ";
     command += &format!(
         " --models {} --chains {} --scene {} --out {}",
         args.models.display(),
