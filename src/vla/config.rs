@@ -326,18 +326,18 @@ pub enum ArmLoss {
     },
     /// Mean squared error.
     Mse,
-    /// Negative log-likelihood under a mixture of `components` diagonal Gaussians per step
-    /// (robomimic's GMM head): the head also predicts each component's scale and weight, and the
-    /// likeliest component's mean is executed, so where the demonstrations go two ways from one
-    /// image the model commits to one instead of averaging them into standing still.
+    /// A mixture of `components` Gaussians of one fixed scale per step, trained by its likelihood
+    /// (`vla::mixture`): the head predicts each component's mean and weight, and the likeliest
+    /// component's mean is executed, so where the demonstrations go two ways from one image the
+    /// model commits to one instead of averaging them into standing still.
     Mixture {
-        /// Gaussians per predicted step.
+        /// Candidate arm actions per predicted step.
         components: usize,
     },
 }
 
 impl ArmLoss {
-    /// Gaussians per step the head predicts, for a mixture.
+    /// Candidate arm actions per step the head predicts, for a mixture.
     pub fn mixture_components(self) -> Option<usize> {
         match self {
             ArmLoss::Mixture { components } => Some(components),

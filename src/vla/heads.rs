@@ -1,7 +1,7 @@
 //! Policy heads (RoboVLMs §3.2): from per-frame features `[b, t, d]` to an action chunk — an MLP on
 //! the last frame, or an LSTM or a GPT (causal transformer) over the history window — each ending in
-//! a tanh arm output (6 per step; or a mixture of Gaussians, `mixture.rs`) and a gripper logit (1
-//! per step).
+//! a tanh arm output (6 per step; or weighted candidates of them, `mixture.rs`) and a gripper
+//! logit (1 per step).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
@@ -116,7 +116,7 @@ fn gpt_config(cfg: &HeadConfig) -> DecoderConfig {
 
 impl ActionHead {
     /// A head over features of `input` for windows of up to `window` frames, predicting `chunk` steps
-    /// of one arm value each, or of a mixture of `mixture_components` Gaussians.
+    /// of one arm value each, or `mixture_components` weighted candidates of them.
     pub fn new(
         cfg: &HeadConfig,
         input: usize,

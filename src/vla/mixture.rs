@@ -1,24 +1,26 @@
-//! A mixture-of-Gaussians arm output (robomimic's GMM policy head): for every predicted step,
-//! `components` diagonal Gaussians over the 6 arm values and their weights. Trained by negative
-//! log-likelihood; the arm executes the likeliest component's mean, so an image from which the
-//! demonstrations go two ways (rising from a push or coming down onto a block) yields one of them
-//! rather than their average.
+//! A mixture arm output (multiple-hypothesis regression with a learnt choice): for every predicted
+//! step, `components` candidate arm actions and their weights. The arm executes the likeliest
+//! candidate, so an image from which the demonstrations go two ways (rising from a push or coming
+//! down onto a block) yields one of them rather than their average.
+//!
+//! The components are Gaussians of one fixed scale, not learnt per value as robomimic's GMM head
+//! learns them: trained by likelihood, such a head made the rotations (nearly always 0) sharp and
+//! gave x and y a scale near the whole action range, where the gradient on their means is divided
+//! by the variance, so it never learnt where to go (Avg. Len. 0.002; see BENCHMARKS.md).
 
 use candle_core::{D, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::heads::ARM_DIMS;
 
-/// log σ = `LOG_SCALE_CENTRE + LOG_SCALE_SPAN · tanh(raw)`: σ between e⁻⁵ ≈ 0.007 (0.1 mm of a
-/// 2 cm action unit) and 1 (the whole action range), starting at e^-2.5 ≈ 0.08.
-const LOG_SCALE_CENTRE: f64 = -2.5;
-const LOG_SCALE_SPAN: f64 = 2.5;
+/// Every component's standard deviation per arm value, in action units (1 = the largest step):
+/// demonstrations closer than this to a candidate share it, farther ones pull another.
+const COMPONENT_SCALE: f64 = 0.1;
 
 /// The layers that turn the head's hidden state into a mixture per step.
 #[derive(Debug, Clone)]
 pub struct MixtureOutput {
     means: Linear,
-    log_scales: Linear,
     weights: Linear,
     chunk: usize,
     components: usize,
@@ -29,19 +31,15 @@ pub struct MixtureOutput {
 pub struct ArmMixture {
     /// `[b, frames, chunk, components, 6]` in (-1, 1).
     pub means: Tensor,
-    /// `[b, frames, chunk, components, 6]`, log σ.
-    pub log_scales: Tensor,
     /// `[b, frames, chunk, components]`, log-weights summing (in probability) to 1 per step.
     pub log_weights: Tensor,
 }
 
 impl MixtureOutput {
-    /// Layers from a `hidden`-wide state to `components` Gaussians for each of `chunk` steps.
+    /// Layers from a `hidden`-wide state to `components` candidates for each of `chunk` steps.
     pub fn new(hidden: usize, chunk: usize, components: usize, vb: VarBuilder) -> Result<Self> {
-        let values = chunk * components * ARM_DIMS;
         Ok(Self {
-            means: linear(hidden, values, vb.pp("arm"))?,
-            log_scales: linear(hidden, values, vb.pp("arm_log_scale"))?,
+            means: linear(hidden, chunk * components * ARM_DIMS, vb.pp("arm"))?,
             weights: linear(hidden, chunk * components, vb.pp("arm_weight"))?,
             chunk,
             components,
@@ -51,13 +49,11 @@ impl MixtureOutput {
     /// `[b, frames, hidden]` → the mixture of every step after every frame.
     pub fn forward(&self, hidden: &Tensor) -> Result<ArmMixture> {
         let (batch, frames, _) = hidden.dims3()?;
-        let shape = (batch, frames, self.chunk, self.components, ARM_DIMS);
-        let means = hidden.apply(&self.means)?.tanh()?.reshape(shape)?;
-        let log_scales =
-            hidden.apply(&self.log_scales)?.tanh()?.affine(LOG_SCALE_SPAN, LOG_SCALE_CENTRE)?.reshape(shape)?;
+        let means =
+            hidden.apply(&self.means)?.tanh()?.reshape((batch, frames, self.chunk, self.components, ARM_DIMS))?;
         let weights = hidden.apply(&self.weights)?.reshape((batch, frames, self.chunk, self.components))?;
         let log_weights = candle_nn::ops::log_softmax(&weights, D::Minus1)?;
-        Ok(ArmMixture { means, log_scales, log_weights })
+        Ok(ArmMixture { means, log_weights })
     }
 }
 
@@ -70,15 +66,21 @@ impl ArmMixture {
         self.means.contiguous()?.gather(&index, 3)?.squeeze(3)
     }
 
-    /// −log p(`target`) per step, divided by the 6 arm dimensions so that it weighs against the
-    /// gripper and scene-state losses as a per-value error does: `target` `[b, frames, chunk, 6]`
-    /// → `[b, frames, chunk]`.
-    pub fn negative_log_likelihood(&self, target: &Tensor) -> Result<Tensor> {
-        let standardized = self.means.broadcast_sub(&target.unsqueeze(3)?)?.mul(&self.log_scales.neg()?.exp()?)?;
-        let half_log_two_pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
-        let log_densities = ((standardized.sqr()? * -0.5)? - &self.log_scales)?.affine(1.0, -half_log_two_pi)?;
-        let joint = (log_densities.sum(D::Minus1)? + &self.log_weights)?;
-        log_sum_exp(&joint)?.affine(-1.0 / ARM_DIMS as f64, 0.0)
+    /// The loss per step for `target` `[b, frames, chunk, 6]` → `[b, frames, chunk]`. Its
+    /// gradient is the mixture's negative log-likelihood's, rescaled in two parts so that each
+    /// weighs against the gripper and scene-state losses as the point head's error does: for the
+    /// means, the variance times the likelihood's (with one component, half the squared error per
+    /// value, as the point head's Huber loss below δ); for the weights, the likelihood's own (a
+    /// cross-entropy towards each component's share of explaining `target`).
+    pub fn loss(&self, target: &Tensor) -> Result<Tensor> {
+        let variance = COMPONENT_SCALE * COMPONENT_SCALE;
+        let squared_errors = self.means.broadcast_sub(&target.unsqueeze(3)?)?.sqr()?.sum(D::Minus1)?;
+        let log_joint = |log_weights: &Tensor| squared_errors.affine(-0.5 / variance, 0.0)? + log_weights;
+        let means_loss =
+            log_sum_exp(&log_joint(&self.log_weights.detach())?)?.affine(-variance / ARM_DIMS as f64, 0.0)?;
+        let responsibilities = candle_nn::ops::softmax_last_dim(&log_joint(&self.log_weights)?.detach())?;
+        let weights_loss = (responsibilities * &self.log_weights)?.sum(D::Minus1)?.neg()?;
+        means_loss + weights_loss
     }
 }
 
@@ -91,41 +93,51 @@ fn log_sum_exp(xs: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device, IndexOp, Var};
 
-    fn mixture(means: &[f32], log_scales: &[f32], weights: &[f32]) -> ArmMixture {
-        let components = weights.len();
-        let shape = (1, 1, 1, components, ARM_DIMS);
-        let device = Device::Cpu;
-        let weights = Tensor::from_slice(weights, (1, 1, 1, components), &device).unwrap();
-        ArmMixture {
-            means: Tensor::from_slice(means, shape, &device).unwrap(),
-            log_scales: Tensor::from_slice(log_scales, shape, &device).unwrap(),
-            log_weights: candle_nn::ops::log_softmax(&weights, D::Minus1).unwrap(),
-        }
+    fn arm(values: &[f32], samples: usize) -> Tensor {
+        let rows: Vec<f32> = values.iter().flat_map(|&v| [v; ARM_DIMS]).collect();
+        Tensor::from_slice(&rows, (samples, 1, 1, ARM_DIMS), &Device::Cpu).unwrap()
     }
 
     #[test]
-    fn one_unit_gaussian_gives_the_textbook_log_likelihood() {
-        let one = mixture(&[0.0; ARM_DIMS], &[0.0; ARM_DIMS], &[0.0]);
-        let target = Tensor::from_slice(&[1f32; ARM_DIMS], (1, 1, 1, ARM_DIMS), &Device::Cpu).unwrap();
-        let nll = one.negative_log_likelihood(&target).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        // Per dimension: ½·1² + ½·ln 2π.
-        let expected = 0.5 + 0.5 * (2.0 * std::f32::consts::PI).ln();
-        assert!((nll[0] - expected).abs() < 1e-5, "{nll:?} against {expected}");
-    }
-
-    #[test]
-    fn the_likeliest_component_is_executed_and_explains_its_targets_best() {
-        let mut means = vec![0.5f32; ARM_DIMS];
-        means.extend([-0.5f32; ARM_DIMS]);
-        let two = mixture(&means, &[-2.0; 2 * ARM_DIMS], &[0.0, 1.0]);
-        let executed = two.likeliest_means().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(executed, vec![-0.5; ARM_DIMS], "the second component weighs more");
-        let nll = |value: f32| {
-            let target = Tensor::from_slice(&[value; ARM_DIMS], (1, 1, 1, ARM_DIMS), &Device::Cpu).unwrap();
-            two.negative_log_likelihood(&target).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0]
+    fn one_component_is_half_the_squared_error() {
+        let one = ArmMixture {
+            means: arm(&[0.0], 1).unsqueeze(3).unwrap(),
+            log_weights: Tensor::zeros((1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap(),
         };
-        assert!(nll(-0.5) < nll(0.5) && nll(0.5) < nll(0.0), "both modes beat the point between them");
+        let loss = one.loss(&arm(&[0.4], 1)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((loss[0] - 0.5 * 0.4 * 0.4).abs() < 1e-6, "{loss:?}");
+    }
+
+    /// Three demonstrations go to +0.5, one to −0.5 from the same input: two components learn
+    /// both ways and their shares, and the arm executes the commoner way, where a point head
+    /// would learn their average, 0.25.
+    #[test]
+    fn two_components_learn_both_ways_and_their_shares() {
+        let samples = 4;
+        let targets = arm(&[0.5, 0.5, 0.5, -0.5], samples);
+        let means = Var::from_tensor(&arm(&[0.1, -0.1], 2).reshape((1, 1, 1, 2, ARM_DIMS)).unwrap()).unwrap();
+        let logits = Var::zeros((1, 1, 1, 2), DType::F32, &Device::Cpu).unwrap();
+        let mixture = || ArmMixture {
+            means: means.broadcast_as((samples, 1, 1, 2, ARM_DIMS)).unwrap(),
+            log_weights: candle_nn::ops::log_softmax(&logits.broadcast_as((samples, 1, 1, 2)).unwrap(), D::Minus1)
+                .unwrap(),
+        };
+        for _ in 0..400 {
+            let grads = mixture().loss(&targets).unwrap().mean_all().unwrap().backward().unwrap();
+            for var in [&means, &logits] {
+                var.set(&(var.as_tensor() - grads.get(var).unwrap()).unwrap()).unwrap();
+            }
+        }
+        let learnt = means.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(learnt[..ARM_DIMS].iter().all(|m| (m - 0.5).abs() < 0.01), "{learnt:?}");
+        assert!(learnt[ARM_DIMS..].iter().all(|m| (m + 0.5).abs() < 0.01), "{learnt:?}");
+        let shares =
+            mixture().log_weights.exp().unwrap().i(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((shares[0] - 0.75).abs() < 0.02 && (shares[1] - 0.25).abs() < 0.02, "{shares:?}");
+        let executed =
+            mixture().likeliest_means().unwrap().i(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(executed.iter().all(|m| (m - 0.5).abs() < 0.01), "{executed:?}");
     }
 }

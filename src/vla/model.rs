@@ -339,10 +339,10 @@ impl Vla {
         Ok(VlaOutput { actions: ActionOutput::Discrete { logits }, attention, features: None })
     }
 
-    /// Training loss: Huber, MSE or the mixture's negative log-likelihood on the arm + weighted BCE
-    /// on the gripper over the real chunk steps of every predicting frame (the window's last
-    /// `frames` frames), plus the weighted scene-state loss when the config has one; cross-entropy
-    /// over the 7 tokens of the last frame's first step for discrete actions.
+    /// Training loss: Huber, MSE or the mixture's loss on the arm + weighted BCE on the gripper
+    /// over the real chunk steps of every predicting frame (the window's last `frames` frames),
+    /// plus the weighted scene-state loss when the config has one; cross-entropy over the 7 tokens
+    /// of the last frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
         let window = targets.actions.dim(1)?;
         match (&output.actions, &self.config.formulation.action_space) {
@@ -356,7 +356,7 @@ impl Vla {
                 let per_step = match (*arm_loss, &predicted.mixture) {
                     (ArmLoss::Mse, _) => error()?.sqr()?.mean(D::Minus1)?,
                     (ArmLoss::Huber { delta }, _) => huber(&error()?, delta)?.mean(D::Minus1)?,
-                    (ArmLoss::Mixture { .. }, Some(mixture)) => mixture.negative_log_likelihood(&target_arm)?,
+                    (ArmLoss::Mixture { .. }, Some(mixture)) => mixture.loss(&target_arm)?,
                     (ArmLoss::Mixture { .. }, None) => candle_core::bail!("a mixture loss needs the head's mixture"),
                 };
                 let real_steps = mask.sum_all()?.clamp(1.0, f64::INFINITY)?;

@@ -36,7 +36,7 @@ pub const FORMULATIONS: [&str; 7] = [
 const HISTORY_WINDOW: usize = 8;
 const ACTION_CHUNK: usize = 10;
 const ACTION_BINS: usize = 256;
-/// Gaussians per step of `one_step_mixture` (robomimic's GMM default).
+/// Candidate arm actions per step of `one_step_mixture` (robomimic's GMM default count).
 const MIXTURE_COMPONENTS: usize = 5;
 /// Width shared by the miniature language models and heads.
 const WIDTH: usize = 64;
@@ -149,8 +149,8 @@ fn backbone(name: &str) -> Option<BackboneConfig> {
 }
 
 /// A formulation by name: `policy_head` (window 8, LSTM head, continuous chunk 10: RoboVLMs' best),
-/// `policy_head_gpt`, `one_step` (MLP head), `one_step_mixture` (its arm a mixture of 5 Gaussians
-/// per step), `interleaved` (window 8 in one sequence, MLP head), and the discrete
+/// `policy_head_gpt`, `one_step` (MLP head), `one_step_mixture` (5 candidate arm actions per
+/// step, the likeliest executed), `interleaved` (window 8 in one sequence, MLP head), and the discrete
 /// `one_step_discrete` / `interleaved_discrete` (256 bins).
 pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
     let head = |kind| HeadConfig { kind, hidden_size: WIDTH, num_layers: 1, num_heads: 4 };
