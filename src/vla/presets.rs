@@ -150,8 +150,8 @@ fn backbone(name: &str) -> Option<BackboneConfig> {
 
 /// A formulation by name: `policy_head` (window 8, LSTM head, continuous chunk 10: RoboVLMs' best),
 /// `policy_head_gpt`, `one_step` (MLP head), `one_step_mixture` (5 candidate arm actions per
-/// step, the likeliest executed), `interleaved` (window 8 in one sequence, MLP head), and the discrete
-/// `one_step_discrete` / `interleaved_discrete` (256 bins).
+/// step, the likeliest executed), `interleaved` (window 8 in one sequence, MLP head), and the
+/// discrete `one_step_discrete` / `interleaved_discrete` (256 bins).
 pub fn formulation(name: &str) -> Result<FormulationConfig, VlaError> {
     let head = |kind| HeadConfig { kind, hidden_size: WIDTH, num_layers: 1, num_heads: 4 };
     let continuous_with =
