@@ -72,7 +72,7 @@ def main():
     print(f"longer chains {sum(d > 0 for d in differences)}, shorter {sum(d < 0 for d in differences)}, "
           f"equal {sum(d == 0 for d in differences)}")
     candidate_families, reference_families = by_family(candidate), by_family(reference)
-    for name in [name for name, _ in FAMILIES]:
+    for name, _ in FAMILIES:
         c, r = candidate_families.get(name, [0, 0]), reference_families.get(name, [0, 0])
         print(f"  {name:26} {f'{c[0]}/{c[1]}':>9} against {f'{r[0]}/{r[1]}':>9}")
 

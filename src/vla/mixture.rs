@@ -74,8 +74,9 @@ impl ArmMixture {
     /// cross-entropy towards each component's share of explaining `target`).
     pub fn loss(&self, target: &Tensor) -> Result<Tensor> {
         let variance = COMPONENT_SCALE * COMPONENT_SCALE;
-        let squared_errors = self.means.broadcast_sub(&target.unsqueeze(3)?)?.sqr()?.sum(D::Minus1)?;
-        let log_joint = |log_weights: &Tensor| squared_errors.affine(-0.5 / variance, 0.0)? + log_weights;
+        let log_densities =
+            self.means.broadcast_sub(&target.unsqueeze(3)?)?.sqr()?.sum(D::Minus1)?.affine(-0.5 / variance, 0.0)?;
+        let log_joint = |log_weights: &Tensor| &log_densities + log_weights;
         let means_loss =
             log_sum_exp(&log_joint(&self.log_weights.detach())?)?.affine(-variance / ARM_DIMS as f64, 0.0)?;
         let responsibilities = candle_nn::ops::softmax_last_dim(&log_joint(&self.log_weights)?.detach())?;
