@@ -34,6 +34,10 @@ pub struct TrainArgs {
     /// sample costs about one backbone pass per frame (`vlasim bench vla --history-window`).
     #[arg(long)]
     history_window: Option<usize>,
+    /// Actions predicted after each frame by a continuous formulation (default: the
+    /// formulation's, 10); a chunk over 1 is executed with the even temporal ensemble.
+    #[arg(long)]
+    chunk: Option<usize>,
     /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
     #[arg(long)]
     out: PathBuf,
@@ -248,6 +252,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         preset: args.preset,
         formulation: args.formulation,
         history_window: args.history_window,
+        chunk: args.chunk,
         optimisation: optimisation.optimisation(),
         validation_share: args.validation,
         validation_batches: args.validation_batches,

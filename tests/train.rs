@@ -66,6 +66,7 @@ fn recipe(steps: u64) -> Recipe {
         preset: "uform".into(),
         formulation: "policy_head".into(),
         history_window: None,
+        chunk: None,
         optimisation: optimisation(steps, 6),
         validation_share: 0.25,
         validation_batches: 1,
@@ -186,6 +187,34 @@ fn a_history_over_every_other_frame_is_spaced_two_steps_apart_in_the_model() {
     };
     let error = run(&job, None).expect_err("a spacing other than the stride").to_string();
     assert!(error.contains("spaces its history 3 steps apart"), "{error}");
+}
+
+#[test]
+fn the_recipe_can_lengthen_or_drop_the_action_chunk() {
+    let out = out_dir("train-chunk");
+    let trained = run(&job(&out, Recipe { chunk: Some(20), ..recipe(2) }, 1, false), None).expect("train");
+    assert_eq!(trained.model.config().formulation.chunk(), 20);
+    let loaded = Vla::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(loaded.config().formulation.chunk(), 20, "config.json keeps the chunk the policy acts with");
+    assert!(loaded.config().temporal_ensemble.is_some(), "overlapping chunks are ensembled");
+    assert_eq!(checkpoint::read_record(&out).unwrap().recipe.chunk, Some(20), "training.json records it");
+
+    let single =
+        run(&job(&out_dir("train-chunk-one"), Recipe { chunk: Some(1), ..recipe(2) }, 1, false), None).expect("train");
+    assert_eq!(single.model.config().formulation.chunk(), 1);
+    assert!(single.model.config().temporal_ensemble.is_none(), "one action per frame leaves nothing to ensemble");
+
+    let discrete = TrainJob {
+        model: presets::preset_with("uform", "one_step_discrete").unwrap(),
+        ..job(
+            &out_dir("train-chunk-discrete"),
+            Recipe { chunk: Some(5), formulation: "one_step_discrete".into(), ..recipe(2) },
+            1,
+            false,
+        )
+    };
+    let error = run(&discrete, None).expect_err("discrete actions have no chunk").to_string();
+    assert!(error.contains("needs a continuous formulation"), "{error}");
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub struct Recipe {
     /// Frames in the history window, when not the formulation's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_window: Option<usize>,
+    /// Actions predicted after each frame, when not the formulation's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<usize>,
     /// Steps, batch, learning rate and its schedule, checkpoints.
     #[serde(flatten)]
     pub optimisation: Optimisation,

@@ -26,6 +26,7 @@ use crate::data::reader::{Dataset, Selection};
 use crate::lang::tokenizer::{self, DEFAULT_VOCAB_SIZE, Tokenizer};
 use crate::vla::config::RobotObsNorm;
 use crate::vla::model::WEIGHTS_FILE;
+use crate::vla::presets;
 use crate::vla::{ForwardOptions, Vla, VlaConfig};
 
 /// Smallest `robot_obs` standard deviation used. The expert holds the gripper level, so roll and
@@ -140,14 +141,18 @@ pub fn train(
     ensure!((0.0..1.0).contains(&recipe.word_dropout), "the word dropout must be in [0, 1)");
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
     let mut model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
+    let formulation = &mut model_config.formulation;
+    let in_formulation = |reason| anyhow!("formulation `{}`: {reason}", recipe.formulation);
+    if let Some(frames) = recipe.history_window {
+        formulation.set_history_window(frames).map_err(in_formulation)?;
+    }
+    if let Some(steps) = recipe.chunk {
+        formulation.set_chunk(steps).map_err(in_formulation)?;
+        model_config.temporal_ensemble = presets::temporal_ensemble(&model_config.formulation);
+    }
     // A history window is drawn from the frames whose images are kept, so its frames are the
     // stride apart; the config records that, so the policy spaces its window the same way.
     let formulation = &mut model_config.formulation;
-    if let Some(frames) = recipe.history_window {
-        formulation
-            .set_history_window(frames)
-            .map_err(|reason| anyhow!("formulation `{}`: {reason}", recipe.formulation))?;
-    }
     if formulation.history_window > 1 {
         ensure!(
             formulation.history_spacing == 1 || formulation.history_spacing == recipe.frame_stride,

@@ -413,6 +413,21 @@ impl FormulationConfig {
         Ok(())
     }
 
+    /// A continuous formulation predicting `steps` actions after each frame instead of its own
+    /// chunk; discrete actions are one step each.
+    pub fn set_chunk(&mut self, steps: usize) -> Result<(), String> {
+        require(steps >= 1, || format!("a chunk holds at least 1 action, not {steps}"))?;
+        match &mut self.action_space {
+            ActionSpace::Continuous { chunk, .. } => {
+                *chunk = steps;
+                Ok(())
+            }
+            ActionSpace::Discrete { .. } => Err(format!(
+                "a chunk of {steps} actions needs a continuous formulation; discrete actions are one step each"
+            )),
+        }
+    }
+
     /// Action steps per prediction.
     pub fn chunk(&self) -> usize {
         match self.action_space {
