@@ -5,8 +5,9 @@
 //! queries, keys]`, for the GUI's attention maps (DESIGN.md §6).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear_b};
+use candle_nn::VarBuilder;
 
+use super::linear::{Linear, linear_b};
 use super::ops::{self, AttentionMask, RotaryTables};
 
 /// Shape of an attention layer.

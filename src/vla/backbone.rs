@@ -18,13 +18,14 @@
 use std::ops::Range;
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear};
+use candle_nn::{Embedding, VarBuilder, embedding};
 
 use super::config::{FilmConfig, MaskKind, VisionConfig, VlaConfig, VlmConfig};
 use super::conv_encoder::ConvHybridEncoder;
 use super::decoder::{CrossAttentionMedia, Decoder};
 use super::film::{FilmEncoder, FilmText};
-use super::ops::AttentionMask;
+use super::linear::{Linear, linear};
+use super::ops::{self, AttentionMask};
 use super::projector::Connector;
 use super::vit::{VisionOutput, VisionTransformer, pixel_unshuffle};
 
@@ -357,7 +358,7 @@ impl VlmBackbone {
             candle_core::bail!("this model uses the gripper camera, but no gripper images were given");
         }
         let (tokens, connector_attention) = self.connector.forward(&patches, capture)?;
-        let action_tokens = frames.robot_obs.apply(&self.robot_obs_proj)?.broadcast_add(&self.action_token)?;
+        let action_tokens = ops::add_bias(&frames.robot_obs.apply(&self.robot_obs_proj)?, &self.action_token)?;
         Ok(EncodedFrames { tokens, action_tokens, vision_attention: static_out.attention, connector_attention })
     }
 

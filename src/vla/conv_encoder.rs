@@ -51,9 +51,9 @@ impl Module for ConvBlock {
     fn forward(&self, map: &Tensor) -> Result<Tensor> {
         let (n, channels, height, width) = map.dims4()?;
         let hidden =
-            ops::neighbourhoods_3x3(map)?.broadcast_matmul(&self.conv_weight.t()?)?.broadcast_add(&self.conv_bias)?;
+            ops::add_bias(&ops::neighbourhoods_3x3(map)?.broadcast_matmul(&self.conv_weight.t()?)?, &self.conv_bias)?;
         let residual =
-            ops::gelu(&hidden)?.broadcast_matmul(&self.pointwise_weight.t()?)?.broadcast_add(&self.pointwise_bias)?;
+            ops::add_bias(&ops::gelu(&hidden)?.broadcast_matmul(&self.pointwise_weight.t()?)?, &self.pointwise_bias)?;
         map + residual.transpose(1, 2)?.reshape((n, channels, height, width))?
     }
 }
@@ -131,7 +131,7 @@ impl ConvHybridEncoder {
             map = tokens_to_map(&merged, side)?;
             tokens = Some(merged);
         }
-        let mut xs = tokens.expect("two stages").broadcast_add(&self.position_embedding)?;
+        let mut xs = ops::add_bias(&tokens.expect("two stages"), &self.position_embedding)?;
         let mut attention = Vec::new();
         for layer in &self.layers {
             let (out, weights) = layer.forward(&xs, capture)?;

@@ -8,10 +8,11 @@
 //! residual conv blocks instead of EfficientNet-B3; FiLM starts as the identity, as in RT-1.
 
 use candle_core::{D, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear, linear_no_bias};
+use candle_nn::{Embedding, VarBuilder, embedding};
 
 use super::config::FilmConfig;
 use super::conv_encoder::{ConvBlock, tokens_to_map};
+use super::linear::{Linear, linear, linear_no_bias};
 use super::ops;
 use super::vit::PatchEmbedding;
 

@@ -4,10 +4,11 @@
 //! logit (1 per step).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 
 use super::config::{BlockKind, DecoderConfig, HeadConfig, HeadKind, MaskKind, MlpKind, NormKind};
 use super::decoder::DecoderLayer;
+use super::linear::{Linear, linear, linear_no_bias};
 use super::mixture::{ArmMixture, MixtureOutput};
 use super::norm::Norm;
 use super::ops::{self, AttentionMask, RotaryTables};
@@ -31,7 +32,7 @@ fn sigmoid(xs: &Tensor) -> Result<Tensor> {
 impl LstmLayer {
     fn new(input: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         let weight_ih = linear(input, 4 * hidden, vb.pp("ih"))?;
-        let weight_hh = candle_nn::linear_no_bias(hidden, 4 * hidden, vb.pp("hh"))?;
+        let weight_hh = linear_no_bias(hidden, 4 * hidden, vb.pp("hh"))?;
         Ok(Self { weight_ih, weight_hh, hidden })
     }
 
@@ -177,7 +178,7 @@ impl ActionHead {
                 xs
             }
             Trunk::Gpt { proj_in, position_embedding, layers, norm, rotary } => {
-                let mut xs = features.apply(proj_in)?.broadcast_add(&position_embedding.narrow(0, 0, steps)?)?;
+                let mut xs = ops::add_bias(&features.apply(proj_in)?, &position_embedding.narrow(0, 0, steps)?)?;
                 let mask = AttentionMask::from_fn(1, steps, steps, |_, query, key| key <= query);
                 for layer in layers {
                     let (out, weights) = layer.forward(&xs, &mask, rotary, capture)?;

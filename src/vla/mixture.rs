@@ -9,9 +9,10 @@
 //! by the variance, so it never learnt where to go (Avg. Len. 0.002; see BENCHMARKS.md).
 
 use candle_core::{D, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 
 use super::heads::ARM_DIMS;
+use super::linear::{Linear, linear};
 
 /// Every component's standard deviation per arm value, in action units (1 = the largest step):
 /// demonstrations closer than this to a candidate share it, farther ones pull another.

@@ -2,9 +2,10 @@
 //! ones with the gate and up projections fused into one matmul.
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear, linear_no_bias};
+use candle_nn::VarBuilder;
 
 use super::config::MlpKind;
+use super::linear::{Linear, linear, linear_no_bias};
 use super::ops;
 
 /// A transformer feed-forward block.

@@ -26,6 +26,7 @@ pub mod ensemble;
 pub mod film;
 pub mod heads;
 pub mod hf_siglip;
+pub mod linear;
 pub mod mixture;
 pub mod mlp;
 pub mod model;

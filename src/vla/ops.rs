@@ -1,5 +1,5 @@
-//! Fused CPU kernels with a backward pass: masked softmax, layer/RMS norm, GELU, rotary embeddings and
-//! the 3×3 neighbourhoods a convolution multiplies (im2col).
+//! Fused CPU kernels with a backward pass: masked softmax, layer/RMS norm, GELU, rotary embeddings,
+//! the 3×3 neighbourhoods a convolution multiplies (im2col), and the addition of a bias.
 //!
 //! Why: candle's own fused versions (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no
 //! backward, so training through them silently leaves everything upstream without a gradient
@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 /// Additive score offset for a key a query may not see; `exp` of it underflows to exactly 0.
 pub const MASKED: f32 = -1e9;
@@ -443,6 +443,63 @@ pub fn neighbourhoods_3x3(map: &Tensor) -> Result<Tensor> {
     map.contiguous()?.apply_op1(Neighbourhoods3x3)
 }
 
+/// `xs + bias`, `bias` shaped as the trailing dimensions of `xs` and added at every leading index.
+/// candle's `broadcast_add` sums the bias gradient over the leading dimensions one element at a time
+/// (a division per element and dimension): 15–19 % of a training step for the shipped model
+/// (BENCHMARKS.md); here it is a sum of rows.
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "add-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let bias = contiguous_f32(bias, bias_layout, self.name())?;
+        let mut out = contiguous_f32(xs, xs_layout, self.name())?.to_vec();
+        for row in out.chunks_exact_mut(bias.len()) {
+            for (o, b) in row.iter_mut().zip(bias) {
+                *o += b;
+            }
+        }
+        Ok((CpuStorage::F32(out), xs_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _xs: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let mut grad_bias = vec![0f32; bias.elem_count()];
+        for row in flat_f32(grad_res)?.chunks_exact(grad_bias.len()) {
+            for (sum, g) in grad_bias.iter_mut().zip(row) {
+                *sum += g;
+            }
+        }
+        Ok((Some(grad_res.clone()), Some(Tensor::from_vec(grad_bias, bias.shape(), bias.device())?)))
+    }
+}
+
+/// `xs + bias` for a `bias` shaped as the trailing dimensions of `xs` (a linear layer's bias, a
+/// position embedding), with a backward pass that sums rows.
+pub fn add_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !xs.dims().ends_with(bias.dims()) {
+        bail!("add_bias: a bias of shape {:?} is not the trailing dimensions of {:?}", bias.dims(), xs.dims());
+    }
+    if !xs.device().is_cpu() || bias.elem_count() == 0 {
+        return xs.broadcast_add(bias);
+    }
+    xs.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)
+}
+
 /// The differentiable compositions of candle's element-wise ops that the kernels above fuse: what
 /// runs on a GPU, and the reference the tests check the kernels against.
 mod portable {
@@ -576,6 +633,22 @@ mod tests {
             |x| rms_norm(&x[0], &x[1], 1e-6).unwrap(),
             |x| candle_nn::ops::rms_norm_slow(&x[0], &x[1], 1e-6).unwrap(),
         );
+    }
+
+    #[test]
+    fn a_bias_is_added_at_every_leading_index_and_its_gradient_sums_them() {
+        check(
+            &[random(&[2, 3, 5], 4), random(&[5], 5)],
+            |x| add_bias(&x[0], &x[1]).unwrap(),
+            |x| x[0].broadcast_add(&x[1]).unwrap(),
+        );
+        check(
+            &[random(&[2, 3, 5], 6), random(&[3, 5], 7)],
+            |x| add_bias(&x[0], &x[1]).unwrap(),
+            |x| x[0].broadcast_add(&x[1]).unwrap(),
+        );
+        let error = add_bias(&random(&[2, 3], 8), &random(&[2], 9)).unwrap_err().to_string();
+        assert!(error.contains("not the trailing dimensions"), "{error}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! two-layer MLP (LLaVA) projectors, or the learnable-query connectors of [`super::resampler`].
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 
 use super::config::ConnectorConfig;
+use super::linear::{Linear, linear};
 use super::ops;
 use super::resampler::{PerceiverResampler, QueryAdapter, ResampledOutput};
 

@@ -3,12 +3,14 @@
 //! Qwen-VL's single-layer query adapter ([Bai et al. 2023](https://arxiv.org/abs/2308.12966), §2.1).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 
 use super::attention::{Attention, AttentionShape};
 use super::config::{MlpKind, NormKind};
+use super::linear::{Linear, linear};
 use super::mlp::Mlp;
 use super::norm::Norm;
+use super::ops;
 
 const NORM_EPS: f64 = 1e-5;
 
@@ -132,7 +134,7 @@ impl QueryAdapter {
 
     /// `[n, num_keys, input_size]` → `[n, num_queries, width]`.
     pub fn forward(&self, tokens: &Tensor, capture: bool) -> Result<ResampledOutput> {
-        let keys = tokens.apply(&self.proj_in)?.apply(&self.ln_kv)?.broadcast_add(&self.key_position_embedding)?;
+        let keys = ops::add_bias(&tokens.apply(&self.proj_in)?.apply(&self.ln_kv)?, &self.key_position_embedding)?;
         let queries = repeat_for_batch(&self.queries, keys.dim(0)?)?.apply(&self.ln_q)?;
         let (attended, weights) = self.attn.forward(&queries, Some(&keys), None, None, capture)?;
         Ok((attended.apply(&self.ln_post)?, weights.into_iter().collect()))

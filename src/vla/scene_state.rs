@@ -10,8 +10,9 @@
 //! blow-up can still leave the floor behind.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, linear};
+use candle_nn::{Module, VarBuilder};
 
+use super::linear::{Linear, linear};
 use super::model::huber;
 
 /// The `scene_obs` components predicted: sliding door, drawer, button, switch, light bulb, LED,

@@ -12,6 +12,7 @@ use super::attention::{Attention, AttentionShape};
 use super::config::{MlpKind, NormKind, VitConfig, VitStyle};
 use super::mlp::Mlp;
 use super::norm::Norm;
+use super::ops;
 
 /// A stride-`patch` convolution written as patchify + one matmul (faster on CPU than im2col), with
 /// the conv's weight layout `[out, in, patch, patch]` so HF checkpoints load unchanged.
@@ -45,7 +46,7 @@ impl PatchEmbedding {
             .reshape((n * rows * cols, channels * p * p))?;
         let out_channels = self.weight.dim(0)?;
         let weight = self.weight.reshape((out_channels, channels * p * p))?;
-        patches.matmul(&weight.t()?)?.broadcast_add(&self.bias)?.reshape((n, rows * cols, out_channels))
+        ops::add_bias(&patches.matmul(&weight.t()?)?, &self.bias)?.reshape((n, rows * cols, out_channels))
     }
 }
 
@@ -163,7 +164,7 @@ impl VisionTransformer {
             let class = class.reshape((1, 1, ()))?.broadcast_as((n, 1, class.dim(0)?))?;
             xs = Tensor::cat(&[&class, &xs], 1)?;
         }
-        xs = xs.broadcast_add(&self.position_embedding)?;
+        xs = ops::add_bias(&xs, &self.position_embedding)?;
         if let Some(norm) = &self.pre_layrnorm {
             xs = xs.apply(norm)?;
         }
