@@ -20,6 +20,11 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 /// Additive score offset for a key a query may not see; `exp` of it underflows to exactly 0.
 pub const MASKED: f32 = -1e9;
 
+/// Below this, `exp` is about f32's smallest normal number (1e-38), nothing beside the row's largest term
+/// (exp(0) = 1): such weights are 0. Masked scores land here, and glibc's `expf` reports each
+/// underflow through a slow path (`__math_uflowf`, 3 % of a MoonDream training step in a profile).
+const NEGLIGIBLE_EXPONENT: f32 = -87.0;
+
 /// Which keys each query may attend to, shared by all heads: `[batch, queries, keys]` of 0 (allowed) or
 /// [`MASKED`]. A batch of 1 is shared by every sample.
 #[derive(Debug, Clone)]
@@ -98,7 +103,8 @@ impl CustomOp1 for ScaledMaskedSoftmax {
             let max = output.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
             for o in output.iter_mut() {
-                *o = (*o - max).exp();
+                let shifted = *o - max;
+                *o = if shifted < NEGLIGIBLE_EXPONENT { 0.0 } else { shifted.exp() };
                 sum += *o;
             }
             let inverse = 1.0 / sum;
