@@ -141,13 +141,12 @@ pub fn train(
     ensure!((0.0..1.0).contains(&recipe.word_dropout), "the word dropout must be in [0, 1)");
     // The objective is the recipe's: it decides whether the model carries the scene-state head.
     let mut model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
-    let formulation = &mut model_config.formulation;
     let in_formulation = |reason| anyhow!("formulation `{}`: {reason}", recipe.formulation);
     if let Some(frames) = recipe.history_window {
-        formulation.set_history_window(frames).map_err(in_formulation)?;
+        model_config.formulation.set_history_window(frames).map_err(in_formulation)?;
     }
     if let Some(steps) = recipe.chunk {
-        formulation.set_chunk(steps).map_err(in_formulation)?;
+        model_config.formulation.set_chunk(steps).map_err(in_formulation)?;
         model_config.temporal_ensemble = presets::temporal_ensemble(&model_config.formulation);
     }
     // A history window is drawn from the frames whose images are kept, so its frames are the
