@@ -3,7 +3,7 @@
 //! compared with the frames that went in, the GIF fallback, the frame layout, and a `vlasim
 //! record` process stopped with SIGINT still leaving a complete MP4.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use vlasim::sim::camera::{Image, PolicyCameras, View};
@@ -20,10 +20,9 @@ use vlasim::vla::catalog::{DEFAULT_MODEL, SHIPPED_MODELS};
 /// Colour of the caption bar (`compose.rs`), which fills the frame's bottom-right corner.
 const BAR_RGB: [u8; 3] = [24, 26, 30];
 
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vlasim-video-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A folder of the test's own, removed when the test ends.
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("vlasim-video-").tempdir().expect("temp dir")
 }
 
 fn mean_abs_difference(a: &Image, b: &Image) -> f64 {
@@ -38,7 +37,8 @@ fn assert_close(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
 #[test]
 fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
     let scene = Scene::resolve("d").expect("scene");
-    let path = scratch_dir("mp4").join("turn_on_led.mp4");
+    let scratch = scratch_dir();
+    let path = scratch.path().join("turn_on_led.mp4");
     let settings = RecordSettings {
         rollout: Rollout::Task { task: Task::TurnOnLed, seed: 2 },
         compose: ComposeOptions { width: 320, height: 240, inset: true },
@@ -83,7 +83,8 @@ fn expert_rollout_records_a_decodable_mp4_of_the_expected_length() {
 #[test]
 fn gif_fallback_has_one_frame_per_step_at_the_requested_size() {
     let scene = Scene::resolve("d").expect("scene");
-    let path = scratch_dir("gif").join("clip.gif");
+    let scratch = scratch_dir();
+    let path = scratch.path().join("clip.gif");
     let settings = RecordSettings {
         rollout: Rollout::Chain { index: 1 },
         compose: ComposeOptions { width: 240, height: 180, inset: false },
@@ -155,7 +156,8 @@ fn sigint_mid_recording_leaves_a_complete_mp4() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    let path = scratch_dir("sigint").join("interrupted.mp4");
+    let scratch = scratch_dir();
+    let path = scratch.path().join("interrupted.mp4");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vlasim"))
         .args(["record", "--chain", "0", "--inset", "--out"])
         .arg(&path)
@@ -250,7 +252,8 @@ fn expert_first_hands_over_mid_chain_where_the_expert_left_the_arm() {
 
 #[test]
 fn a_headless_rollout_reports_the_oracle_each_step_and_records_it() {
-    let path = scratch_dir("rollout").join("rollout.mp4");
+    let scratch = scratch_dir();
+    let path = scratch.path().join("rollout.mp4");
     let args = ["--instruction", "pull the handle to open the drawer", "--seed", "0", "--steps", "90", "--json"];
     let report: serde_json::Value = serde_json::from_str(&rollout(&args)).expect("--json prints JSON");
     assert_eq!((&report["task"], &report["task_can_start"]), (&"open_drawer".into(), &true.into()));

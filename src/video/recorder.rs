@@ -156,16 +156,16 @@ impl Drop for Recorder {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("vlasim-recorder-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir.join(name)
+    /// A folder of the test's own, removed when the test ends.
+    fn scratch_dir() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("vlasim-recorder-").tempdir().expect("temp dir")
     }
 
     #[test]
     fn unsupported_extension_names_the_path_and_the_formats() {
+        let scratch = scratch_dir();
         for name in ["clip.avi", "clip"] {
-            let path = scratch(name);
+            let path = scratch.path().join(name);
             let message = format!("{:#}", Recorder::create(&path, 64, 48, 30.0).err().expect("must fail"));
             assert!(message.contains(&path.display().to_string()), "{message}");
             assert!(message.contains(".mp4") && message.contains(".gif"), "{message}");
@@ -182,7 +182,8 @@ mod tests {
 
     #[test]
     fn frame_of_the_wrong_size_is_rejected_and_recording_goes_on() {
-        let path = scratch("size.gif");
+        let scratch = scratch_dir();
+        let path = scratch.path().join("size.gif");
         let mut recorder = Recorder::create(&path, 8, 6, 30.0).expect("create");
         let message = format!("{:#}", recorder.push(&Image::new(6, 8)).expect_err("wrong size"));
         assert!(message.contains("6x8") && message.contains("8x6"), "{message}");
@@ -192,7 +193,8 @@ mod tests {
 
     #[test]
     fn finishing_without_frames_is_an_error_and_leaves_no_file() {
-        let path = scratch("empty.mp4");
+        let scratch = scratch_dir();
+        let path = scratch.path().join("empty.mp4");
         let recorder = Recorder::create(&path, 64, 48, 30.0).expect("create");
         assert!(path.exists());
         assert!(format!("{:#}", recorder.finish().expect_err("no frames")).contains("no frames"));
@@ -201,7 +203,8 @@ mod tests {
 
     #[test]
     fn dropping_an_unfinished_recording_still_finishes_the_file() {
-        let (mp4, gif) = (scratch("dropped.mp4"), scratch("dropped.gif"));
+        let scratch = scratch_dir();
+        let (mp4, gif) = (scratch.path().join("dropped.mp4"), scratch.path().join("dropped.gif"));
         for path in [&mp4, &gif] {
             let mut recorder = Recorder::create(path, 32, 24, 30.0).expect("create");
             for _ in 0..3 {
@@ -218,8 +221,9 @@ mod tests {
     #[test]
     fn odd_sizes_are_padded_to_even_for_mp4_only() {
         let frame = Image::new(33, 21);
+        let scratch = scratch_dir();
         for (name, size) in [("odd.mp4", (34, 22)), ("odd.gif", (33, 21))] {
-            let path = scratch(name);
+            let path = scratch.path().join(name);
             let mut recorder = Recorder::create(&path, 33, 21, 30.0).expect("create");
             recorder.push(&frame).expect("push");
             let summary = recorder.finish().expect("finish");
