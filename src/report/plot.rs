@@ -15,8 +15,8 @@ pub const HEIGHT: u32 = 440;
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 const INK: [u8; 3] = [40, 40, 40];
 const GRID: [u8; 3] = [225, 225, 225];
-/// One colour per model, in row order (repeating after eight).
-const PALETTE: [[u8; 3]; 8] = [
+/// One colour per model, in row order (matplotlib's ten, repeating after them).
+const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [255, 127, 14],
     [44, 160, 44],
@@ -25,6 +25,8 @@ const PALETTE: [[u8; 3]; 8] = [
     [140, 86, 75],
     [227, 119, 194],
     [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
 ];
 const MARGIN_LEFT: i32 = 64;
 const MARGIN_RIGHT: i32 = 24;
@@ -162,12 +164,35 @@ pub fn avg_len_against_latency(rows: &[BackboneRow]) -> Image {
         let value = x_max * f64::from(tick) / 4.0;
         chart.x_tick(value, &format!("{value:.1}"), 0);
     }
-    for (i, row) in rows.iter().enumerate() {
-        let point = chart.to_px(row.latency_ms, row.metrics.avg_len);
+    let points: Vec<(i32, i32)> = rows.iter().map(|row| chart.to_px(row.latency_ms, row.metrics.avg_len)).collect();
+    let mut taken: Vec<Rect> = points.iter().map(|&(x, y)| Rect { x: x - 3, y: y - 3, width: 7, height: 7 }).collect();
+    for (i, (row, &point)) in rows.iter().zip(&points).enumerate() {
         chart.marker(point, colour(i));
-        draw::draw_text(&mut chart.image, point.0 + 6, point.1 - 10, &row.name, 1, INK);
+        let label = label_spot(point, draw::text_width(&row.name, 1), &taken);
+        draw::draw_text(&mut chart.image, label.x, label.y, &row.name, 1, INK);
+        taken.push(label);
     }
     chart.image
+}
+
+/// Where a point's label goes: right of its marker above or below, else left of it, whichever
+/// first keeps clear of the markers and labels in `taken` (models with about the same latency and
+/// Avg. Len. crowd one spot); right above when none does.
+fn label_spot((x, y): (i32, i32), width: u32, taken: &[Rect]) -> Rect {
+    let left = x - 6 - width as i32;
+    let spots = [(x + 6, y - 10), (x + 6, y + 3), (left, y - 10), (left, y + 3), (x + 6, y - 20), (left, y + 13)];
+    let rects = spots.map(|(x, y)| Rect { x, y, width, height: LABEL_HEIGHT });
+    *rects.iter().find(|spot| !taken.iter().any(|other| overlaps(spot, other))).unwrap_or(&rects[0])
+}
+
+/// Height of a line of the bitmap font at scale 1 (px).
+const LABEL_HEIGHT: u32 = 8;
+
+fn overlaps(a: &Rect, b: &Rect) -> bool {
+    a.x < b.x + b.width as i32
+        && b.x < a.x + a.width as i32
+        && a.y < b.y + b.height as i32
+        && b.y < a.y + a.height as i32
 }
 
 #[cfg(test)]
@@ -215,6 +240,26 @@ mod tests {
             }
         }
         assert_eq!(avg_len_bars(&rows), avg_len_bars(&rows), "the same rows draw the same pixels");
+    }
+
+    #[test]
+    fn ten_models_get_ten_colours() {
+        let colours: std::collections::HashSet<[u8; 3]> = (0..10).map(colour).collect();
+        assert_eq!(colours.len(), 10);
+    }
+
+    #[test]
+    fn labels_of_crowded_points_keep_clear_of_each_other() {
+        let marker = |(x, y): (i32, i32)| Rect { x: x - 3, y: y - 3, width: 7, height: 7 };
+        let points = [(300, 200), (302, 201), (299, 203), (301, 199)];
+        let mut taken: Vec<Rect> = points.iter().copied().map(marker).collect();
+        for point in points {
+            let label = label_spot(point, 40, &taken);
+            assert!(!taken.iter().any(|other| overlaps(&label, other)), "{label:?} overlaps {taken:?}");
+            taken.push(label);
+        }
+        let alone = label_spot((100, 100), 40, &[marker((100, 100))]);
+        assert_eq!((alone.x, alone.y), (106, 90), "a lone point's label sits right above it");
     }
 
     /// Labels drawn on the text line starting at `y`: runs of ink columns closer than a blank
