@@ -96,6 +96,9 @@ fn pretrain_showing_progress(job: &PretrainJob, tokenizer: Option<Tokenizer>, st
 /// Pre-trains `job.out` unless a finished run is there; an unfinished one there is resumed.
 pub fn pretrain_unless_done(mut job: PretrainJob, stop: &AtomicBool) -> Result<()> {
     let saved: Option<PretrainingRecord> = checkpoint::read(&job.out, PRETRAINING_FILE).ok();
+    if let Some(saved) = &saved {
+        checkpoint::ensure_same_recipe(&job.out.join(PRETRAINING_FILE), &saved.recipe, &job.recipe)?;
+    }
     if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.optimisation.steps) {
         println!("{}: pre-trained already", job.out.display());
         return Ok(());

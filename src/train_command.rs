@@ -311,6 +311,9 @@ pub fn datasets_or_recorded(given: &[PathBuf], reference: &TrainingRecord) -> Ve
 /// resumed. For commands that train many models in turn (each run's own `resume` is decided here).
 pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
     let saved = checkpoint::read_record(&job.out).ok();
+    if let Some(saved) = &saved {
+        checkpoint::ensure_same_recipe(&job.out.join(checkpoint::TRAINING_FILE), &saved.recipe, &job.recipe)?;
+    }
     if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.optimisation.steps)
         || (saved.is_none() && job.out.join(CONFIG_FILE).is_file())
     {

@@ -429,7 +429,7 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     let dir = out_dir("study");
     let (reference, _) = reference_record(&dir);
     let (runs, report) = (dir.join("runs"), dir.join("pretraining.md"));
-    let study = || {
+    let study_with = |extra: &[&str]| {
         let fixed = [
             "study",
             "--presets",
@@ -450,7 +450,13 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
         let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(|a| a.as_ref()).collect();
         args.extend(["--recipe".as_ref(), reference.as_os_str(), "--runs".as_ref(), runs.as_os_str()]);
         args.extend(["--out".as_ref(), report.as_os_str()]);
-        vlasim(&args)
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        std::process::Command::new(env!("CARGO_BIN_EXE_vlasim")).args(args).output().expect("run vlasim")
+    };
+    let study = || {
+        let output = study_with(&[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
     };
     let first = study();
     let pretrained: PretrainingRecord = checkpoint::read(&runs.join("pt-uform-8"), PRETRAINING_FILE).unwrap();
@@ -465,4 +471,8 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     assert!(first.contains("pre-training uform"), "{first}");
     let second = study();
     assert!(second.contains("pre-trained already") && second.contains("trained already"), "{second}");
+    let longer = study_with(&["--steps", "3"]);
+    let error = String::from_utf8_lossy(&longer.stderr);
+    assert!(!longer.status.success(), "a finished run of two steps is no three-step run");
+    assert!(error.contains("uform-0-seen") && error.contains("different recipe"), "{error}");
 }

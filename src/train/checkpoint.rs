@@ -275,6 +275,18 @@ pub fn read<R: DeserializeOwned>(out: &Path, record_file: &str) -> Result<R> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid training record", path.display()))
 }
 
+/// Errors unless the run recorded in `record` (a file in its folder) had the recipe `given`: a run
+/// is continued, or reused once finished, only for the recipe it was trained with.
+pub fn ensure_same_recipe<R: PartialEq + std::fmt::Debug>(record: &Path, saved: &R, given: &R) -> Result<()> {
+    if saved != given {
+        bail!(
+            "{} holds a run of a different recipe (give this one another folder):\n  saved: {saved:?}\n  given: {given:?}",
+            record.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
@@ -208,13 +208,7 @@ pub fn pretrain(
         ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
         checkpoint::recover(&job.out)?;
         let saved: PretrainingRecord = checkpoint::read(&job.out, PRETRAINING_FILE)?;
-        if saved.recipe != *recipe {
-            bail!(
-                "{} was pre-trained with a different recipe:\n  saved: {:?}\n  given: {recipe:?}",
-                job.out.join(PRETRAINING_FILE).display(),
-                saved.recipe
-            );
-        }
+        checkpoint::ensure_same_recipe(&job.out.join(PRETRAINING_FILE), &saved.recipe, recipe)?;
         let model = Vla::load(&job.out, &job.compute.device)
             .with_context(|| format!("loading the model from {}", job.out.display()))?;
         ensure!(

@@ -191,13 +191,7 @@ pub fn train(
         ensure!(tokenizer.is_none(), "a resumed run uses the checkpoint's tokenizer; give none");
         checkpoint::recover(&job.out)?;
         let saved = checkpoint::read_record(&job.out)?;
-        if saved.recipe != *recipe {
-            bail!(
-                "{} was trained with a different recipe:\n  saved: {:?}\n  given: {recipe:?}",
-                job.out.join(TRAINING_FILE).display(),
-                saved.recipe
-            );
-        }
+        checkpoint::ensure_same_recipe(&job.out.join(TRAINING_FILE), &saved.recipe, recipe)?;
         if (saved.data.episodes, saved.data.frames) != (data.episodes, data.frames) {
             bail!(
                 "the dataset {datasets} has {} episodes and {} frames; the run trained on {} and {}",
