@@ -90,8 +90,8 @@ impl Chart {
         draw::draw_text(&mut self.image, px - draw::text_width(label, 1) as i32 / 2, y, label, 1, INK);
     }
 
-    fn marker(&mut self, (x, y): (i32, i32), rgb: [u8; 3]) {
-        draw::fill_rect(&mut self.image, Rect { x: x - 3, y: y - 3, width: 7, height: 7 }, rgb);
+    fn marker(&mut self, point: (i32, i32), rgb: [u8; 3]) {
+        draw::fill_rect(&mut self.image, marker_rect(point), rgb);
     }
 
     /// Model names in their colours, top right.
@@ -105,6 +105,11 @@ impl Chart {
             draw::draw_text(&mut self.image, x + 12, y, &row.name, 1, INK);
         }
     }
+}
+
+/// The square a point's marker fills.
+fn marker_rect((x, y): (i32, i32)) -> Rect {
+    Rect { x: x - 3, y: y - 3, width: 7, height: 7 }
 }
 
 /// Avg. Len. per model as bars with 95 % interval whiskers.
@@ -165,7 +170,7 @@ pub fn avg_len_against_latency(rows: &[BackboneRow]) -> Image {
         chart.x_tick(value, &format!("{value:.1}"), 0);
     }
     let points: Vec<(i32, i32)> = rows.iter().map(|row| chart.to_px(row.latency_ms, row.metrics.avg_len)).collect();
-    let mut taken: Vec<Rect> = points.iter().map(|&(x, y)| Rect { x: x - 3, y: y - 3, width: 7, height: 7 }).collect();
+    let mut taken: Vec<Rect> = points.iter().copied().map(marker_rect).collect();
     for (i, (row, &point)) in rows.iter().zip(&points).enumerate() {
         chart.marker(point, colour(i));
         let label = label_spot(point, draw::text_width(&row.name, 1), &taken);
@@ -250,15 +255,14 @@ mod tests {
 
     #[test]
     fn labels_of_crowded_points_keep_clear_of_each_other() {
-        let marker = |(x, y): (i32, i32)| Rect { x: x - 3, y: y - 3, width: 7, height: 7 };
         let points = [(300, 200), (302, 201), (299, 203), (301, 199)];
-        let mut taken: Vec<Rect> = points.iter().copied().map(marker).collect();
+        let mut taken: Vec<Rect> = points.iter().copied().map(marker_rect).collect();
         for point in points {
             let label = label_spot(point, 40, &taken);
             assert!(!taken.iter().any(|other| overlaps(&label, other)), "{label:?} overlaps {taken:?}");
             taken.push(label);
         }
-        let alone = label_spot((100, 100), 40, &[marker((100, 100))]);
+        let alone = label_spot((100, 100), 40, &[marker_rect((100, 100))]);
         assert_eq!((alone.x, alone.y), (106, 90), "a lone point's label sits right above it");
     }
 
