@@ -6,7 +6,6 @@
 //! not, so the study can be spread over many sessions; `reports/pretraining.md` is rewritten from
 //! whatever is finished.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
@@ -16,8 +15,9 @@ use crate::compare_command::evaluation;
 use crate::device_args::DeviceArgs;
 use crate::pretrain_command::pretrain_unless_done;
 use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
+use vlasim::eval::EvalResults;
 use vlasim::parallel;
-use vlasim::report::backbones::avg_len_ci95;
+use vlasim::report::backbones::{avg_len_ci95, paired_avg_len_difference};
 use vlasim::sim::scene::Scene;
 use vlasim::train::Compute;
 use vlasim::train::checkpoint::Recipe;
@@ -156,13 +156,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
                 };
                 train_unless_done(job, stop)?;
                 let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
-                cells.push(Cell {
-                    preset: preset.clone(),
-                    scale,
-                    setting,
-                    avg_len: results.metrics.avg_len,
-                    ci95: avg_len_ci95(&results),
-                });
+                cells.push(Cell { preset: preset.clone(), scale, setting, results });
                 write_report(&args, &cells)?;
             }
         }
@@ -201,12 +195,11 @@ struct Cell {
     preset: String,
     scale: u64,
     setting: Setting,
-    avg_len: f64,
-    /// Half-width of the Avg. Len.'s 95 % confidence interval.
-    ci95: f64,
+    results: EvalResults,
 }
 
-/// Avg. Len. per preset and setting (rows) against the pre-training scale (columns).
+/// Avg. Len. per preset and setting (rows) against the pre-training scale (columns), then each
+/// pre-trained cell's difference from its preset and setting without pre-training.
 fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
     let steps_note = args.steps.map_or_else(String::new, |steps| format!(" for {steps} steps"));
     let mut text = format!(
@@ -222,28 +215,49 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
         args.pretrain_batch,
         command_line(args),
     );
-    text += "| preset | setting |";
-    for scale in &args.scales {
-        write!(text, " {scale} |")?;
-    }
-    text += "\n|---|---|";
-    text += &"---|".repeat(args.scales.len());
-    text += "\n";
-    for preset in &args.presets {
-        for setting in &args.settings {
-            write!(text, "| {preset} | {} |", setting.name())?;
-            for scale in &args.scales {
-                match cells.iter().find(|c| (&c.preset, c.scale, c.setting) == (preset, *scale, *setting)) {
-                    Some(cell) => write!(text, " {:.2} ± {:.2} |", cell.avg_len, cell.ci95)?,
-                    None => text += " — |",
-                }
-            }
-            text += "\n";
-        }
+    let cell = |preset: &String, scale: u64, setting: Setting| {
+        cells.iter().find(|c| (&c.preset, c.scale, c.setting) == (preset, scale, setting)).map(|c| &c.results)
+    };
+    text += &grid_table(args, &args.scales, |preset, scale, setting| {
+        let results = cell(preset, scale, setting)?;
+        Some(format!("{:.2} ± {:.2}", results.metrics.avg_len, avg_len_ci95(results)))
+    });
+    if args.scales.contains(&0) {
+        let pretrained: Vec<u64> = args.scales.iter().copied().filter(|&scale| scale > 0).collect();
+        text += "\nPaired with the same preset and setting without pre-training, chain by chain (the same chains): \
+                 the difference of Avg. Len. ± the half-width of its 95 % confidence interval. An interval that \
+                 holds 0 is no measurable change.\n\n";
+        text += &grid_table(args, &pretrained, |preset, scale, setting| {
+            let (difference, half) =
+                paired_avg_len_difference(cell(preset, scale, setting)?, cell(preset, 0, setting)?)?;
+            Some(format!("{difference:+.2} ± {half:.2}"))
+        });
     }
     let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))
+}
+
+/// A Markdown table with a row per preset and setting and a column per scale, each cell `entry`'s
+/// text or `—` where it has none yet.
+fn grid_table(args: &StudyArgs, scales: &[u64], entry: impl Fn(&String, u64, Setting) -> Option<String>) -> String {
+    let mut table = String::from("| preset | setting |");
+    for scale in scales {
+        table += &format!(" {scale} |");
+    }
+    table += "\n|---|---|";
+    table += &"---|".repeat(scales.len());
+    table += "\n";
+    for preset in &args.presets {
+        for &setting in &args.settings {
+            table += &format!("| {preset} | {} |", setting.name());
+            for &scale in scales {
+                table += &format!(" {} |", entry(preset, scale, setting).as_deref().unwrap_or("—"));
+            }
+            table += "\n";
+        }
+    }
+    table
 }
 
 #[cfg(test)]

@@ -466,8 +466,12 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     assert_eq!(scratch.recipe.init, None);
     assert_eq!(fine_tuned.recipe.init, Some(runs.join("pt-uform-8")), "scale 8 starts from its pre-training");
     let table = std::fs::read_to_string(&report).unwrap();
-    let row = table.lines().find(|line| line.starts_with("| uform | seen |")).unwrap_or_else(|| panic!("{table}"));
-    assert!(!row.contains('—'), "both scales evaluated: {row}");
+    let rows: Vec<&str> = table.lines().filter(|line| line.starts_with("| uform | seen |")).collect();
+    let [avg_len, paired] = rows[..] else {
+        panic!("a row in the Avg. Len. table and one in the paired table: {table}")
+    };
+    assert_eq!((avg_len.matches('±').count(), avg_len.contains('—')), (2, false), "both scales evaluated: {avg_len}");
+    assert_eq!((paired.matches('±').count(), paired.contains('—')), (1, false), "scale 8 against 0: {paired}");
     assert!(first.contains("pre-training uform"), "{first}");
     let second = study();
     assert!(second.contains("pre-trained already") && second.contains("trained already"), "{second}");

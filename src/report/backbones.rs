@@ -33,13 +33,38 @@ pub struct BackboneRow {
 /// consecutive subtasks completed per chain (1.96 standard errors).
 pub fn avg_len_ci95(results: &EvalResults) -> f64 {
     let completed: Vec<f64> = results.chains.iter().map(|c| c.completed() as f64).collect();
-    let n = completed.len();
-    if n < 2 {
-        return f64::NAN;
+    mean_and_ci95(&completed).1
+}
+
+/// How much longer `candidate`'s chains are than `reference`'s, chain by chain, with the
+/// half-width of its 95 % confidence interval: both models met the same chains, so the paired
+/// differences give a far tighter interval than the two Avg. Len. intervals side by side. `None`
+/// when the two evaluations did not run the same chains.
+pub fn paired_avg_len_difference(candidate: &EvalResults, reference: &EvalResults) -> Option<(f64, f64)> {
+    let same_chains = candidate.chains.len() == reference.chains.len()
+        && candidate.chains.iter().zip(&reference.chains).all(|(a, b)| (a.index, &a.tasks) == (b.index, &b.tasks));
+    if !same_chains {
+        return None;
     }
-    let mean = completed.iter().sum::<f64>() / n as f64;
-    let variance = completed.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / (n - 1) as f64;
-    1.96 * (variance / n as f64).sqrt()
+    let differences: Vec<f64> = candidate
+        .chains
+        .iter()
+        .zip(&reference.chains)
+        .map(|(a, b)| a.completed() as f64 - b.completed() as f64)
+        .collect();
+    Some(mean_and_ci95(&differences))
+}
+
+/// The mean of `values` and the half-width of its normal-approximation 95 % confidence interval
+/// (NaN for fewer than two values).
+fn mean_and_ci95(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+    if n < 2 {
+        return (mean, f64::NAN);
+    }
+    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1) as f64;
+    (mean, 1.96 * (variance / n as f64).sqrt())
 }
 
 /// The comparison as a Markdown table, rows in the order given.
@@ -110,6 +135,22 @@ mod tests {
         assert!((half - 1.96 * 2.0 / 3f64.sqrt()).abs() < 1e-12, "{half}");
         assert_eq!(avg_len_ci95(&results(&[3, 3, 3, 3])), 0.0);
         assert!(avg_len_ci95(&results(&[5])).is_nan(), "one chain gives no interval");
+    }
+
+    #[test]
+    fn the_paired_difference_is_taken_chain_by_chain() {
+        // Differences 1, 1, 1, 1: each chain one longer, so no spread at all, where the two
+        // Avg. Len. intervals side by side would overlap widely.
+        let (difference, half) = paired_avg_len_difference(&results(&[1, 3, 5, 2]), &results(&[0, 2, 4, 1])).unwrap();
+        assert_eq!((difference, half), (1.0, 0.0));
+        // Differences 2, 0, -2: mean 0, sample variance 4.
+        let (difference, half) = paired_avg_len_difference(&results(&[2, 2, 2]), &results(&[0, 2, 4])).unwrap();
+        assert_eq!(difference, 0.0);
+        assert!((half - 1.96 * 2.0 / 3f64.sqrt()).abs() < 1e-12, "{half}");
+        let mut other_chains = results(&[0, 2, 4]);
+        other_chains.chains[1].index = 7;
+        assert_eq!(paired_avg_len_difference(&results(&[2, 2, 2]), &other_chains), None);
+        assert_eq!(paired_avg_len_difference(&results(&[2, 2]), &results(&[0, 2, 4])), None);
     }
 
     #[test]
