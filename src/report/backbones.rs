@@ -41,17 +41,18 @@ pub fn avg_len_ci95(results: &EvalResults) -> f64 {
 /// differences give a far tighter interval than the two Avg. Len. intervals side by side. `None`
 /// when the two evaluations did not run the same chains.
 pub fn paired_avg_len_difference(candidate: &EvalResults, reference: &EvalResults) -> Option<(f64, f64)> {
-    let same_chains = candidate.chains.len() == reference.chains.len()
-        && candidate.chains.iter().zip(&reference.chains).all(|(a, b)| (a.index, &a.tasks) == (b.index, &b.tasks));
-    if !same_chains {
+    if candidate.chains.len() != reference.chains.len() {
         return None;
     }
-    let differences: Vec<f64> = candidate
+    let differences = candidate
         .chains
         .iter()
         .zip(&reference.chains)
-        .map(|(a, b)| a.completed() as f64 - b.completed() as f64)
-        .collect();
+        .map(|(a, b)| {
+            let same_chain = (a.index, &a.tasks) == (b.index, &b.tasks);
+            same_chain.then(|| a.completed() as f64 - b.completed() as f64)
+        })
+        .collect::<Option<Vec<f64>>>()?;
     Some(mean_and_ci95(&differences))
 }
 
