@@ -156,15 +156,8 @@ fn pretraining_scale(dir: &Path) -> String {
 /// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation on
 /// `device`, saved there.
 pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device: &Device) -> Result<EvalResults> {
-    let path = dir.join(RESULTS_FILE);
-    if let Ok(saved) = EvalResults::load(&path)
-        && saved.scene == scene.name
-        && saved.seed == EVAL_SEED
-        && saved.total_chains == chains
-        && saved.expert_leads == 0
-        && saved.chains.len() as u64 == chains
-    {
-        println!("{}: reusing {}", dir.display(), path.display());
+    if let Some(saved) = saved_evaluation(dir, scene, chains) {
+        println!("{}: reusing {}", dir.display(), dir.join(RESULTS_FILE).display());
         return Ok(saved);
     }
     let settings = EvalSettings {
@@ -179,8 +172,20 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device
     println!("{}: evaluating on {chains} chains", dir.display());
     let make = || Ok(Box::new(HeldOutPhrasings::load(dir, device)?) as WorkerPolicy);
     let results = evaluate_with_progress(&settings, &make)?;
-    results.save(&path)?;
+    results.save(&dir.join(RESULTS_FILE))?;
     Ok(results)
+}
+
+/// The results.json in `dir` if it is a whole evaluation of `chains` chains of `scene` by the
+/// model alone, as [`evaluation`] would make.
+pub fn saved_evaluation(dir: &Path, scene: &Scene, chains: u64) -> Option<EvalResults> {
+    EvalResults::load(&dir.join(RESULTS_FILE)).ok().filter(|saved| {
+        saved.scene == scene.name
+            && saved.seed == EVAL_SEED
+            && saved.total_chains == chains
+            && saved.expert_leads == 0
+            && saved.chains.len() as u64 == chains
+    })
 }
 
 /// Wall milliseconds per closed-loop step on one thread: render the policy cameras, run the

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 use clap::{Args, ValueEnum};
 
-use crate::compare_command::evaluation;
+use crate::compare_command::{evaluation, saved_evaluation};
 use crate::device_args::DeviceArgs;
 use crate::pretrain_command::pretrain_unless_done;
 use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
@@ -20,10 +20,12 @@ use vlasim::parallel;
 use vlasim::report::backbones::{avg_len_ci95, paired_avg_len_difference};
 use vlasim::sim::scene::Scene;
 use vlasim::train::Compute;
-use vlasim::train::checkpoint::Recipe;
-use vlasim::train::pretrainer::{PretrainJob, PretrainRecipe};
+use vlasim::train::checkpoint::{self, Recipe, TRAINING_FILE};
+use vlasim::train::pretrainer::{PRETRAINING_FILE, PretrainJob, PretrainRecipe};
 use vlasim::train::schedule::{Decay, Optimisation};
 use vlasim::train::trainer::TrainJob;
+use vlasim::vla::catalog::RESULTS_FILE;
+use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets;
 
 /// A fine-tuning setting of the study.
@@ -97,6 +99,9 @@ pub struct StudyArgs {
     /// The report.
     #[arg(long, default_value = "reports/pretraining.md")]
     out: PathBuf,
+    /// Rewrite the report from the finished (or kept) runs of this grid and run nothing.
+    #[arg(long)]
+    report_only: bool,
 }
 
 /// Runs `vlasim study`.
@@ -109,12 +114,26 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let stop = stop_on_ctrl_c()?;
     let formulation = reference.recipe.formulation.clone();
     let mut cells = Vec::new();
+    let records = records_folder(&args);
     for preset in &args.presets {
         ensure!(preset != "film", "the FiLM baseline has no language model to pre-train");
         let model = presets::preset_with(preset, &formulation)?;
         for &scale in &args.scales {
             let init = (scale > 0).then(|| args.runs.join(format!("pt-{preset}-{scale}")));
-            if let Some(out) = &init {
+            let runs: Vec<(Setting, PathBuf, Recipe)> = args
+                .settings
+                .iter()
+                .map(|&setting| {
+                    let base = Recipe { preset: preset.clone(), init: init.clone(), ..reference.recipe.clone() };
+                    (setting, args.runs.join(format!("{preset}-{scale}-{}", setting.name())), setting.recipe(&base))
+                })
+                .collect();
+            let mut all_finished = true;
+            for (_, out, recipe) in &runs {
+                restore_kept_run(&records, out, recipe, &scene, args.chains)?;
+                all_finished &= finished(out, &scene, args.chains);
+            }
+            if let Some(out) = init.as_ref().filter(|_| !all_finished && !args.report_only) {
                 let recipe = PretrainRecipe {
                     preset: preset.clone(),
                     formulation: formulation.clone(),
@@ -142,25 +161,73 @@ pub fn run(args: StudyArgs) -> Result<()> {
                     resume: false,
                 };
                 pretrain_unless_done(job, stop)?;
+                keep(&records, out, &[CONFIG_FILE, PRETRAINING_FILE])?;
             }
-            for &setting in &args.settings {
-                let base = Recipe { preset: preset.clone(), init: init.clone(), ..reference.recipe.clone() };
-                let out = args.runs.join(format!("{preset}-{scale}-{}", setting.name()));
+            for (setting, out, recipe) in runs {
+                if args.report_only && !finished(&out, &scene, args.chains) {
+                    continue;
+                }
                 let job = TrainJob {
                     data: data.clone(),
                     out: out.clone(),
-                    recipe: setting.recipe(&base),
+                    recipe,
                     model: model.clone(),
                     compute: compute.clone(),
                     resume: false,
                 };
                 train_unless_done(job, stop)?;
                 let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
+                keep(&records, &out, &KEPT_RUN_FILES)?;
                 cells.push(Cell { preset: preset.clone(), scale, setting, results });
                 write_report(&args, &cells)?;
             }
         }
     }
+    write_report(&args, &cells)
+}
+
+/// Where the report keeps its runs' records: `reports/pretraining/` beside `reports/pretraining.md`.
+fn records_folder(args: &StudyArgs) -> PathBuf {
+    args.out.with_extension("")
+}
+
+/// What the report keeps of a finished fine-tuning, without its weights: enough to read it again,
+/// pair its chains with another cell's and, on another machine, take it up instead of running it.
+const KEPT_RUN_FILES: [&str; 3] = [CONFIG_FILE, TRAINING_FILE, RESULTS_FILE];
+
+/// Whether the run in `out` is trained and evaluated on these chains.
+fn finished(out: &Path, scene: &Scene, chains: u64) -> bool {
+    checkpoint::read_record(out).is_ok_and(|record| record.finished()) && saved_evaluation(out, scene, chains).is_some()
+}
+
+/// Copies `files` of the run in `out` into the folder of the same name under `records` (beside the
+/// report), so they travel with it where `--runs` does not.
+fn keep(records: &Path, out: &Path, files: &[&str]) -> Result<()> {
+    copy_files(out, &records.join(out.file_name().context("a run folder has a name")?), files)
+}
+
+/// Copies `files` from the folder `from` into the folder `to`, which is made if need be.
+fn copy_files(from: &Path, to: &Path, files: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for file in files {
+        let (source, target) = (from.join(file), to.join(file));
+        std::fs::copy(&source, &target)
+            .with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+/// Puts back a run the report kept when `out` holds none, so a study continued on a fresh machine
+/// (the runs gone, the report and its records checked out) takes up its finished cells instead of
+/// running them again. Only a kept run of this very recipe and evaluation is taken up.
+fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> Result<()> {
+    let kept = records.join(out.file_name().context("a run folder has a name")?);
+    let matches = checkpoint::read_record(&kept).is_ok_and(|record| record.finished() && record.recipe == *recipe);
+    if out.join(TRAINING_FILE).exists() || !matches || saved_evaluation(&kept, scene, chains).is_none() {
+        return Ok(());
+    }
+    copy_files(&kept, out, &KEPT_RUN_FILES)?;
+    println!("{}: restored from {} (the trained weights are not kept)", out.display(), kept.display());
     Ok(())
 }
 
@@ -208,12 +275,15 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
          by VL pre-training scale (corpus samples; {} steps of {} pairs), ± the half-width of its 95 % \
          confidence interval. Settings: seen = the recipe's \
          scenes, unseen = scenes a–c only, data10 = a tenth of the demonstrations. Regenerate (finished \
-         runs are reused) with:\n\n```sh\n{}\n```\n\n",
+         runs are reused) with:\n\n```sh\n{}\n```\n\nEach finished run's `config.json`, `training.json` \
+         (or `pretraining.json`) and `results.json` are kept in `{}/`, without the weights; the same command \
+         on another machine takes up the finished cells from there.\n\n",
         args.chains,
         args.recipe.display(),
         args.pretrain_steps,
         args.pretrain_batch,
         command_line(args),
+        records_folder(args).display(),
     );
     let cell = |preset: &String, scale: u64, setting: Setting| {
         cells.iter().find(|c| (&c.preset, c.scale, c.setting) == (preset, scale, setting)).map(|c| &c.results)

@@ -314,8 +314,7 @@ pub fn train_unless_done(mut job: TrainJob, stop: &AtomicBool) -> Result<()> {
     if let Some(saved) = &saved {
         checkpoint::ensure_same_recipe(&job.out.join(checkpoint::TRAINING_FILE), &saved.recipe, &job.recipe)?;
     }
-    if saved.as_ref().is_some_and(|saved| saved.progress.step >= saved.recipe.optimisation.steps)
-        || (saved.is_none() && job.out.join(CONFIG_FILE).is_file())
+    if saved.as_ref().is_some_and(TrainingRecord::finished) || (saved.is_none() && job.out.join(CONFIG_FILE).is_file())
     {
         println!("{}: trained already", job.out.display());
         return Ok(());

@@ -474,7 +474,25 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     assert_eq!((paired.matches('±').count(), paired.contains('—')), (1, false), "scale 8 against 0: {paired}");
     assert!(first.contains("pre-training uform"), "{first}");
     let second = study();
-    assert!(second.contains("pre-trained already") && second.contains("trained already"), "{second}");
+    assert!(second.contains("trained already") && !second.contains("pre-train"), "all finished: {second}");
+    let kept = dir.join("pretraining");
+    for (run, file) in
+        [("pt-uform-8", PRETRAINING_FILE), ("uform-0-seen", "results.json"), ("uform-8-seen", "results.json")]
+    {
+        assert!(kept.join(run).join(file).is_file(), "the report keeps {run}'s {file}");
+    }
+    std::fs::remove_dir_all(&runs).unwrap();
+    let on_a_fresh_machine = study();
+    assert_eq!(on_a_fresh_machine.matches("restored from").count(), 2, "{on_a_fresh_machine}");
+    assert!(!on_a_fresh_machine.contains("pre-train") && !on_a_fresh_machine.contains("evaluating"));
+    assert!(!runs.join("uform-8-seen").join("model.safetensors").exists(), "weights are not kept");
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), table, "the same report from the kept runs");
+    let wider = study_with(&["--settings", "unseen", "--report-only"]);
+    assert!(wider.status.success(), "{}", String::from_utf8_lossy(&wider.stderr));
+    assert!(!String::from_utf8_lossy(&wider.stdout).contains("training"), "the report only");
+    let wider_table = std::fs::read_to_string(&report).unwrap();
+    assert!(wider_table.contains(avg_len), "{wider_table}");
+    assert!(wider_table.contains("| uform | unseen | — | — |"), "not run: {wider_table}");
     let longer = study_with(&["--steps", "3"]);
     let error = String::from_utf8_lossy(&longer.stderr);
     assert!(!longer.status.success(), "a finished run of two steps is no three-step run");

@@ -211,6 +211,13 @@ pub struct TrainingRecord {
     pub progress: Progress,
 }
 
+impl TrainingRecord {
+    /// Whether the run has taken every step of its recipe.
+    pub fn finished(&self) -> bool {
+        self.progress.step >= self.recipe.optimisation.steps
+    }
+}
+
 /// `<out>` with `suffix` added to its last component.
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "checkpoint".into());
