@@ -203,7 +203,12 @@ fn finished(out: &Path, scene: &Scene, chains: u64) -> bool {
 /// Copies `files` of the run in `out` into the folder of the same name under `records` (beside the
 /// report), so they travel with it where `--runs` does not.
 fn keep(records: &Path, out: &Path, files: &[&str]) -> Result<()> {
-    copy_files(out, &records.join(out.file_name().context("a run folder has a name")?), files)
+    copy_files(out, &kept_folder(records, out)?, files)
+}
+
+/// The folder under `records` that keeps what the run in `out` leaves behind.
+fn kept_folder(records: &Path, out: &Path) -> Result<PathBuf> {
+    Ok(records.join(out.file_name().context("a run folder has a name")?))
 }
 
 /// Copies `files` from the folder `from` into the folder `to`, which is made if need be.
@@ -221,9 +226,12 @@ fn copy_files(from: &Path, to: &Path, files: &[&str]) -> Result<()> {
 /// (the runs gone, the report and its records checked out) takes up its finished cells instead of
 /// running them again. Only a kept run of this very recipe and evaluation is taken up.
 fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> Result<()> {
-    let kept = records.join(out.file_name().context("a run folder has a name")?);
+    if out.join(TRAINING_FILE).exists() {
+        return Ok(());
+    }
+    let kept = kept_folder(records, out)?;
     let matches = checkpoint::read_record(&kept).is_ok_and(|record| record.finished() && record.recipe == *recipe);
-    if out.join(TRAINING_FILE).exists() || !matches || saved_evaluation(&kept, scene, chains).is_none() {
+    if !matches || saved_evaluation(&kept, scene, chains).is_none() {
         return Ok(());
     }
     copy_files(&kept, out, &KEPT_RUN_FILES)?;
