@@ -3,8 +3,8 @@
 //! into a VLA with one recipe in each setting — the seen scene (the recipe's scenes), the unseen
 //! scene (a–c only) and 10 % of the demonstrations — and evaluated on the same chains of scene d.
 //! Every run lives in its own folder under `--runs` and is reused when finished or resumed when
-//! not, so the study can be spread over many sessions; `reports/pretraining.md` is rewritten from
-//! whatever is finished.
+//! not, so the study can be spread over many sessions; `reports/pretraining.md` and its plot are
+//! rewritten from whatever is finished.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_c
 use vlasim::eval::EvalResults;
 use vlasim::parallel;
 use vlasim::report::backbones::{avg_len_ci95, paired_avg_len_difference};
+use vlasim::report::plot::{self, ScaleSeries};
 use vlasim::sim::scene::Scene;
 use vlasim::train::Compute;
 use vlasim::train::checkpoint::{self, Recipe, TRAINING_FILE};
@@ -311,9 +312,28 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
             Some(format!("{difference:+.2} ± {half:.2}"))
         });
     }
+    let plot_path = args.out.with_extension("png");
+    let plot_name = plot_path.file_name().context("the report has a file name")?.to_string_lossy();
+    text += &format!("\n![Avg. Len. against pre-training scale]({plot_name})\n");
     let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let series: Vec<ScaleSeries> = grid_rows(args)
+        .map(|(preset, setting)| ScaleSeries {
+            name: format!("{preset} {}", setting.name()),
+            points: (args.scales.iter())
+                .map(|&scale| cell(preset, scale, setting).map(|r| (r.metrics.avg_len, avg_len_ci95(r))))
+                .collect(),
+        })
+        .collect();
+    plot::avg_len_against_scale(&args.scales, &series)
+        .save_png(1, &plot_path)
+        .with_context(|| format!("cannot write {}", plot_path.display()))?;
     std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))
+}
+
+/// The report's rows: every preset in every setting.
+fn grid_rows(args: &StudyArgs) -> impl Iterator<Item = (&String, Setting)> {
+    args.presets.iter().flat_map(|preset| args.settings.iter().map(move |&setting| (preset, setting)))
 }
 
 /// A Markdown table with a row per preset and setting and a column per scale, each cell `entry`'s
@@ -326,14 +346,12 @@ fn grid_table(args: &StudyArgs, scales: &[u64], entry: impl Fn(&String, u64, Set
     table += "\n|---|---|";
     table += &"---|".repeat(scales.len());
     table += "\n";
-    for preset in &args.presets {
-        for &setting in &args.settings {
-            table += &format!("| {preset} | {} |", setting.name());
-            for &scale in scales {
-                table += &format!(" {} |", entry(preset, scale, setting).as_deref().unwrap_or("—"));
-            }
-            table += "\n";
+    for (preset, setting) in grid_rows(args) {
+        table += &format!("| {preset} | {} |", setting.name());
+        for &scale in scales {
+            table += &format!(" {} |", entry(preset, scale, setting).as_deref().unwrap_or("—"));
         }
+        table += "\n";
     }
     table
 }

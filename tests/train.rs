@@ -473,6 +473,9 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     assert_eq!((avg_len.matches('±').count(), avg_len.contains('—')), (2, false), "both scales evaluated: {avg_len}");
     assert_eq!((paired.matches('±').count(), paired.contains('—')), (1, false), "scale 8 against 0: {paired}");
     assert!(first.contains("pre-training uform"), "{first}");
+    assert!(table.contains("](pretraining.png)"), "the report shows its plot: {table}");
+    let plot = std::fs::read(dir.join("pretraining.png")).expect("the study draws its plot");
+    assert!(plot.starts_with(b"\x89PNG"), "a PNG");
     let second = study();
     assert!(second.contains("trained already") && !second.contains("pre-train"), "all finished: {second}");
     let kept = dir.join("pretraining");
@@ -487,6 +490,7 @@ fn the_pretraining_study_pretrains_fine_tunes_evaluates_and_reports() {
     assert!(!on_a_fresh_machine.contains("pre-train") && !on_a_fresh_machine.contains("evaluating"));
     assert!(!runs.join("uform-8-seen").join("model.safetensors").exists(), "weights are not kept");
     assert_eq!(std::fs::read_to_string(&report).unwrap(), table, "the same report from the kept runs");
+    assert_eq!(std::fs::read(dir.join("pretraining.png")).unwrap(), plot, "and the same plot");
     let wider = study_with(&["--settings", "unseen", "--report-only"]);
     assert!(wider.status.success(), "{}", String::from_utf8_lossy(&wider.stderr));
     assert!(!String::from_utf8_lossy(&wider.stdout).contains("training"), "the report only");

@@ -1,5 +1,5 @@
-//! The comparison's plots as images: Avg. Len. per model with its 95 % interval, the SR@1..5
-//! curves, and Avg. Len. against latency. Plain axes, ticks and labels in the bitmap font, the
+//! The reports' plots as images: Avg. Len. per model with its 95 % interval, the SR@1..5
+//! curves, Avg. Len. against latency, and Avg. Len. against pre-training scale. Plain axes, ticks and labels in the bitmap font, the
 //! same bytes on every machine.
 
 use super::backbones::BackboneRow;
@@ -94,16 +94,25 @@ impl Chart {
         draw::fill_rect(&mut self.image, marker_rect(point), rgb);
     }
 
-    /// Model names in their colours, top right.
-    fn legend(&mut self, rows: &[BackboneRow]) {
+    /// Names in their colours (the i-th in colour i), top right.
+    fn legend<'a>(&mut self, names: impl Iterator<Item = &'a str> + Clone) {
         let (_, right, top, _) = self.area();
-        let widest = rows.iter().map(|r| draw::text_width(&r.name, 1)).max().unwrap_or(0) as i32;
-        for (i, row) in rows.iter().enumerate() {
+        let widest = names.clone().map(|name| draw::text_width(name, 1)).max().unwrap_or(0) as i32;
+        for (i, name) in names.enumerate() {
             let y = top + 4 + 12 * i as i32;
             let x = right - widest - 16;
             draw::fill_rect(&mut self.image, Rect { x, y, width: 8, height: 8 }, colour(i));
-            draw::draw_text(&mut self.image, x + 12, y, &row.name, 1, INK);
+            draw::draw_text(&mut self.image, x + 12, y, name, 1, INK);
         }
+    }
+
+    /// A vertical 95 % interval whisker around `value` at `x`.
+    fn whisker(&mut self, x: f64, value: f64, half_width: f64, rgb: [u8; 3]) {
+        let (px, low) = self.to_px(x, (value - half_width).max(0.0));
+        let (_, high) = self.to_px(x, value + half_width);
+        draw::draw_line(&mut self.image, (px, low), (px, high), 2, rgb);
+        draw::draw_line(&mut self.image, (px - 6, low), (px + 6, low), 2, rgb);
+        draw::draw_line(&mut self.image, (px - 6, high), (px + 6, high), 2, rgb);
     }
 }
 
@@ -127,11 +136,7 @@ pub fn avg_len_bars(rows: &[BackboneRow]) -> Image {
         let bar = Rect { x: x - half, y: top, width: (2 * half) as u32, height: (bottom - top).max(0) as u32 };
         draw::fill_rect(&mut chart.image, bar, colour(i));
         if row.avg_len_ci95.is_finite() {
-            let (_, low) = chart.to_px(centre, (row.metrics.avg_len - row.avg_len_ci95).max(0.0));
-            let (_, high) = chart.to_px(centre, row.metrics.avg_len + row.avg_len_ci95);
-            draw::draw_line(&mut chart.image, (x, low), (x, high), 2, INK);
-            draw::draw_line(&mut chart.image, (x - 6, low), (x + 6, low), 2, INK);
-            draw::draw_line(&mut chart.image, (x - 6, high), (x + 6, high), 2, INK);
+            chart.whisker(centre, row.metrics.avg_len, row.avg_len_ci95, INK);
         }
         let value = format!("{:.2}", row.metrics.avg_len);
         draw::draw_text(&mut chart.image, x - draw::text_width(&value, 1) as i32 / 2, top - 22, &value, 1, INK);
@@ -156,7 +161,7 @@ pub fn success_rate_curves(rows: &[BackboneRow]) -> Image {
             chart.marker(point, colour(i));
         }
     }
-    chart.legend(rows);
+    chart.legend(rows.iter().map(|row| row.name.as_str()));
     chart.image
 }
 
@@ -178,6 +183,59 @@ pub fn avg_len_against_latency(rows: &[BackboneRow]) -> Image {
         taken.push(label);
     }
     chart.image
+}
+
+/// One line of [`avg_len_against_scale`]: a preset in one setting, with Avg. Len. and the
+/// half-width of its 95 % interval at each scale where that run is finished.
+pub struct ScaleSeries {
+    pub name: String,
+    pub points: Vec<Option<(f64, f64)>>,
+}
+
+/// Avg. Len. against pre-training scale, one line with interval whiskers per series; the scales
+/// stand evenly spaced (they grow tenfold), each series a little apart from the others so that
+/// their whiskers do not hide each other. The y axis ends at the next half above the highest
+/// whisker: the study's models are far from CALVIN's 5.
+pub fn avg_len_against_scale(scales: &[u64], series: &[ScaleSeries]) -> Image {
+    let highest =
+        series.iter().flat_map(|s| s.points.iter().flatten()).map(|(avg, half)| avg + half).fold(0.0, f64::max);
+    let y_max = ((highest / 0.5).ceil() * 0.5).max(0.5);
+    let x_range = (-0.5, scales.len() as f64 - 0.5);
+    let mut chart = Chart::new("Avg. Len. against pre-training", "Avg. Len.", "corpus samples", x_range, y_max, 5);
+    for (i, &scale) in scales.iter().enumerate() {
+        chart.x_tick(i as f64, &scale_label(scale), 0);
+    }
+    let spread = 0.04 * (series.len().max(1) - 1) as f64;
+    for (i, line) in series.iter().enumerate() {
+        let offset = 0.04 * i as f64 - spread / 2.0;
+        let finished: Vec<(f64, f64, f64)> = line
+            .points
+            .iter()
+            .enumerate()
+            .filter_map(|(x, point)| point.map(|(avg, half)| (x as f64 + offset, avg, half)))
+            .collect();
+        for pair in finished.windows(2) {
+            let (from, to) = (chart.to_px(pair[0].0, pair[0].1), chart.to_px(pair[1].0, pair[1].1));
+            draw::draw_line(&mut chart.image, from, to, 2, colour(i));
+        }
+        for &(x, avg, half) in &finished {
+            chart.whisker(x, avg, half, colour(i));
+            let point = chart.to_px(x, avg);
+            chart.marker(point, colour(i));
+        }
+    }
+    chart.legend(series.iter().map(|line| line.name.as_str()));
+    chart.image
+}
+
+/// "none", "10k", "1M": a scale as the axis shows it.
+fn scale_label(scale: u64) -> String {
+    match scale {
+        0 => "none".into(),
+        s if s >= 1_000_000 && s % 1_000_000 == 0 => format!("{}M", s / 1_000_000),
+        s if s >= 1_000 && s % 1_000 == 0 => format!("{}k", s / 1_000),
+        s => s.to_string(),
+    }
 }
 
 /// Where a point's label goes: right of its marker above or below, else left of it, whichever
@@ -245,6 +303,34 @@ mod tests {
             }
         }
         assert_eq!(avg_len_bars(&rows), avg_len_bars(&rows), "the same rows draw the same pixels");
+    }
+
+    #[test]
+    fn every_finished_cell_of_the_study_is_drawn_and_the_axis_fits_them() {
+        let series = [
+            ScaleSeries { name: "kosmos seen".into(), points: vec![Some((0.2, 0.04)), None, Some((0.12, 0.03))] },
+            ScaleSeries { name: "paligemma seen".into(), points: vec![Some((0.23, 0.04)), None, None] },
+            ScaleSeries { name: "kosmos unseen".into(), points: vec![None, None, None] },
+        ];
+        let image = avg_len_against_scale(&[0, 10_000, 1_000_000], &series);
+        let (two_points, one_point, legend_only) =
+            (count(&image, colour(0)), count(&image, colour(1)), count(&image, colour(2)));
+        assert_eq!(legend_only, 64, "a series without a finished cell has its 8×8 legend square only");
+        assert!(one_point > legend_only + 30, "a lone cell gets its marker and whisker: {one_point} pixels");
+        assert!(two_points > one_point + 100, "two cells are joined by a line: {two_points} against {one_point}");
+        let top = chart_top_of(&image, colour(1));
+        assert!(top < (MARGIN_TOP + HEIGHT as i32 - MARGIN_BOTTOM) / 2, "0.27 on an axis to 0.5 is high up: {top}");
+        assert_eq!(scale_label(0), "none");
+        assert_eq!(
+            (scale_label(10_000), scale_label(1_000_000), scale_label(1_500)),
+            ("10k".into(), "1M".into(), "1500".into())
+        );
+    }
+
+    /// The highest row with a pixel of `rgb` below the title and legend.
+    fn chart_top_of(image: &Image, rgb: [u8; 3]) -> i32 {
+        let (left, right) = (MARGIN_LEFT as u32, WIDTH / 2);
+        (MARGIN_TOP as u32 + 40..HEIGHT).find(|&y| (left..right).any(|x| image.pixel(x, y) == rgb)).unwrap() as i32
     }
 
     #[test]
