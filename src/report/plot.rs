@@ -1,6 +1,6 @@
 //! The reports' plots as images: Avg. Len. per model with its 95 % interval, the SR@1..5
-//! curves, Avg. Len. against latency, and Avg. Len. against pre-training scale. Plain axes, ticks and labels in the bitmap font, the
-//! same bytes on every machine.
+//! curves, Avg. Len. against latency, and Avg. Len. against pre-training scale. Plain axes,
+//! ticks and labels in the bitmap font, the same bytes on every machine.
 
 use super::backbones::BackboneRow;
 use crate::sim::camera::Image;
