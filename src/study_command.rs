@@ -320,7 +320,9 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
     let series: Vec<ScaleSeries> = grid_rows(args)
         .map(|(preset, setting)| ScaleSeries {
             name: format!("{preset} {}", setting.name()),
-            points: (args.scales.iter())
+            points: args
+                .scales
+                .iter()
                 .map(|&scale| cell(preset, scale, setting).map(|r| (r.metrics.avg_len, avg_len_ci95(r))))
                 .collect(),
         })
