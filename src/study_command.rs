@@ -30,7 +30,7 @@ use vlasim::vla::model::CONFIG_FILE;
 use vlasim::vla::presets;
 
 /// A fine-tuning setting of the study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Setting {
     /// The recipe's scenes and share (ABCD→D with the shipped recipe).
     Seen,
@@ -114,27 +114,30 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let scene = Scene::resolve("d")?;
     let stop = stop_on_ctrl_c()?;
     let formulation = reference.recipe.formulation.clone();
-    let mut cells = Vec::new();
     let records = records_folder(&args);
-    for preset in &args.presets {
+    let asked = Grid::asked(&args);
+    let grid = Grid::asked(&args).with_kept(&records, &args, &reference.recipe, &scene)?;
+    let mut cells = Vec::new();
+    for preset in &grid.presets {
         ensure!(preset != "film", "the FiLM baseline has no language model to pre-train");
         let model = presets::preset_with(preset, &formulation)?;
-        for &scale in &args.scales {
-            let init = (scale > 0).then(|| args.runs.join(format!("pt-{preset}-{scale}")));
-            let runs: Vec<(Setting, PathBuf, Recipe)> = args
+        for &scale in &grid.scales {
+            let init = pretraining_folder(&args, preset, scale);
+            let runs: Vec<(Setting, PathBuf, Recipe, bool)> = grid
                 .settings
                 .iter()
                 .map(|&setting| {
-                    let base = Recipe { preset: preset.clone(), init: init.clone(), ..reference.recipe.clone() };
-                    (setting, args.runs.join(format!("{preset}-{scale}-{}", setting.name())), setting.recipe(&base))
+                    let (out, recipe) = fine_tuning(&args, &reference.recipe, preset, scale, setting);
+                    let runs_here = !args.report_only && asked.holds(preset, scale, setting);
+                    (setting, out, recipe, runs_here)
                 })
                 .collect();
-            let mut all_finished = true;
-            for (_, out, recipe) in &runs {
+            let mut to_train = false;
+            for (_, out, recipe, runs_here) in &runs {
                 restore_kept_run(&records, out, recipe, &scene, args.chains)?;
-                all_finished &= finished(out, &scene, args.chains);
+                to_train |= *runs_here && !finished(out, &scene, args.chains);
             }
-            if let Some(out) = init.as_ref().filter(|_| !all_finished && !args.report_only) {
+            if let Some(out) = init.as_ref().filter(|_| to_train) {
                 let recipe = PretrainRecipe {
                     preset: preset.clone(),
                     formulation: formulation.clone(),
@@ -164,8 +167,8 @@ pub fn run(args: StudyArgs) -> Result<()> {
                 pretrain_unless_done(job, stop)?;
                 keep(&records, out, &[CONFIG_FILE, PRETRAINING_FILE])?;
             }
-            for (setting, out, recipe) in runs {
-                if args.report_only && !finished(&out, &scene, args.chains) {
+            for (setting, out, recipe, runs_here) in runs {
+                if !runs_here && !finished(&out, &scene, args.chains) {
                     continue;
                 }
                 let job = TrainJob {
@@ -180,11 +183,84 @@ pub fn run(args: StudyArgs) -> Result<()> {
                 let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
                 keep(&records, &out, &KEPT_RUN_FILES)?;
                 cells.push(Cell { preset: preset.clone(), scale, setting, results });
-                write_report(&args, &cells)?;
+                write_report(&args, &grid, &cells)?;
             }
         }
     }
-    write_report(&args, &cells)
+    write_report(&args, &grid, &cells)
+}
+
+/// The cells a report covers: every preset in every setting at every scale.
+struct Grid {
+    presets: Vec<String>,
+    scales: Vec<u64>,
+    settings: Vec<Setting>,
+}
+
+impl Grid {
+    /// The cells the command line asks for.
+    fn asked(args: &StudyArgs) -> Grid {
+        Grid { presets: args.presets.clone(), scales: args.scales.clone(), settings: args.settings.clone() }
+    }
+
+    /// Whether the grid holds this cell.
+    fn holds(&self, preset: &String, scale: u64, setting: Setting) -> bool {
+        self.presets.contains(preset) && self.scales.contains(&scale) && self.settings.contains(&setting)
+    }
+
+    /// This grid grown by the finished cells of the same study kept beside the report, so that a
+    /// run restricted to some cells rewrites the report without dropping the others.
+    fn with_kept(mut self, records: &Path, args: &StudyArgs, reference: &Recipe, scene: &Scene) -> Result<Grid> {
+        let Ok(entries) = std::fs::read_dir(records) else {
+            return Ok(self);
+        };
+        for entry in entries {
+            let name = entry.with_context(|| format!("cannot list {}", records.display()))?.file_name();
+            let Some((preset, scale, setting)) = parse_fine_tuning_name(&name.to_string_lossy()) else {
+                continue;
+            };
+            let (_, recipe) = fine_tuning(args, reference, &preset, scale, setting);
+            if !kept_run_matches(&records.join(&name), &recipe, scene, args.chains) {
+                continue;
+            }
+            if !self.presets.contains(&preset) {
+                self.presets.push(preset);
+            }
+            if !self.scales.contains(&scale) {
+                self.scales.push(scale);
+            }
+            if !self.settings.contains(&setting) {
+                self.settings.push(setting);
+            }
+        }
+        self.scales.sort_unstable();
+        self.settings.sort_unstable();
+        Ok(self)
+    }
+
+    /// Every preset in every setting: the report's rows.
+    fn rows(&self) -> impl Iterator<Item = (&String, Setting)> {
+        self.presets.iter().flat_map(|preset| self.settings.iter().map(move |&setting| (preset, setting)))
+    }
+}
+
+/// Where the backbone of `preset` pre-trained on `scale` corpus samples lives (none at scale 0).
+fn pretraining_folder(args: &StudyArgs, preset: &str, scale: u64) -> Option<PathBuf> {
+    (scale > 0).then(|| args.runs.join(format!("pt-{preset}-{scale}")))
+}
+
+/// The folder and recipe of one fine-tuning of the study: `<preset>-<scale>-<setting>` under `--runs`.
+fn fine_tuning(args: &StudyArgs, reference: &Recipe, preset: &str, scale: u64, setting: Setting) -> (PathBuf, Recipe) {
+    let base = Recipe { preset: preset.to_owned(), init: pretraining_folder(args, preset, scale), ..reference.clone() };
+    (args.runs.join(format!("{preset}-{scale}-{}", setting.name())), setting.recipe(&base))
+}
+
+/// The preset, scale and setting a fine-tuning folder's name stands for (presets may hold dashes).
+fn parse_fine_tuning_name(name: &str) -> Option<(String, u64, Setting)> {
+    let mut parts = name.rsplitn(3, '-');
+    let setting = Setting::from_str(parts.next()?, false).ok()?;
+    let scale = parts.next()?.parse().ok()?;
+    Some((parts.next()?.to_owned(), scale, setting))
 }
 
 /// Where the report keeps its runs' records: `reports/pretraining/` beside `reports/pretraining.md`.
@@ -231,8 +307,7 @@ fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, 
         return Ok(());
     }
     let kept = kept_folder(records, out)?;
-    let matches = checkpoint::read_record(&kept).is_ok_and(|record| record.finished() && record.recipe == *recipe);
-    if !matches || saved_evaluation(&kept, scene, chains).is_none() {
+    if !kept_run_matches(&kept, recipe, scene, chains) {
         return Ok(());
     }
     copy_files(&kept, out, &KEPT_RUN_FILES)?;
@@ -240,14 +315,20 @@ fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, 
     Ok(())
 }
 
-/// The `vlasim study` command that runs (or, once finished, regenerates) this study.
-fn command_line(args: &StudyArgs) -> String {
-    let scales: Vec<String> = args.scales.iter().map(u64::to_string).collect();
-    let settings: Vec<&str> = args.settings.iter().map(|s| s.name()).collect();
+/// Whether the folder `kept` holds a finished run of this very recipe, evaluated on these chains.
+fn kept_run_matches(kept: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> bool {
+    checkpoint::read_record(kept).is_ok_and(|record| record.finished() && record.recipe == *recipe)
+        && saved_evaluation(kept, scene, chains).is_some()
+}
+
+/// The `vlasim study` command that runs (or, once finished, regenerates) the study of `grid`.
+fn command_line(args: &StudyArgs, grid: &Grid) -> String {
+    let scales: Vec<String> = grid.scales.iter().map(u64::to_string).collect();
+    let settings: Vec<&str> = grid.settings.iter().map(|s| s.name()).collect();
     let mut line = format!(
         "vlasim study --recipe {} --presets {} --scales {} --settings {}",
         args.recipe.display(),
-        args.presets.join(","),
+        grid.presets.join(","),
         scales.join(","),
         settings.join(","),
     );
@@ -276,7 +357,7 @@ struct Cell {
 
 /// Avg. Len. per preset and setting (rows) against the pre-training scale (columns), then each
 /// pre-trained cell's difference from its preset and setting without pre-training.
-fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
+fn write_report(args: &StudyArgs, grid: &Grid, cells: &[Cell]) -> Result<()> {
     let steps_note = args.steps.map_or_else(String::new, |steps| format!(" for {steps} steps"));
     let mut text = format!(
         "# Vision-language pre-training and VLA quality (RoboVLMs' Finding 5)\n\n\
@@ -291,22 +372,22 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
         args.recipe.display(),
         args.pretrain_steps,
         args.pretrain_batch,
-        command_line(args),
+        command_line(args, grid),
         records_folder(args).display(),
     );
     let cell = |preset: &String, scale: u64, setting: Setting| {
         cells.iter().find(|c| (&c.preset, c.scale, c.setting) == (preset, scale, setting)).map(|c| &c.results)
     };
-    text += &grid_table(args, &args.scales, |preset, scale, setting| {
+    text += &grid_table(grid, &grid.scales, |preset, scale, setting| {
         let results = cell(preset, scale, setting)?;
         Some(format!("{:.2} ± {:.2}", results.metrics.avg_len, avg_len_ci95(results)))
     });
-    if args.scales.contains(&0) {
-        let pretrained: Vec<u64> = args.scales.iter().copied().filter(|&scale| scale > 0).collect();
+    if grid.scales.contains(&0) {
+        let pretrained: Vec<u64> = grid.scales.iter().copied().filter(|&scale| scale > 0).collect();
         text += "\nPaired with the same preset and setting without pre-training, chain by chain (the same chains): \
                  the difference of Avg. Len. ± the half-width of its 95 % confidence interval. An interval that \
                  holds 0 is no measurable change.\n\n";
-        text += &grid_table(args, &pretrained, |preset, scale, setting| {
+        text += &grid_table(grid, &pretrained, |preset, scale, setting| {
             let (difference, half) =
                 paired_avg_len_difference(cell(preset, scale, setting)?, cell(preset, 0, setting)?)?;
             Some(format!("{difference:+.2} ± {half:.2}"))
@@ -317,30 +398,26 @@ fn write_report(args: &StudyArgs, cells: &[Cell]) -> Result<()> {
     text += &format!("\n![Avg. Len. against pre-training scale]({plot_name})\n");
     let folder = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-    let series: Vec<ScaleSeries> = grid_rows(args)
+    let series: Vec<ScaleSeries> = grid
+        .rows()
         .map(|(preset, setting)| ScaleSeries {
             name: format!("{preset} {}", setting.name()),
-            points: args
+            points: grid
                 .scales
                 .iter()
                 .map(|&scale| cell(preset, scale, setting).map(|r| (r.metrics.avg_len, avg_len_ci95(r))))
                 .collect(),
         })
         .collect();
-    plot::avg_len_against_scale(&args.scales, &series)
+    plot::avg_len_against_scale(&grid.scales, &series)
         .save_png(1, &plot_path)
         .with_context(|| format!("cannot write {}", plot_path.display()))?;
     std::fs::write(&args.out, text).with_context(|| format!("cannot write {}", args.out.display()))
 }
 
-/// The report's rows: every preset in every setting.
-fn grid_rows(args: &StudyArgs) -> impl Iterator<Item = (&String, Setting)> {
-    args.presets.iter().flat_map(|preset| args.settings.iter().map(move |&setting| (preset, setting)))
-}
-
 /// A Markdown table with a row per preset and setting and a column per scale, each cell `entry`'s
 /// text or `—` where it has none yet.
-fn grid_table(args: &StudyArgs, scales: &[u64], entry: impl Fn(&String, u64, Setting) -> Option<String>) -> String {
+fn grid_table(grid: &Grid, scales: &[u64], entry: impl Fn(&String, u64, Setting) -> Option<String>) -> String {
     let mut table = String::from("| preset | setting |");
     for scale in scales {
         table += &format!(" {scale} |");
@@ -348,7 +425,7 @@ fn grid_table(args: &StudyArgs, scales: &[u64], entry: impl Fn(&String, u64, Set
     table += "\n|---|---|";
     table += &"---|".repeat(scales.len());
     table += "\n";
-    for (preset, setting) in grid_rows(args) {
+    for (preset, setting) in grid.rows() {
         table += &format!("| {preset} | {} |", setting.name());
         for &scale in scales {
             table += &format!(" {} |", entry(preset, scale, setting).as_deref().unwrap_or("—"));
@@ -387,12 +464,46 @@ mod tests {
             "vlasim study --recipe r/training.json --presets kosmos --scales 0,100000 --settings seen,data10 \
              --data d1 --data d2 --steps 500 --pretrain-steps 40 --runs x --chains 9",
         );
-        let again = parse(&command_line(&given));
-        assert_eq!(command_line(&again), command_line(&given));
+        let again = parse(&command_line(&given, &Grid::asked(&given)));
+        assert_eq!(command_line(&again, &Grid::asked(&again)), command_line(&given, &Grid::asked(&given)));
         assert_eq!(
             (again.presets, again.scales, again.settings),
             (vec!["kosmos".to_owned()], vec![0, 100_000], vec![Setting::Seen, Setting::Data10])
         );
         assert_eq!((again.data, again.steps, again.pretrain_steps), (vec!["d1".into(), "d2".into()], Some(500), 40));
+    }
+
+    /// A run restricted to one cell reports every cell of the same study kept beside the report (the
+    /// repository's own records), and none of a study with another fine-tuning budget.
+    #[test]
+    fn a_restricted_run_reports_the_kept_cells_of_its_study() -> Result<()> {
+        let scene = Scene::resolve("d")?;
+        let records = Path::new("reports/pretraining");
+        let grown = |line: &str| -> Result<Grid> {
+            let args = parse(line);
+            let reference = read_training_record(&args.recipe, args.steps)?;
+            Grid::asked(&args).with_kept(records, &args, &reference.recipe, &scene)
+        };
+        let one_cell = "vlasim study --recipe assets/models/paligemma/training.json --presets kosmos --scales 0 \
+                        --settings data10 --steps 10000 --runs runs/study --chains 500";
+        let grid = grown(one_cell)?;
+        assert_eq!(grid.presets, ["kosmos", "paligemma"]);
+        assert!(grid.scales.starts_with(&[0, 10_000, 100_000]), "{:?}", grid.scales);
+        assert_eq!(grid.settings.first(), Some(&Setting::Seen));
+        assert_eq!(grid.settings.last(), Some(&Setting::Data10));
+        let other_budget = grown(&one_cell.replace("--steps 10000", "--steps 4000"))?;
+        assert_eq!((other_budget.scales, other_budget.settings), (vec![0], vec![Setting::Data10]));
+        Ok(())
+    }
+
+    #[test]
+    fn fine_tuning_names_read_back() -> Result<()> {
+        let args = parse("vlasim study --recipe assets/models/paligemma/training.json --runs x");
+        let reference = read_training_record(&args.recipe, None)?.recipe;
+        let (out, _) = fine_tuning(&args, &reference, "kosmos-wide", 100_000, Setting::Data10);
+        let name = out.file_name().unwrap().to_string_lossy();
+        assert_eq!(parse_fine_tuning_name(&name), Some(("kosmos-wide".to_owned(), 100_000, Setting::Data10)));
+        assert_eq!(parse_fine_tuning_name("pt-kosmos-100000"), None);
+        Ok(())
     }
 }
