@@ -116,27 +116,26 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let formulation = reference.recipe.formulation.clone();
     let records = records_folder(&args);
     let asked = Grid::asked(&args);
-    let grid = Grid::asked(&args).with_kept(&records, &args, &reference.recipe, &scene)?;
-    let mut cells = Vec::new();
-    for preset in &grid.presets {
+    let grid = asked.clone().with_kept(&records, &args, &reference.recipe, &scene)?;
+    for (preset, scale, setting) in grid.cells() {
+        let (out, recipe) = fine_tuning(&args, &reference.recipe, preset, scale, setting);
+        restore_kept_run(&records, &out, &recipe, &scene, args.chains)?;
+    }
+    let report = || write_report(&args, &grid, &finished_cells(&args, &grid, &reference.recipe, &scene));
+    if args.report_only {
+        return report();
+    }
+    for preset in &asked.presets {
         ensure!(preset != "film", "the FiLM baseline has no language model to pre-train");
         let model = presets::preset_with(preset, &formulation)?;
-        for &scale in &grid.scales {
+        for &scale in &asked.scales {
             let init = pretraining_folder(&args, preset, scale);
-            let runs: Vec<(Setting, PathBuf, Recipe, bool)> = grid
+            let runs: Vec<(PathBuf, Recipe)> = asked
                 .settings
                 .iter()
-                .map(|&setting| {
-                    let (out, recipe) = fine_tuning(&args, &reference.recipe, preset, scale, setting);
-                    let runs_here = !args.report_only && asked.holds(preset, scale, setting);
-                    (setting, out, recipe, runs_here)
-                })
+                .map(|&setting| fine_tuning(&args, &reference.recipe, preset, scale, setting))
                 .collect();
-            let mut to_train = false;
-            for (_, out, recipe, runs_here) in &runs {
-                restore_kept_run(&records, out, recipe, &scene, args.chains)?;
-                to_train |= *runs_here && !finished(out, &scene, args.chains);
-            }
+            let to_train = runs.iter().any(|(out, recipe)| finished_run(out, recipe, &scene, args.chains).is_none());
             if let Some(out) = init.as_ref().filter(|_| to_train) {
                 let recipe = PretrainRecipe {
                     preset: preset.clone(),
@@ -167,10 +166,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
                 pretrain_unless_done(job, stop)?;
                 keep(&records, out, &[CONFIG_FILE, PRETRAINING_FILE])?;
             }
-            for (setting, out, recipe, runs_here) in runs {
-                if !runs_here && !finished(&out, &scene, args.chains) {
-                    continue;
-                }
+            for (out, recipe) in runs {
                 let job = TrainJob {
                     data: data.clone(),
                     out: out.clone(),
@@ -180,17 +176,28 @@ pub fn run(args: StudyArgs) -> Result<()> {
                     resume: false,
                 };
                 train_unless_done(job, stop)?;
-                let results = evaluation(&out, &scene, args.chains, threads, &compute.device)?;
+                evaluation(&out, &scene, args.chains, threads, &compute.device)?;
                 keep(&records, &out, &KEPT_RUN_FILES)?;
-                cells.push(Cell { preset: preset.clone(), scale, setting, results });
-                write_report(&args, &grid, &cells)?;
+                report()?;
             }
         }
     }
-    write_report(&args, &grid, &cells)
+    report()
+}
+
+/// Every cell of `grid` whose run is finished, with its evaluation.
+fn finished_cells(args: &StudyArgs, grid: &Grid, reference: &Recipe, scene: &Scene) -> Vec<Cell> {
+    grid.cells()
+        .filter_map(|(preset, scale, setting)| {
+            let (out, recipe) = fine_tuning(args, reference, preset, scale, setting);
+            let results = finished_run(&out, &recipe, scene, args.chains)?;
+            Some(Cell { preset: preset.clone(), scale, setting, results })
+        })
+        .collect()
 }
 
 /// The cells a report covers: every preset in every setting at every scale.
+#[derive(Clone)]
 struct Grid {
     presets: Vec<String>,
     scales: Vec<u64>,
@@ -201,11 +208,6 @@ impl Grid {
     /// The cells the command line asks for.
     fn asked(args: &StudyArgs) -> Grid {
         Grid { presets: args.presets.clone(), scales: args.scales.clone(), settings: args.settings.clone() }
-    }
-
-    /// Whether the grid holds this cell.
-    fn holds(&self, preset: &String, scale: u64, setting: Setting) -> bool {
-        self.presets.contains(preset) && self.scales.contains(&scale) && self.settings.contains(&setting)
     }
 
     /// This grid grown by the finished cells of the same study kept beside the report, so that a
@@ -220,7 +222,7 @@ impl Grid {
                 continue;
             };
             let (_, recipe) = fine_tuning(args, reference, &preset, scale, setting);
-            if !kept_run_matches(&records.join(&name), &recipe, scene, args.chains) {
+            if finished_run(&records.join(&name), &recipe, scene, args.chains).is_none() {
                 continue;
             }
             if !self.presets.contains(&preset) {
@@ -236,6 +238,11 @@ impl Grid {
         self.scales.sort_unstable();
         self.settings.sort_unstable();
         Ok(self)
+    }
+
+    /// Every cell: preset, scale and setting.
+    fn cells(&self) -> impl Iterator<Item = (&String, u64, Setting)> {
+        self.rows().flat_map(|(preset, setting)| self.scales.iter().map(move |&scale| (preset, scale, setting)))
     }
 
     /// Every preset in every setting: the report's rows.
@@ -272,11 +279,6 @@ fn records_folder(args: &StudyArgs) -> PathBuf {
 /// pair its chains with another cell's and, on another machine, take it up instead of running it.
 const KEPT_RUN_FILES: [&str; 3] = [CONFIG_FILE, TRAINING_FILE, RESULTS_FILE];
 
-/// Whether the run in `out` is trained and evaluated on these chains.
-fn finished(out: &Path, scene: &Scene, chains: u64) -> bool {
-    checkpoint::read_record(out).is_ok_and(|record| record.finished()) && saved_evaluation(out, scene, chains).is_some()
-}
-
 /// Copies `files` of the run in `out` into the folder of the same name under `records` (beside the
 /// report), so they travel with it where `--runs` does not.
 fn keep(records: &Path, out: &Path, files: &[&str]) -> Result<()> {
@@ -307,7 +309,7 @@ fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, 
         return Ok(());
     }
     let kept = kept_folder(records, out)?;
-    if !kept_run_matches(&kept, recipe, scene, chains) {
+    if finished_run(&kept, recipe, scene, chains).is_none() {
         return Ok(());
     }
     copy_files(&kept, out, &KEPT_RUN_FILES)?;
@@ -315,10 +317,11 @@ fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, 
     Ok(())
 }
 
-/// Whether the folder `kept` holds a finished run of this very recipe, evaluated on these chains.
-fn kept_run_matches(kept: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> bool {
-    checkpoint::read_record(kept).is_ok_and(|record| record.finished() && record.recipe == *recipe)
-        && saved_evaluation(kept, scene, chains).is_some()
+/// The evaluation of the run in `dir` if it is a finished run of this very recipe, evaluated on
+/// these chains.
+fn finished_run(dir: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> Option<EvalResults> {
+    let record = checkpoint::read_record(dir).ok()?;
+    (record.finished() && record.recipe == *recipe).then(|| saved_evaluation(dir, scene, chains))?
 }
 
 /// The `vlasim study` command that runs (or, once finished, regenerates) the study of `grid`.
