@@ -120,6 +120,9 @@ pub fn run(args: StudyArgs) -> Result<()> {
     for (preset, scale, setting) in grid.cells() {
         let (out, recipe) = fine_tuning(&args, &reference.recipe, preset, scale, setting);
         restore_kept_run(&records, &out, &recipe, &scene, args.chains)?;
+        if finished_run(&out, &recipe, &scene, args.chains).is_some() {
+            keep(&records, &out, &KEPT_RUN_FILES)?;
+        }
     }
     let report = || write_report(&args, &grid, &finished_cells(&args, &grid, &reference.recipe, &scene));
     if args.report_only {
@@ -211,7 +214,8 @@ impl Grid {
     }
 
     /// This grid grown by the finished cells of the same study kept beside the report, so that a
-    /// run restricted to some cells rewrites the report without dropping the others.
+    /// run restricted to some cells rewrites the report without dropping the others; sorted, so
+    /// the report does not depend on which cells a run asked for.
     fn with_kept(mut self, records: &Path, args: &StudyArgs, reference: &Recipe, scene: &Scene) -> Result<Grid> {
         let Ok(entries) = std::fs::read_dir(records) else {
             return Ok(self);
@@ -235,6 +239,7 @@ impl Grid {
                 self.settings.push(setting);
             }
         }
+        self.presets.sort_unstable();
         self.scales.sort_unstable();
         self.settings.sort_unstable();
         Ok(self)
