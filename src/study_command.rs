@@ -119,9 +119,10 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let grid = asked.clone().with_kept(&records, &args, &reference.recipe, &scene)?;
     for (preset, scale, setting) in grid.cells() {
         let (out, recipe) = fine_tuning(&args, &reference.recipe, preset, scale, setting);
-        restore_kept_run(&records, &out, &recipe, &scene, args.chains)?;
         if finished_run(&out, &recipe, &scene, args.chains).is_some() {
             keep(&records, &out, &KEPT_RUN_FILES)?;
+        } else {
+            restore_kept_run(&records, &out, &recipe, &scene, args.chains)?;
         }
     }
     let report = || write_report(&args, &grid, &finished_cells(&args, &grid, &reference.recipe, &scene));
