@@ -1,7 +1,8 @@
 //! `vlasim collect`: arguments, the progress bar and Ctrl-C for [`vlasim::data::collect`].
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -106,10 +107,23 @@ pub fn run(args: CollectArgs) -> Result<()> {
             .context("progress bar template")?
             .progress_chars("=> "),
     );
+    // indicatif draws nothing when stderr is a log file, so a log gets a line per tenth of the units instead.
+    let logging = !std::io::stderr().is_terminal();
+    let tenths_logged = AtomicUsize::new(0);
     let show = |progress: Progress| {
         bar.set_length(progress.units as u64);
         bar.set_position(progress.units_done as u64);
-        bar.set_message(format!("{} episodes, {} failed attempts", progress.episodes, progress.failed));
+        let message = format!("{} episodes, {} failed attempts", progress.episodes, progress.failed);
+        let tenths = progress.units_done * 10 / progress.units.max(1);
+        if logging && tenths > tenths_logged.fetch_max(tenths, Ordering::Relaxed) {
+            eprintln!(
+                "{} {}/{} units, {message}",
+                indicatif::HumanDuration(bar.elapsed()),
+                progress.units_done,
+                progress.units
+            );
+        }
+        bar.set_message(message);
     };
     let collected = collect::collect(&settings, &args.out, workers, &STOP, &show)?;
     bar.finish();
