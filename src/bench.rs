@@ -446,6 +446,7 @@ fn bench_batch(
         actions: Tensor::rand(-1f32, 1.0, (batch, window, chunk, 7), cpu)?,
         mask: Tensor::ones((batch, window, chunk), DType::F32, cpu)?,
         scene_state: None,
+        steps_left: None,
     };
     Ok((input, targets))
 }

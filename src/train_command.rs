@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// block positions) from the features the action head reads; training only (0: none).
     #[arg(long, default_value_t = 0.0)]
     scene_state_loss: f64,
+    /// Weight of an auxiliary loss: predicting how many steps are left until the demonstration's
+    /// task is done, from the features the action head reads; training only (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    steps_left_loss: f64,
     /// Chance that each word of a training sample's instruction is left out (not in validation),
     /// so the model reads every cue of a phrasing and copes with phrasings it never saw.
     #[arg(long, default_value_t = 0.0)]
@@ -264,6 +268,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         frame_stride: args.frame_stride,
         init: args.init,
         scene_state_loss: (args.scene_state_loss != 0.0).then_some(args.scene_state_loss),
+        steps_left_loss: (args.steps_left_loss != 0.0).then_some(args.steps_left_loss),
         word_dropout: args.word_dropout,
     };
     let tokenizer = args.tokenizer.as_deref().map(Tokenizer::load).transpose()?;

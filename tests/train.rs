@@ -78,6 +78,7 @@ fn recipe(steps: u64) -> Recipe {
         frame_stride: 1,
         init: None,
         scene_state_loss: None,
+        steps_left_loss: None,
         word_dropout: 0.0,
     }
 }
@@ -239,19 +240,22 @@ fn the_recipe_can_shorten_or_lengthen_the_history_window() {
 }
 
 #[test]
-fn the_scene_state_loss_trains_a_read_out_that_the_checkpoint_keeps() {
-    let out = out_dir("train-scene-state");
-    let with_loss = Recipe { scene_state_loss: Some(0.5), ..recipe(20) };
+fn the_read_out_losses_train_read_outs_that_the_checkpoint_keeps() {
+    let out = out_dir("train-read-outs");
+    let with_loss = Recipe { scene_state_loss: Some(0.5), steps_left_loss: Some(0.25), ..recipe(20) };
     let trained = run(&job(&out, with_loss.clone(), 1, false), None).expect("train");
     let history = &trained.record.progress.train_loss;
     assert!(history[1].loss < history[0].loss, "training loss did not fall: {history:?}");
     let loaded = Vla::load(&out, &Device::Cpu).expect("the checkpoint is a model folder");
-    assert_eq!(loaded.config().scene_state_loss, Some(0.5), "config.json records the objective");
+    let objective = (loaded.config().scene_state_loss, loaded.config().steps_left_loss);
+    assert_eq!(objective, (Some(0.5), Some(0.25)), "config.json records the objective");
     let names: Vec<String> = loaded.params().vars().into_iter().map(|(name, _)| name).collect();
-    assert!(names.iter().any(|name| name.starts_with("scene_state_head.")), "the read-out is saved: {names:?}");
+    for head in ["scene_state_head.", "steps_left_head."] {
+        assert!(names.iter().any(|name| name.starts_with(head)), "the read-out {head} is saved: {names:?}");
+    }
     assert_eq!(weights(&loaded), weights(&trained.model));
 
-    let resumed = job(&out, Recipe { optimisation: optimisation(30, 6), scene_state_loss: None, ..with_loss }, 1, true);
+    let resumed = job(&out, Recipe { optimisation: optimisation(30, 6), steps_left_loss: None, ..with_loss }, 1, true);
     let error = format!("{:#}", run(&resumed, None).expect_err("another objective is another recipe"));
     assert!(error.contains("different recipe"), "{error}");
 }

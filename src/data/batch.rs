@@ -71,6 +71,8 @@ pub struct Batch {
     pub robot_obs: Vec<f32>,
     /// `[B, H, 24]` scene_obs (privileged: for auxiliary losses, never a model input).
     pub scene_obs: Vec<f32>,
+    /// `[B, H]`: steps from each frame to its episode's last (where the episode's task is done).
+    pub steps_left: Vec<usize>,
     /// `[B, H, C, 7]`: for frame `t`, actions `t .. t + C`, the episode's last action repeated past its end.
     pub actions: Vec<f32>,
     /// `[B, H, C]`: whether each action is real (false where it repeats the episode's last).
@@ -175,6 +177,7 @@ impl<'a> Sampler<'a> {
         batch.gripper_images.resize(batch_size * history * gripper_bytes, 0);
         batch.robot_obs.clear();
         batch.scene_obs.clear();
+        batch.steps_left.clear();
         batch.actions.clear();
         batch.action_mask.clear();
         batch.instructions.clear();
@@ -202,6 +205,7 @@ impl<'a> Sampler<'a> {
                 );
                 batch.robot_obs.extend_from_slice(&episode.robot_obs[t * ROBOT_OBS_DIM..][..ROBOT_OBS_DIM]);
                 batch.scene_obs.extend_from_slice(&episode.scene_obs[t * SCENE_OBS_DIM..][..SCENE_OBS_DIM]);
+                batch.steps_left.push(length - 1 - t);
                 for k in t..t + chunk {
                     let source = k.min(length - 1);
                     batch.actions.extend_from_slice(&episode.actions[source * ACTION_DIM..][..ACTION_DIM]);
@@ -352,6 +356,9 @@ mod tests {
                 assert_eq!(usize::from(first_pixel), expected[0], "images follow the same frames");
                 let scene_frame_of = |h: usize| batch.scene_obs[(sample * 3 + h) * SCENE_OBS_DIM] as usize;
                 assert_eq!((0..3).map(scene_frame_of).collect::<Vec<_>>(), expected, "so does the scene state");
+                let steps_left = &batch.steps_left[sample * 3..][..3];
+                let expected_left: Vec<usize> = expected.iter().map(|t| length - 1 - t).collect();
+                assert_eq!(steps_left, expected_left, "steps from each frame to the episode's last");
             }
         }
     }

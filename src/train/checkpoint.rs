@@ -68,6 +68,9 @@ pub struct Recipe {
     /// Weight of the auxiliary scene-state loss (`vla::scene_state`); none: actions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene_state_loss: Option<f64>,
+    /// Weight of the auxiliary steps-left loss (`vla::steps_left`); none: no such loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_left_loss: Option<f64>,
     /// Chance that each instruction word is left out of a training sample (`data::batch`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub word_dropout: f64,

@@ -14,6 +14,7 @@ use crate::data::episode::{ACTION_DIM, ROBOT_OBS_DIM, SCENE_OBS_DIM};
 use crate::lang::tokenizer::Tokenizer;
 use crate::vla::policy::rgb_tensor;
 use crate::vla::scene_state::{SCENE_STATE_COMPONENTS, scene_state_target};
+use crate::vla::steps_left::steps_left_target;
 use crate::vla::{ActionTargets, VlaConfig, VlaInput};
 
 /// Token ids and attention masks of instructions: the recorded ones encoded once, any other (an
@@ -113,10 +114,19 @@ pub fn model_batch(
         }
         None => None,
     };
+    let steps_left = match config.steps_left_loss {
+        Some(_) => {
+            let frames = &batch.steps_left[samples.start * history..samples.end * history];
+            let targets: Vec<f32> = frames.iter().map(|&steps| steps_left_target(steps)).collect();
+            Some(Tensor::from_vec(targets, (n, history, 1), device)?)
+        }
+        None => None,
+    };
     let targets = ActionTargets {
         actions: Tensor::from_vec(actions, (n, history, chunk, ACTION_DIM), device)?,
         mask: Tensor::from_vec(action_mask, (n, history, chunk), device)?,
         scene_state,
+        steps_left,
     };
     Ok((input, targets))
 }
@@ -139,6 +149,7 @@ mod tests {
         }
         config.static_image_size = 2;
         config.scene_state_loss = Some(0.1);
+        config.steps_left_loss = Some(0.1);
         let (size, history, chunk) = (3, 2, 3);
         let side = 2;
         let frame_bytes = side * side * 3;
@@ -152,6 +163,7 @@ mod tests {
             gripper_images: vec![0; size * history * frame_bytes],
             robot_obs: (0..size * history * ROBOT_OBS_DIM).map(|i| (i / ROBOT_OBS_DIM) as f32).collect(),
             scene_obs: (0..size * history * SCENE_OBS_DIM).map(|i| (i % SCENE_OBS_DIM) as f32).collect(),
+            steps_left: (0..size * history).map(|slot| 100 - slot).collect(),
             actions: (0..size * history * chunk * ACTION_DIM).map(|i| (i / ACTION_DIM) as f32).collect(),
             action_mask: (0..size * history * chunk).map(|i| i % chunk != 1).collect(),
             instructions: vec!["open the drawer".into(), "turn on the led".into(), "open the drawer".into()],
@@ -179,6 +191,9 @@ mod tests {
         assert_eq!(scene_state.dims(), &[2, history, SCENE_STATE_COMPONENTS.len()]);
         assert_eq!(scene_state.i((1, 1, 4)).unwrap().to_scalar::<f32>().unwrap(), 4.0);
         assert!((scene_state.i((1, 1, 9)).unwrap().to_scalar::<f32>().unwrap() - 120.0).abs() < 1e-4);
+        // Sample 1's frames are slots 2 and 3: 98 and 97 steps left, 50 steps a unit.
+        let steps_left = targets.steps_left.expect("the config asks for the steps-left loss");
+        assert_eq!(steps_left.i(0).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1.96], vec![1.94]]);
         let ids = input.instruction_ids.to_vec2::<u32>().unwrap();
         assert_eq!(ids[0], tokenizer.encode("turn on the led", 16).unwrap().ids);
         assert_eq!(ids[1], tokenizer.encode("open the drawer", 16).unwrap().ids);

@@ -139,8 +139,12 @@ pub fn train(
     recipe.optimisation.validate()?;
     ensure!((0.0..1.0).contains(&recipe.validation_share), "the validation share must be in [0, 1)");
     ensure!((0.0..1.0).contains(&recipe.word_dropout), "the word dropout must be in [0, 1)");
-    // The objective is the recipe's: it decides whether the model carries the scene-state head.
-    let mut model_config = VlaConfig { scene_state_loss: recipe.scene_state_loss, ..job.model.clone() };
+    // The objective is the recipe's: it decides whether the model carries the read-out heads.
+    let mut model_config = VlaConfig {
+        scene_state_loss: recipe.scene_state_loss,
+        steps_left_loss: recipe.steps_left_loss,
+        ..job.model.clone()
+    };
     let in_formulation = |reason| anyhow!("formulation `{}`: {reason}", recipe.formulation);
     if let Some(frames) = recipe.history_window {
         model_config.formulation.set_history_window(frames).map_err(in_formulation)?;

@@ -41,6 +41,10 @@ pub struct VlaConfig {
     /// model then carries its read-out head). Training only; absent: actions only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene_state_loss: Option<f64>,
+    /// Weight of the auxiliary steps-left loss next to the action loss (`super::steps_left`; the
+    /// model then carries its read-out head). Training only; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_left_loss: Option<f64>,
 }
 
 /// `robot_obs` statistics: the model sees `(robot_obs - mean) / std`.
@@ -459,11 +463,10 @@ impl VlaConfig {
             require(ensemble.decay.is_finite(), || "temporal_ensemble.decay must be a finite number".into())?;
         }
         let discrete = matches!(formulation.action_space, ActionSpace::Discrete { .. });
-        if let Some(weight) = self.scene_state_loss {
-            require(weight.is_finite() && weight > 0.0, || "scene_state_loss must be a positive number".into())?;
-            require(!discrete, || {
-                "scene_state_loss reads the continuous head's features: discrete actions have none".into()
-            })?;
+        for (name, weight) in [("scene_state_loss", self.scene_state_loss), ("steps_left_loss", self.steps_left_loss)] {
+            let Some(weight) = weight else { continue };
+            require(weight.is_finite() && weight > 0.0, || format!("{name} must be a positive number"))?;
+            require(!discrete, || format!("{name} reads the continuous head's features: discrete actions have none"))?;
         }
         if let ActionSpace::Discrete { bins } = formulation.action_space {
             require(bins >= 2, || "formulation.action_space.bins must be at least 2".into())?;

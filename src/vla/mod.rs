@@ -37,8 +37,10 @@ pub mod policy;
 pub mod presets;
 pub mod pretraining;
 pub mod projector;
+pub mod readout;
 pub mod resampler;
 pub mod scene_state;
+pub mod steps_left;
 pub mod vit;
 
 pub use config::VlaConfig;

@@ -11,7 +11,9 @@ use super::config::{ActionSpace, ArmLoss, BackboneConfig, HistoryFusion, VlaConf
 use super::ensemble::{PredictedStep, executed};
 use super::heads::{ARM_DIMS, ActionHead, ContinuousActions};
 use super::params::ParamStore;
-use super::scene_state::SceneStateHead;
+use super::readout::Readout;
+use super::scene_state::scene_state_head;
+use super::steps_left::steps_left_head;
 
 /// Dimensions of an action: 6 arm + gripper.
 pub const ACTION_DIMS: usize = 7;
@@ -91,6 +93,9 @@ pub struct ActionTargets {
     /// `[B, T, 15]` scene-state targets (`scene_state::scene_state_target`), for models with the
     /// scene-state loss.
     pub scene_state: Option<Tensor>,
+    /// `[B, T, 1]` steps-left targets (`steps_left::steps_left_target`), for models with the
+    /// steps-left loss.
+    pub steps_left: Option<Tensor>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +115,9 @@ pub struct Vla {
     /// Continuous actions only.
     head: Option<ActionHead>,
     /// With the auxiliary scene-state loss only.
-    scene_state_head: Option<SceneStateHead>,
+    scene_state_head: Option<Readout>,
+    /// With the auxiliary steps-left loss only.
+    steps_left_head: Option<Readout>,
 }
 
 /// Bin of each value in [-1, 1] among `bins` uniform bins (the gripper's ±1 land in the end bins).
@@ -156,11 +163,11 @@ impl Vla {
             )?),
             ActionSpace::Discrete { .. } => None,
         };
-        let scene_state_head = match config.scene_state_loss {
-            Some(_) => Some(SceneStateHead::new(feature_size, vb.pp("scene_state_head"))?),
-            None => None,
-        };
-        Ok(Self { config, params, backbone, head, scene_state_head })
+        let scene_state_head =
+            config.scene_state_loss.map(|_| scene_state_head(feature_size, vb.pp("scene_state_head"))).transpose()?;
+        let steps_left_head =
+            config.steps_left_loss.map(|_| steps_left_head(feature_size, vb.pp("steps_left_head"))).transpose()?;
+        Ok(Self { config, params, backbone, head, scene_state_head, steps_left_head })
     }
 
     /// The config the model was built from.
@@ -341,7 +348,7 @@ impl Vla {
 
     /// Training loss: Huber, MSE or the mixture's loss on the arm + weighted BCE on the gripper
     /// over the real chunk steps of every predicting frame (the window's last `frames` frames),
-    /// plus the weighted scene-state loss when the config has one; cross-entropy over the 7 tokens
+    /// plus the weighted scene-state and steps-left losses the config has; cross-entropy over the 7 tokens
     /// of the last frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
         let window = targets.actions.dim(1)?;
@@ -367,15 +374,19 @@ impl Vla {
                 let bce = ((logits.relu()? - (logits * &opened)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
                 let gripper = (bce * &mask)?.sum_all()?.div(&real_steps)?;
                 let actions_loss = (arm + (gripper * *gripper_loss_weight)?)?;
-                match (&self.scene_state_head, self.config.scene_state_loss) {
-                    (Some(head), Some(weight)) => {
-                        let (Some(features), Some(state)) = (&output.features, &targets.scene_state) else {
-                            candle_core::bail!("the scene-state loss needs the features and the scene-state targets")
-                        };
-                        actions_loss + (head.loss(features, state)? * weight)?
-                    }
-                    _ => Ok(actions_loss),
+                let readouts = [
+                    ("scene-state", &self.scene_state_head, self.config.scene_state_loss, &targets.scene_state),
+                    ("steps-left", &self.steps_left_head, self.config.steps_left_loss, &targets.steps_left),
+                ];
+                let mut loss = actions_loss;
+                for (name, head, weight, target) in readouts {
+                    let (Some(head), Some(weight)) = (head, weight) else { continue };
+                    let (Some(features), Some(target)) = (&output.features, target) else {
+                        candle_core::bail!("the {name} loss needs the features and the {name} targets")
+                    };
+                    loss = (loss + (head.loss(features, target)? * weight)?)?;
                 }
+                Ok(loss)
             }
             (ActionOutput::Discrete { logits }, ActionSpace::Discrete { bins }) => {
                 let target = actions_to_bins(&targets.actions.i((.., window - 1, 0, ..))?, *bins)?;

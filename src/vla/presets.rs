@@ -200,6 +200,7 @@ pub fn preset_with(name: &str, formulation_name: &str) -> Result<VlaConfig, VlaE
         temporal_ensemble: temporal_ensemble(&formulation),
         formulation,
         scene_state_loss: None,
+        steps_left_loss: None,
     };
     config.validate().map_err(VlaError::InvalidConfig)?;
     Ok(config)

@@ -62,6 +62,7 @@ pub fn batch(config: &VlaConfig, batch: usize, seed: u64) -> (VlaInput, ActionTa
         scene_state: config
             .scene_state_loss
             .map(|_| uniform(&[batch, window, SCENE_STATE_COMPONENTS.len()], -3.0, 3.0, &mut rng)),
+        steps_left: config.steps_left_loss.map(|_| uniform(&[batch, window, 1], 0.0, 3.0, &mut rng)),
     };
     (input, targets)
 }

@@ -103,3 +103,12 @@ fn models_with_the_scene_state_loss_train() {
         train_config_and_check(config);
     }
 }
+
+#[test]
+fn models_with_the_steps_left_loss_train() {
+    for (preset, formulation) in [("kosmos", "one_step"), ("paligemma", "policy_head")] {
+        let mut config = shrunk(preset_with(preset, formulation).expect("known preset"));
+        config.steps_left_loss = Some(0.5);
+        train_config_and_check(config);
+    }
+}
