@@ -348,8 +348,8 @@ impl Vla {
 
     /// Training loss: Huber, MSE or the mixture's loss on the arm + weighted BCE on the gripper
     /// over the real chunk steps of every predicting frame (the window's last `frames` frames),
-    /// plus the weighted scene-state and steps-left losses the config has; cross-entropy over the 7 tokens
-    /// of the last frame's first step for discrete actions.
+    /// plus the weighted scene-state and steps-left losses the config has; cross-entropy over the
+    /// 7 tokens of the last frame's first step for discrete actions.
     pub fn loss(&self, output: &VlaOutput, targets: &ActionTargets) -> Result<Tensor> {
         let window = targets.actions.dim(1)?;
         match (&output.actions, &self.config.formulation.action_space) {
