@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::collect::{self, CollectSettings, Collected};
 use vlasim::data::reader::Dataset;
-use vlasim::eval::{self, EvalSettings, Shard};
+use vlasim::eval::{self, EvalSettings, Shard, Wording};
 use vlasim::parallel;
 use vlasim::pretrain;
 use vlasim::sim::arm::Action;
@@ -122,6 +122,7 @@ pub fn expert(scene_name: &str, episodes: u64, chain_count: u64) -> Result<()> {
         seed: EVAL_SEED,
         total_chains: chain_count,
         expert_leads: 0,
+        wording: Wording::HeldOut,
         shard: Shard::WHOLE,
         threads: parallel::available_threads(),
     };

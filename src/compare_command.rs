@@ -14,7 +14,7 @@ use clap::Args;
 use crate::device_args::DeviceArgs;
 use crate::eval_command::evaluate_with_progress;
 use crate::train_command::{datasets_or_recorded, read_training_record, stop_on_ctrl_c, train_unless_done};
-use vlasim::eval::{EvalResults, EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy};
+use vlasim::eval::{EvalResults, EvalSettings, InstructedModel, Shard, Wording, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::report::backbones::{self, BackboneRow};
 use vlasim::report::plot;
@@ -166,11 +166,12 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device
         seed: EVAL_SEED,
         total_chains: chains,
         expert_leads: 0,
+        wording: Wording::HeldOut,
         shard: Shard::WHOLE,
         threads,
     };
     println!("{}: evaluating on {chains} chains", dir.display());
-    let make = || Ok(Box::new(HeldOutPhrasings::load(dir, device)?) as WorkerPolicy);
+    let make = || Ok(Box::new(InstructedModel::load(dir, device, Wording::HeldOut)?) as WorkerPolicy);
     let results = evaluate_with_progress(&settings, &make)?;
     results.save(&dir.join(RESULTS_FILE))?;
     Ok(results)
@@ -184,6 +185,7 @@ pub fn saved_evaluation(dir: &Path, scene: &Scene, chains: u64) -> Option<EvalRe
             && saved.seed == EVAL_SEED
             && saved.total_chains == chains
             && saved.expert_leads == 0
+            && saved.wording == Wording::HeldOut
             && saved.chains.len() as u64 == chains
     })
 }

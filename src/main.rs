@@ -23,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 
 use vlasim::app::session::Driver;
 use vlasim::app::{AttentionMap, GuiOptions};
-use vlasim::eval::HeldOutPhrasings;
+use vlasim::eval::{InstructedModel, Wording};
 use vlasim::sim::camera::{Image, PolicyCameras, View};
 use vlasim::sim::chains::{self, EVAL_SEED};
 use vlasim::sim::episode::{self, MAX_STEPS_PER_SUBTASK, StepReport};
@@ -152,7 +152,7 @@ fn record(args: RecordArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let mut policy: Box<dyn Policy> = match &args.model {
-        Some(dir) => Box::new(HeldOutPhrasings::load(dir, &candle_core::Device::Cpu)?),
+        Some(dir) => Box::new(InstructedModel::load(dir, &candle_core::Device::Cpu, Wording::HeldOut)?),
         None => Box::new(Expert::new(ExpertSettings::default())),
     };
     let recording = RolloutRecording::new(&scene, &settings, &out)?;

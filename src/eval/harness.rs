@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 
 use super::results::{ChainRecord, EvalResults, Metrics, Shard, SubtaskRecord};
 use crate::lang::instructions::Instructions;
@@ -25,30 +26,65 @@ use crate::vla::driver::VlaDriver;
 /// A policy evaluated by one worker thread.
 pub type WorkerPolicy = Box<dyn Policy + Send>;
 
-/// A trained model under evaluation: for each subtask it is told nothing but the task's held-out
-/// evaluation phrasing, which never appeared in training.
-pub struct HeldOutPhrasings(pub VlaDriver);
+/// Which words a model under evaluation is told for each subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wording {
+    /// The task's held-out evaluation phrasing, which never appeared in training: CALVIN's
+    /// protocol.
+    #[default]
+    HeldOut,
+    /// The task's first training phrasing. Not CALVIN's protocol: against a held-out evaluation
+    /// of the same model on the same chains it measures what the unseen words cost.
+    Training,
+}
 
-impl HeldOutPhrasings {
-    /// The model folder `dir` under evaluation, run on `device`; the error names the folder.
-    pub fn load(dir: &Path, device: &Device) -> Result<HeldOutPhrasings> {
-        let driver =
-            VlaDriver::load(dir, device).with_context(|| format!("cannot load the model in {}", dir.display()))?;
-        Ok(HeldOutPhrasings(driver))
+impl Wording {
+    /// The name `--wording` and `results.json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wording::HeldOut => "held-out",
+            Wording::Training => "training",
+        }
+    }
+
+    /// The words for `task`.
+    pub fn phrasing(self, task: Task) -> &'static str {
+        let instructions = Instructions::embedded();
+        match self {
+            Wording::HeldOut => instructions.eval_phrasing(task),
+            Wording::Training => &instructions.train.of(task)[0].text,
+        }
     }
 }
 
-impl Policy for HeldOutPhrasings {
+/// A trained model under evaluation: for each subtask it is told nothing but the task's phrasing
+/// in its [`Wording`].
+pub struct InstructedModel {
+    driver: VlaDriver,
+    wording: Wording,
+}
+
+impl InstructedModel {
+    /// The model folder `dir` under evaluation, run on `device`; the error names the folder.
+    pub fn load(dir: &Path, device: &Device, wording: Wording) -> Result<InstructedModel> {
+        let driver =
+            VlaDriver::load(dir, device).with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        Ok(InstructedModel { driver, wording })
+    }
+}
+
+impl Policy for InstructedModel {
     fn begin(&mut self, task: Task, world: &World) {
-        let instruction = Instructions::embedded().eval_phrasing(task);
+        let instruction = self.wording.phrasing(task);
         // Loading checked the model and tokenizer, so a failure here is a bug, not bad input.
-        if let Err(error) = self.0.begin(instruction, world) {
+        if let Err(error) = self.driver.begin(instruction, world) {
             panic!("cannot start {task} with \"{instruction}\": {error}");
         }
     }
 
     fn act(&mut self, world: &World) -> Action {
-        self.0.act(world).unwrap_or_else(|error| panic!("{error}"))
+        self.driver.act(world).unwrap_or_else(|error| panic!("{error}"))
     }
 }
 
@@ -93,6 +129,8 @@ pub struct EvalSettings {
     /// the demonstrations' mid-chain starts do; against a plain evaluation (0), that separates what
     /// the policy's own ends of subtasks cost from what a mid-chain start costs as such.
     pub expert_leads: usize,
+    /// The words a model is told (an expert reads the task, not words).
+    pub wording: Wording,
     /// The slice of them this run covers.
     pub shard: Shard,
     /// Worker threads, each with its own policy and world.
@@ -125,6 +163,7 @@ pub fn evaluate(
         seed: settings.seed,
         total_chains: settings.total_chains,
         expert_leads: settings.expert_leads,
+        wording: settings.wording,
         shards: vec![settings.shard],
         metrics: Metrics::of(&chains),
         wall_time_s: begin.elapsed().as_secs_f64(),
@@ -184,8 +223,20 @@ mod tests {
             seed: chains::EVAL_SEED,
             total_chains,
             expert_leads: 0,
+            wording: Wording::HeldOut,
             shard: Shard::WHOLE,
             threads: 2,
+        }
+    }
+
+    #[test]
+    fn only_the_training_wording_tells_words_seen_in_training() {
+        let instructions = Instructions::embedded();
+        for (task, training) in instructions.train.by_task() {
+            let seen = |words: &str| training.iter().any(|phrasing| phrasing.text == words);
+            assert_eq!(Wording::HeldOut.phrasing(task), instructions.eval_phrasing(task));
+            assert!(!seen(Wording::HeldOut.phrasing(task)), "{task}");
+            assert!(seen(Wording::Training.phrasing(task)), "{task}");
         }
     }
 

@@ -6,5 +6,5 @@
 pub mod harness;
 pub mod results;
 
-pub use harness::{EvalSettings, HeldOutPhrasings, WorkerPolicy, evaluate};
+pub use harness::{EvalSettings, InstructedModel, Wording, WorkerPolicy, evaluate};
 pub use results::{ChainRecord, EvalResults, Metrics, Shard};

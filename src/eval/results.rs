@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::harness::Wording;
 use crate::sim::chains::CHAIN_LENGTH;
 
 /// One attempted subtask of a chain.
@@ -158,6 +159,10 @@ pub struct EvalResults {
     /// [`EvalSettings::expert_leads`](super::EvalSettings::expert_leads)); 0 in a plain evaluation.
     #[serde(default)]
     pub expert_leads: usize,
+    /// The words the model was told; held-out phrasings in CALVIN's protocol (and in every file
+    /// written before the choice existed).
+    #[serde(default)]
+    pub wording: Wording,
     /// The shards these records come from (one for a single run; all of them after a merge).
     pub shards: Vec<Shard>,
     /// Metrics over `chains`.
@@ -224,6 +229,7 @@ impl EvalResults {
             check("seed", part.seed.to_string(), first.seed.to_string())?;
             check("total_chains", part.total_chains.to_string(), first.total_chains.to_string())?;
             check("expert_leads", part.expert_leads.to_string(), first.expert_leads.to_string())?;
+            check("wording", part.wording.name().into(), first.wording.name().into())?;
         }
         let mut chains: Vec<ChainRecord> = parts.iter().flat_map(|(_, p)| p.chains.iter().cloned()).collect();
         chains.sort_by_key(|c| c.index);
@@ -255,6 +261,7 @@ impl EvalResults {
             seed: first.seed,
             total_chains: first.total_chains,
             expert_leads: first.expert_leads,
+            wording: first.wording,
             shards,
             metrics: Metrics::of(&chains),
             wall_time_s: parts.iter().map(|(_, p)| p.wall_time_s).sum(),
@@ -288,6 +295,7 @@ mod tests {
             seed: 1000,
             total_chains,
             expert_leads: 0,
+            wording: Wording::HeldOut,
             shards: vec![shard],
             metrics: Metrics::of(&records),
             wall_time_s: 1.0,
@@ -353,6 +361,9 @@ mod tests {
         let other_model = EvalResults { model: "other".into(), ..second.clone() };
         let mismatch = EvalResults::merge(&parts(&[&first, &other_model, &third]), false).unwrap_err();
         assert!(mismatch.to_string().contains("part1.json: its model is other"), "{mismatch}");
+        let other_words = EvalResults { wording: Wording::Training, ..second.clone() };
+        let mismatch = EvalResults::merge(&parts(&[&first, &other_words, &third]), false).unwrap_err();
+        assert!(mismatch.to_string().contains("its wording is training, the first file's is held-out"), "{mismatch}");
     }
 
     #[test]
@@ -362,6 +373,10 @@ mod tests {
         let original = results(vec![record(0, &[true, false])], 1, Shard::WHOLE);
         original.save(&path).unwrap();
         assert_eq!(EvalResults::load(&path).unwrap(), original);
+        let mut older = serde_json::to_value(&original).unwrap();
+        older.as_object_mut().unwrap().remove("wording");
+        let older: EvalResults = serde_json::from_value(older).unwrap();
+        assert_eq!(older.wording, Wording::HeldOut, "files from before the choice are held-out evaluations");
         std::fs::write(&path, "{\"model\": 3").unwrap();
         let error = EvalResults::load(&path).unwrap_err().to_string();
         assert!(error.contains("results.json: not a vlasim results file"), "{error}");

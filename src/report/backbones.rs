@@ -103,7 +103,7 @@ pub fn markdown_table(rows: &[BackboneRow]) -> String {
 mod tests {
     use super::*;
     use crate::eval::results::SubtaskRecord;
-    use crate::eval::{ChainRecord, Shard};
+    use crate::eval::{ChainRecord, Shard, Wording};
 
     fn chain(index: u64, completed: usize) -> ChainRecord {
         let tasks: Vec<String> = (0..CHAIN_LENGTH).map(|i| format!("task{i}")).collect();
@@ -121,6 +121,7 @@ mod tests {
             seed: 1000,
             total_chains: chains.len() as u64,
             expert_leads: 0,
+            wording: Wording::HeldOut,
             shards: vec![Shard::WHOLE],
             metrics: Metrics::of(&chains),
             wall_time_s: 1.0,

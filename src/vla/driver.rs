@@ -151,7 +151,7 @@ fn relative(predicted: [f32; ACTION_DIMS]) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::{EvalSettings, HeldOutPhrasings, Shard, WorkerPolicy, evaluate};
+    use crate::eval::{EvalSettings, InstructedModel, Shard, Wording, WorkerPolicy, evaluate};
     use crate::lang::tokenizer;
     use crate::sim::chains::{self, EVAL_SEED};
     use crate::sim::episode;
@@ -231,10 +231,11 @@ mod tests {
             seed: EVAL_SEED,
             total_chains: 1,
             expert_leads: 0,
+            wording: Wording::HeldOut,
             shard: Shard::WHOLE,
             threads: 1,
         };
-        let make = || Ok(Box::new(HeldOutPhrasings::load(&dir, &Device::Cpu)?) as WorkerPolicy);
+        let make = || Ok(Box::new(InstructedModel::load(&dir, &Device::Cpu, Wording::HeldOut)?) as WorkerPolicy);
         let results = evaluate(&settings, &make, &|_| {}).unwrap();
         let record = &results.chains[0];
         assert!(!record.subtasks.is_empty());
