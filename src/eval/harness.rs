@@ -40,12 +40,10 @@ pub enum Wording {
 }
 
 impl Wording {
-    /// The name `--wording` and `results.json` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Wording::HeldOut => "held-out",
-            Wording::Training => "training",
-        }
+    /// The name `--wording` and `results.json` use (both kebab-case, derived).
+    pub fn name(self) -> String {
+        let value = clap::ValueEnum::to_possible_value(&self).expect("no wording is skipped");
+        value.get_name().to_owned()
     }
 
     /// The words for `task`.

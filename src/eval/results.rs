@@ -229,7 +229,7 @@ impl EvalResults {
             check("seed", part.seed.to_string(), first.seed.to_string())?;
             check("total_chains", part.total_chains.to_string(), first.total_chains.to_string())?;
             check("expert_leads", part.expert_leads.to_string(), first.expert_leads.to_string())?;
-            check("wording", part.wording.name().into(), first.wording.name().into())?;
+            check("wording", part.wording.name(), first.wording.name())?;
         }
         let mut chains: Vec<ChainRecord> = parts.iter().flat_map(|(_, p)| p.chains.iter().cloned()).collect();
         chains.sort_by_key(|c| c.index);
