@@ -1,8 +1,7 @@
 //! `vlasim collect`: arguments, the progress bar and Ctrl-C for [`vlasim::data::collect`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -12,6 +11,8 @@ use vlasim::data::collect::{self, CollectSettings, Collected, DaggerSettings, Pr
 use vlasim::data::simulate::DaggerLabels;
 use vlasim::parallel;
 use vlasim::sim::tasks::Task;
+
+use crate::progress_log::TenthsLog;
 
 #[derive(Args)]
 pub struct CollectArgs {
@@ -107,15 +108,12 @@ pub fn run(args: CollectArgs) -> Result<()> {
             .context("progress bar template")?
             .progress_chars("=> "),
     );
-    // indicatif draws nothing when stderr is a log file, so a log gets a line per tenth of the units instead.
-    let logging = !std::io::stderr().is_terminal();
-    let tenths_logged = AtomicUsize::new(0);
+    let log = TenthsLog::for_stderr();
     let show = |progress: Progress| {
         bar.set_length(progress.units as u64);
         bar.set_position(progress.units_done as u64);
         let message = format!("{} episodes, {} failed attempts", progress.episodes, progress.failed);
-        let tenths = progress.units_done * 10 / progress.units.max(1);
-        if logging && tenths > tenths_logged.fetch_max(tenths, Ordering::Relaxed) {
+        if log.crossed_tenth(progress.units_done, progress.units) {
             eprintln!(
                 "{} {}/{} units, {message}",
                 indicatif::HumanDuration(bar.elapsed()),

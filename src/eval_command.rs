@@ -5,15 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-
-use crate::device_args::DeviceArgs;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 
 use vlasim::eval::{self, EvalResults, EvalSettings, InstructedModel, Shard, Wording, WorkerPolicy};
 use vlasim::parallel;
 use vlasim::sim::chains::EVAL_SEED;
 use vlasim::sim::expert::{Expert, ExpertSettings};
 use vlasim::sim::scene::Scene;
+
+use crate::device_args::DeviceArgs;
+use crate::progress_log::TenthsLog;
 
 /// Arguments of `vlasim eval`.
 #[derive(Args)]
@@ -151,12 +152,18 @@ pub fn evaluate_with_progress(
         ProgressStyle::with_template("{bar:40} {pos}/{len} chains  {msg}  [{elapsed_precise} < {eta_precise}]")
             .expect("valid progress template"),
     );
+    let chains = (range.end - range.start) as usize;
+    let log = TenthsLog::for_stderr();
     let completed = std::sync::Mutex::new((0usize, 0usize));
     let results = eval::evaluate(settings, make_policy, &|record| {
         let mut completed = completed.lock().expect("progress lock");
         completed.0 += 1;
         completed.1 += record.completed();
-        progress.set_message(format!("Avg. Len. {:.2}", completed.1 as f64 / completed.0 as f64));
+        let average = format!("Avg. Len. {:.2}", completed.1 as f64 / completed.0 as f64);
+        if log.crossed_tenth(completed.0, chains) {
+            eprintln!("{} {}/{chains} chains, {average}", HumanDuration(progress.elapsed()), completed.0);
+        }
+        progress.set_message(average);
         progress.inc(1);
     })?;
     progress.finish();

@@ -8,6 +8,7 @@ mod eval_command;
 mod lang_command;
 mod pretrain_command;
 mod pretrain_data_command;
+mod progress_log;
 mod rollout_command;
 mod study_command;
 mod train_command;
