@@ -148,11 +148,11 @@ pub fn evaluate_with_progress(
     make_policy: &dyn Fn() -> Result<WorkerPolicy>,
 ) -> Result<EvalResults> {
     let range = settings.shard.range(settings.total_chains);
-    let progress = ProgressBar::new(range.end - range.start).with_style(
+    let chains = (range.end - range.start) as usize;
+    let progress = ProgressBar::new(chains as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} chains  {msg}  [{elapsed_precise} < {eta_precise}]")
             .expect("valid progress template"),
     );
-    let chains = (range.end - range.start) as usize;
     let log = TenthsLog::for_stderr();
     let completed = std::sync::Mutex::new((0usize, 0usize));
     let results = eval::evaluate(settings, make_policy, &|record| {
