@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::device_args::DeviceArgs;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::progress_log::TenthsLog;
+use indicatif::{HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::train::Compute;
@@ -181,6 +182,8 @@ pub struct TrainingDisplay {
     examples: &'static str,
     init: Option<PathBuf>,
     samples_per_sec_ema: Option<f64>,
+    steps: u64,
+    log: TenthsLog,
 }
 
 impl TrainingDisplay {
@@ -192,7 +195,16 @@ impl TrainingDisplay {
                 .context("progress bar template")?
                 .progress_chars("=> "),
         );
-        Ok(Self { bar, out: out.to_path_buf(), workers, examples, init, samples_per_sec_ema: None })
+        Ok(Self {
+            bar,
+            out: out.to_path_buf(),
+            workers,
+            examples,
+            init,
+            samples_per_sec_ema: None,
+            steps,
+            log: TenthsLog::for_stderr(),
+        })
     }
 
     /// Through `suspend`, not `println`: the lines also reach a log when stderr is not a terminal.
@@ -205,6 +217,8 @@ impl TrainingDisplay {
         match *event {
             TrainEvent::Started { step, steps, train_windows, parameters } => {
                 self.bar.set_position(step);
+                // A resumed run logs from the next tenth on, not the ones its first run logged.
+                self.log.crossed_tenth(step as usize, steps as usize);
                 self.say(format!(
                     "{} at step {step} of {steps}: {:.2} M parameters, {train_windows} {}, {} worker(s)",
                     if step == 0 { "training" } else { "resuming" },
@@ -217,7 +231,11 @@ impl TrainingDisplay {
                 let rate = self.samples_per_sec_ema.map_or(samples_per_sec, |r| 0.9 * r + 0.1 * samples_per_sec);
                 self.samples_per_sec_ema = Some(rate);
                 self.bar.set_position(step);
-                self.bar.set_message(format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s"));
+                let message = format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s");
+                if self.log.crossed_tenth(step as usize, self.steps as usize) {
+                    self.say(format!("{} step {step}/{}: {message}", HumanDuration(self.bar.elapsed()), self.steps));
+                }
+                self.bar.set_message(message);
             }
             TrainEvent::Validated { step, train_loss, validation_loss } => {
                 let validation = validation_loss.map_or("—".to_string(), |loss| format!("{loss:.4}"));
