@@ -182,7 +182,6 @@ pub struct TrainingDisplay {
     examples: &'static str,
     init: Option<PathBuf>,
     samples_per_sec_ema: Option<f64>,
-    steps: u64,
     log: TenthsLog,
 }
 
@@ -202,7 +201,6 @@ impl TrainingDisplay {
             examples,
             init,
             samples_per_sec_ema: None,
-            steps,
             log: TenthsLog::for_stderr(),
         })
     }
@@ -232,8 +230,9 @@ impl TrainingDisplay {
                 self.samples_per_sec_ema = Some(rate);
                 self.bar.set_position(step);
                 let message = format!("loss {loss_ema:.4}, lr {lr:.2e}, {rate:.1} samples/s");
-                if self.log.crossed_tenth(step as usize, self.steps as usize) {
-                    self.say(format!("{} step {step}/{}: {message}", HumanDuration(self.bar.elapsed()), self.steps));
+                let steps = self.bar.length().unwrap_or(step);
+                if self.log.crossed_tenth(step as usize, steps as usize) {
+                    self.say(format!("{} step {step}/{steps}: {message}", HumanDuration(self.bar.elapsed())));
                 }
                 self.bar.set_message(message);
             }
