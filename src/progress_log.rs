@@ -20,6 +20,11 @@ impl TenthsLog {
         let tenths = done * 10 / total.max(1);
         self.enabled && tenths > self.tenths_logged.fetch_max(tenths, Ordering::Relaxed)
     }
+
+    /// Counts the tenths up to `done` as logged, for work resumed where an earlier run logged them.
+    pub fn resume_at(&self, done: usize, total: usize) {
+        self.crossed_tenth(done, total);
+    }
 }
 
 #[cfg(test)]

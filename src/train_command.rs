@@ -215,8 +215,7 @@ impl TrainingDisplay {
         match *event {
             TrainEvent::Started { step, steps, train_windows, parameters } => {
                 self.bar.set_position(step);
-                // A resumed run logs from the next tenth on, not the ones its first run logged.
-                self.log.crossed_tenth(step as usize, steps as usize);
+                self.log.resume_at(step as usize, steps as usize);
                 self.say(format!(
                     "{} at step {step} of {steps}: {:.2} M parameters, {train_windows} {}, {} worker(s)",
                     if step == 0 { "training" } else { "resuming" },
