@@ -386,7 +386,7 @@ pub fn vla(presets: &[String], formulation: &str, history_window: Option<usize>,
         // into the patch maps; the occlusion check on top of it, over the map's grid.
         let (_, attention_cpu) = timed(|| {
             for _ in 0..steps {
-                let (_, capture) = policy.act_with_attention(&image, None, &obs)?;
+                let (_, capture) = policy.predict_with_attention(&image, None, &obs)?;
                 PatchAttention::of_newest_frame(&capture)?;
             }
             Ok(())

@@ -766,6 +766,7 @@ mod tests {
             preset: "uform".into(),
             image_tokens: model.image_tokens(),
             parameters: model.params().parameter_count(),
+            members: 1,
             evaluation: None,
         };
         let tokenizer = tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE).unwrap();

@@ -28,8 +28,10 @@ pub struct ModelCard {
     pub preset: String,
     /// Image tokens per frame in the language model.
     pub image_tokens: usize,
-    /// Parameter count.
+    /// Parameter count, of every member for an ensemble.
     pub parameters: usize,
+    /// Models whose predictions are averaged: 1, or an ensemble's size.
+    pub members: usize,
     /// The folder's evaluation, if it has one.
     pub evaluation: Option<Evaluation>,
 }
@@ -52,8 +54,9 @@ impl ModelCard {
             Some(e) => format!("Avg. Len. {:.2} ({} chains, scene {})", e.avg_len, e.chains, e.scene),
             None => "not evaluated".to_string(),
         };
+        let ensemble = if self.members > 1 { format!(" (an ensemble of {})", self.members) } else { String::new() };
         format!(
-            "{}: {} image tokens, {:.2} M parameters, {evaluation}",
+            "{}: {} image tokens, {:.2} M parameters{ensemble}, {evaluation}",
             self.name,
             self.image_tokens,
             self.parameters as f64 / 1e6
@@ -85,7 +88,8 @@ pub fn load(dir: &Path) -> Result<(ModelCard, VlaDriver), DriverError> {
         dir: dir.to_path_buf(),
         preset: model.config().preset.clone(),
         image_tokens: model.image_tokens(),
-        parameters: model.params().parameter_count(),
+        parameters: driver.parameter_count(),
+        members: driver.members(),
         evaluation,
     };
     Ok((card, driver))

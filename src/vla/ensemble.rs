@@ -43,8 +43,9 @@ impl TemporalEnsemble {
         self.chunks.clear();
     }
 
-    /// Adds this step's predicted chunk; returns the action to execute now (gripper ±1).
-    pub fn push(&mut self, chunk: Vec<PredictedStep>) -> [f32; ACTION_DIMS] {
+    /// Adds this step's predicted chunk; returns the weighted mean of the predictions covering
+    /// the current step (the gripper still a score: [`executed`] makes it an action).
+    pub fn push(&mut self, chunk: Vec<PredictedStep>) -> PredictedStep {
         self.chunks.push_front(chunk);
         // A chunk predicted `age` steps ago covers the current step while age < its length.
         while self.chunks.back().is_some_and(|oldest| oldest.len() < self.chunks.len()) {
@@ -59,7 +60,7 @@ impl TemporalEnsemble {
             }
             total_weight += weight;
         }
-        executed(sum.map(|s| s / total_weight))
+        sum.map(|s| s / total_weight)
     }
 }
 
@@ -85,7 +86,8 @@ mod tests {
         assert_eq!(first, step(0.6, 1.0), "one prediction: its first step");
         let second = ensemble.push(vec![step(-0.1, 2.0), step(0.0, 0.0), step(0.0, 0.0)]);
         assert!((second[0] - 0.1).abs() < 1e-6, "(0.3 + -0.1) / 2, got {}", second[0]);
-        assert_eq!(second[ARM_DIMS], -1.0, "mean score (-5 + 2) / 2 < 0 closes");
+        assert_eq!(second[ARM_DIMS], -1.5, "the mean score (-5 + 2) / 2");
+        assert_eq!(executed(second)[ARM_DIMS], -1.0, "a negative score closes");
         let third = ensemble.push(vec![step(0.3, 1.0), step(0.0, 0.0), step(0.0, 0.0)]);
         assert!((third[0] - 0.4).abs() < 1e-6, "(0.9 + 0.0 + 0.3) / 3, got {}", third[0]);
         let fourth = ensemble.push(vec![step(0.2, 1.0), step(0.0, 0.0), step(0.0, 0.0)]);

@@ -13,7 +13,7 @@ use candle_core::{Device, IndexOp, Result, Tensor};
 
 use super::backbone::{Frames, Text};
 use super::config::{ActionSpace, HistoryFusion};
-use super::ensemble::TemporalEnsemble;
+use super::ensemble::{PredictedStep, TemporalEnsemble, executed};
 use super::model::{ACTION_DIMS, ForwardOptions, Vla, VlaInput};
 use super::{ActionOutput, AttentionCapture};
 use crate::sim::camera::Image;
@@ -138,6 +138,17 @@ impl VlaPolicy {
         gripper_image: Option<&Tensor>,
         robot_obs: &[f32],
     ) -> Result<[f32; ACTION_DIMS]> {
+        Ok(executed(self.predict(static_image, gripper_image, robot_obs)?))
+    }
+
+    /// Like [`VlaPolicy::act`], with the gripper still a score: what an ensemble of models
+    /// averages before deciding.
+    pub fn predict(
+        &mut self,
+        static_image: &Tensor,
+        gripper_image: Option<&Tensor>,
+        robot_obs: &[f32],
+    ) -> Result<PredictedStep> {
         if self.text.is_none() {
             candle_core::bail!("call reset with an instruction before act");
         }
@@ -145,37 +156,39 @@ impl VlaPolicy {
         if self.uses_feature_cache() {
             let features = Tensor::stack(&self.window(&self.features).collect::<Vec<_>>(), 1)?;
             let actions = self.model.head_actions(&features)?;
-            return self.executed(&ActionOutput::Continuous(actions));
+            return self.current_step(&ActionOutput::Continuous(actions));
         }
         let output = self.model.forward(&self.window_input()?, ForwardOptions::default())?;
-        self.executed(&output.actions)
+        self.current_step(&output.actions)
     }
 
-    /// The action to execute now given this step's prediction.
-    fn executed(&mut self, actions: &ActionOutput) -> Result<[f32; ACTION_DIMS]> {
-        match &mut self.ensemble {
-            Some(ensemble) => Ok(ensemble.push(actions.chunk(0)?)),
-            None => actions.first_action(0),
-        }
+    /// The step to execute now given this step's prediction, the gripper as a score.
+    fn current_step(&mut self, actions: &ActionOutput) -> Result<PredictedStep> {
+        let chunk = actions.chunk(0)?;
+        Ok(match &mut self.ensemble {
+            Some(ensemble) => ensemble.push(chunk),
+            None => chunk[0],
+        })
     }
 
-    /// Like [`VlaPolicy::act`], also returning every attention layer's weights over the current
-    /// window (runs the full model on the window: slower than `act`).
-    pub fn act_with_attention(
+    /// Like [`VlaPolicy::predict`], also returning every attention layer's weights over the
+    /// current window (runs the full model on the window: slower than `predict`).
+    pub fn predict_with_attention(
         &mut self,
         static_image: &Tensor,
         gripper_image: Option<&Tensor>,
         robot_obs: &[f32],
-    ) -> Result<([f32; ACTION_DIMS], AttentionCapture)> {
+    ) -> Result<(PredictedStep, AttentionCapture)> {
         if self.text.is_none() {
             candle_core::bail!("call reset with an instruction before act");
         }
         self.push(static_image, gripper_image, robot_obs)?;
         let options = ForwardOptions { capture_attention: true, teacher_actions: None };
         let output = self.model.forward(&self.window_input()?, options)?;
-        let action = self.executed(&output.actions)?;
-        Ok((action, output.attention.expect("attention was asked for")))
+        let step = self.current_step(&output.actions)?;
+        Ok((step, output.attention.expect("attention was asked for")))
     }
+
     /// The occlusion check (DESIGN.md §6): for each cell of a `grid × grid` partition of the
     /// newest static image, how far the action moves (L2 over the 7 dimensions) when that cell
     /// is filled with the image's mean colour, everything else in the window unchanged. All cells
@@ -341,8 +354,8 @@ mod tests {
         let mut watched = VlaPolicy::new(model);
         plain.reset(&ids, &mask).unwrap();
         watched.reset(&ids, &mask).unwrap();
-        let action = plain.act(&image, gripper.as_ref(), &obs).unwrap();
-        let (watched_action, capture) = watched.act_with_attention(&image, gripper.as_ref(), &obs).unwrap();
+        let action = plain.predict(&image, gripper.as_ref(), &obs).unwrap();
+        let (watched_action, capture) = watched.predict_with_attention(&image, gripper.as_ref(), &obs).unwrap();
         for (a, b) in action.iter().zip(watched_action) {
             assert!((a - b).abs() < 1e-4);
         }
