@@ -156,6 +156,7 @@ pub fn run(args: StudyArgs) -> Result<()> {
                         grad_clip: Some(1.0),
                         eval_every: (args.pretrain_steps / 10).max(1),
                         checkpoint_every: (args.pretrain_steps / 10).max(1),
+                        ema_decay: None,
                     },
                     validation_samples: 256,
                     seed: 0,

@@ -124,6 +124,11 @@ pub struct OptimisationArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: u64,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999, about the
+    /// last thousand steps) and validate and save it as the model; the trained weights are kept
+    /// in `optimizer.safetensors` for --resume (0: no average).
+    #[arg(long, default_value_t = 0.0)]
+    pub ema_decay: f64,
     /// Continue the run in --out from its last checkpoint, with the same recipe.
     #[arg(long)]
     pub resume: bool,
@@ -148,6 +153,7 @@ impl OptimisationArgs {
             grad_clip: (self.grad_clip > 0.0).then_some(self.grad_clip),
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every,
+            ema_decay: (self.ema_decay > 0.0).then_some(self.ema_decay),
         }
     }
 

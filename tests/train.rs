@@ -58,6 +58,7 @@ fn optimisation(steps: u64, batch_size: usize) -> Optimisation {
         grad_clip: Some(1.0),
         eval_every: 10,
         checkpoint_every: 1000,
+        ema_decay: None,
     }
 }
 
@@ -278,6 +279,38 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     let mut other = recipe(steps);
     other.optimisation.lr *= 2.0;
     let error = run(&job(&out, other, 2, true), None).unwrap_err();
+    assert!(format!("{error:#}").contains("different recipe"), "{error:#}");
+}
+
+#[test]
+fn the_weights_average_is_validated_saved_and_resumed_exactly() {
+    let steps = 9;
+    let averaged = |recipe: Recipe| Recipe {
+        optimisation: Optimisation { ema_decay: Some(0.8), ..recipe.optimisation },
+        ..recipe
+    };
+    let plain_out = out_dir("train-ema-plain");
+    let plain = run(&job(&plain_out, recipe(steps), 2, false), None).expect("run without an average");
+    let straight_out = out_dir("train-ema-straight");
+    let straight = run(&job(&straight_out, averaged(recipe(steps)), 2, false), None).expect("uninterrupted run");
+    assert_eq!(
+        straight.record.progress.train_loss, plain.record.progress.train_loss,
+        "the average leaves training alone"
+    );
+    assert_ne!(
+        straight.record.progress.validation_loss, plain.record.progress.validation_loss,
+        "validation sees the average"
+    );
+    assert!(weights(&straight.model) != weights(&plain.model), "the run ends with the average in the model");
+    let saved = Vla::load(&straight_out, &Device::Cpu).unwrap();
+    assert!(weights(&saved) == weights(&straight.model), "the checkpoint holds the average");
+
+    let out = out_dir("train-ema-resumed");
+    assert!(run(&job(&out, averaged(recipe(steps)), 2, false), Some(4)).expect("first session").stopped);
+    let resumed = run(&job(&out, averaged(recipe(steps)), 2, true), None).expect("resumed session");
+    assert!(weights(&resumed.model) == weights(&straight.model), "resuming changed the average");
+    assert_eq!(resumed.record.progress.validation_loss, straight.record.progress.validation_loss);
+    let error = run(&job(&out, recipe(steps), 2, true), None).unwrap_err();
     assert!(format!("{error:#}").contains("different recipe"), "{error:#}");
 }
 

@@ -239,7 +239,7 @@ pub fn pretrain(
         prompt_len: config.max_text_len,
     };
 
-    let mut optimizer = optimizer(&model, recipe.optimisation.weight_decay, optimizer_state, progress.step)?;
+    let mut optimizer = optimizer(&model, &recipe.optimisation, optimizer_state, progress.step)?;
 
     let cached = usize::try_from(recipe.samples).unwrap_or(usize::MAX).min(IMAGE_CACHE_SAMPLES);
     let corpus = PretrainCorpus::in_memory(recipe.corpus_seed, recipe.samples).with_image_cache(cached);

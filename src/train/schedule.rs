@@ -26,6 +26,10 @@ pub struct Optimisation {
     pub eval_every: u64,
     /// Steps between checkpoints.
     pub checkpoint_every: u64,
+    /// Decay of the weights' exponential moving average, which validation and checkpoints use
+    /// instead of the trained weights (none: the trained weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
 }
 
 impl Optimisation {
@@ -33,6 +37,9 @@ impl Optimisation {
     pub fn validate(&self) -> Result<()> {
         ensure!(self.steps > 0 && self.batch_size > 0, "steps and batch size must be positive");
         ensure!(self.eval_every > 0 && self.checkpoint_every > 0, "eval-every and checkpoint-every must be positive");
+        if let Some(decay) = self.ema_decay {
+            ensure!((0.0..1.0).contains(&decay), "the EMA decay must be in [0, 1), not {decay}");
+        }
         Ok(())
     }
 

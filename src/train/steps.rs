@@ -64,9 +64,15 @@ pub(super) fn worker_pool(workers: usize, name: &'static str) -> Result<ThreadPo
         .context("starting the training workers")
 }
 
-/// AdamW over `model`'s parameters, with the moments of `saved` (a resumed run at `step`).
-pub(super) fn optimizer(model: &Vla, weight_decay: f64, saved: Option<PathBuf>, step: u64) -> Result<AdamW> {
-    let mut optimizer = AdamW::new(model.params().vars(), AdamWConfig { weight_decay, ..AdamWConfig::default() });
+/// AdamW over `model`'s parameters as `optimisation` asks, with the state of `saved` (a resumed
+/// run at `step`).
+pub(super) fn optimizer(model: &Vla, optimisation: &Optimisation, saved: Option<PathBuf>, step: u64) -> Result<AdamW> {
+    let config = AdamWConfig {
+        weight_decay: optimisation.weight_decay,
+        ema_decay: optimisation.ema_decay,
+        ..AdamWConfig::default()
+    };
+    let mut optimizer = AdamW::new(model.params().vars(), config)?;
     if let Some(path) = saved {
         optimizer.load(&path).with_context(|| format!("loading the optimiser state {}", path.display()))?;
         ensure!(
@@ -109,21 +115,32 @@ impl Loop<'_> {
             report(&TrainEvent::Step { step, loss, loss_ema: ema, lr, samples_per_sec });
 
             let last = step == steps;
-            if step.is_multiple_of(eval_every) || last {
-                let train_loss = progress.close_interval();
+            let stopping = stop.load(Ordering::SeqCst);
+            let validating = step.is_multiple_of(eval_every) || last;
+            let saving = step.is_multiple_of(checkpoint_every) || last || stopping;
+            if !(validating || saving) {
+                continue;
+            }
+            // Validation and checkpoints see the weights' average, when the run keeps one; the
+            // model keeps it when the run ends here.
+            optimizer.swap_average()?;
+            if validating {
+                let train_loss = record.progress().close_interval();
                 let validation_loss = batches.validation_loss(self.model, self.workers)?;
                 if let Some(loss) = validation_loss {
                     record.progress().validation_loss.push(LossPoint { step, loss });
                 }
                 report(&TrainEvent::Validated { step, train_loss, validation_loss });
             }
-            let stopping = stop.load(Ordering::SeqCst);
-            if step.is_multiple_of(checkpoint_every) || last || stopping {
+            if saving {
                 checkpoint::save(self.out, self.model, self.tokenizer, optimizer, self.record_file, record)?;
                 report(&TrainEvent::Saved { step });
             }
             if stopping && !last {
                 return Ok(true);
+            }
+            if !last {
+                optimizer.swap_average()?;
             }
         }
         Ok(false)

@@ -259,7 +259,7 @@ pub fn train(
         config.gripper_image_size
     );
 
-    let mut optimizer = optimizer(&model, recipe.optimisation.weight_decay, optimizer_state, progress.step)?;
+    let mut optimizer = optimizer(&model, &recipe.optimisation, optimizer_state, progress.step)?;
 
     let settings = BatchSettings {
         batch_size: recipe.optimisation.batch_size,

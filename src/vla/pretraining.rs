@@ -90,7 +90,8 @@ mod tests {
             let acting = |name: &str| ["action_token", "robot_obs_proj", "head."].iter().any(|p| name.contains(p));
             let mut untouched: Vec<&str> =
                 named.iter().map(|(name, _)| name.as_str()).filter(|name| !acting(name)).collect();
-            let mut optimizer = AdamW::new(named.clone(), AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() });
+            let mut optimizer =
+                AdamW::new(named.clone(), AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() }).unwrap();
             let mut losses = Vec::new();
             // Flamingo's tanh gates start at 0: what lies behind them is reached at the second step.
             for step in 0..6 {

@@ -17,7 +17,7 @@ fn train_config_and_check(config: VlaConfig) {
     let model = Vla::new(config.clone(), &candle_core::Device::Cpu).expect("presets build");
     let (input, targets) = batch(&config, 2, 3);
     let named = model.params().vars();
-    let mut optimizer = AdamW::new(named.clone(), AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() });
+    let mut optimizer = AdamW::new(named.clone(), AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() }).unwrap();
     let mut untouched: Vec<&str> = named.iter().map(|(name, _)| name.as_str()).collect();
     let mut losses = Vec::new();
     // Flamingo's tanh gates start at 0, so the layers behind them get their first gradient once the
