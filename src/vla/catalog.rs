@@ -100,7 +100,7 @@ mod tests {
     use super::*;
     use crate::lang::tokenizer;
     use crate::vla::Vla;
-    use crate::vla::driver::TOKENIZER_FILE;
+    use crate::vla::driver::{ENSEMBLE_FILE, TOKENIZER_FILE};
     use crate::vla::presets::preset_with;
     use crate::vla::test_support::shrunk;
 
@@ -124,6 +124,27 @@ mod tests {
         let error = load(&found[1]).err().expect("corrupt weights").to_string();
         assert!(error.contains("model.safetensors"), "{error}");
         assert!(discover(&root.join("missing")).is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_ensemble_folder_is_described_with_its_members() {
+        let root = std::env::temp_dir().join(format!("vlasim-catalog-ensemble-{}", std::process::id()));
+        for (name, seed) in [("kosmos", 0), ("kosmos-seed1", 1)] {
+            let mut config = shrunk(preset_with("kosmos", "policy_head").unwrap());
+            config.seed = seed;
+            Vla::new(config, &Device::Cpu).unwrap().save(&root.join(name)).unwrap();
+            tokenizer::train([], tokenizer::DEFAULT_VOCAB_SIZE)
+                .unwrap()
+                .save(&root.join(name).join(TOKENIZER_FILE))
+                .unwrap();
+        }
+        let (single, _) = load(&root.join("kosmos")).unwrap();
+        std::fs::write(root.join("kosmos").join(ENSEMBLE_FILE), r#"{"other_members": ["../kosmos-seed1"]}"#).unwrap();
+        let (card, _) = load(&root.join("kosmos")).unwrap();
+        assert_eq!((card.members, card.parameters), (2, 2 * single.parameters));
+        assert!(card.summary().contains("(an ensemble of 2)"), "{}", card.summary());
+        assert!(!single.summary().contains("ensemble"), "{}", single.summary());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
