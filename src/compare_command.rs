@@ -153,11 +153,11 @@ fn pretraining_scale(dir: &Path) -> String {
     }
 }
 
-/// The folder's `results.json` if it covers exactly these chains, else a fresh evaluation on
-/// `device`, saved there.
+/// The folder's saved evaluation of exactly these chains, else a fresh one on `device`, saved in
+/// the folder (see [`evaluation_files`]).
 pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device: &Device) -> Result<EvalResults> {
-    if let Some(saved) = saved_evaluation(dir, scene, chains) {
-        println!("{}: reusing {}", dir.display(), dir.join(RESULTS_FILE).display());
+    if let Some((path, saved)) = saved_evaluation_file(dir, scene, chains) {
+        println!("{}: reusing {}", dir.display(), path.display());
         return Ok(saved);
     }
     let settings = EvalSettings {
@@ -173,20 +173,44 @@ pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device
     println!("{}: evaluating on {chains} chains", dir.display());
     let make = || Ok(Box::new(InstructedModel::load(dir, device, Wording::HeldOut)?) as WorkerPolicy);
     let results = evaluate_with_progress(&settings, &make)?;
-    results.save(&dir.join(RESULTS_FILE))?;
+    let [main, beside] = evaluation_files(dir, scene, chains);
+    let path = if main.exists() {
+        println!("{}: keeping its {RESULTS_FILE}, another evaluation; this one goes beside it", dir.display());
+        beside
+    } else {
+        main
+    };
+    results.save(&path)?;
     Ok(results)
 }
 
-/// The results.json in `dir` if it is a whole evaluation of `chains` chains of `scene` by the
-/// model alone, as [`evaluation`] would make.
+/// Where an evaluation of `chains` chains of `scene` is saved in `dir`: its `results.json`, the one
+/// the GUI's model card shows, or, when that holds another evaluation (`vlasim eval` on 1000 chains,
+/// say, and this a quick comparison on 4), `results-<scene>-<chains>.json` beside it, so that no
+/// evaluation is ever overwritten by a different one.
+fn evaluation_files(dir: &Path, scene: &Scene, chains: u64) -> [PathBuf; 2] {
+    let scene_name: String =
+        scene.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    [dir.join(RESULTS_FILE), dir.join(format!("results-{scene_name}-{chains}.json"))]
+}
+
+/// The saved whole evaluation of `chains` chains of `scene` by the model in `dir` alone, as
+/// [`evaluation`] would make.
 pub fn saved_evaluation(dir: &Path, scene: &Scene, chains: u64) -> Option<EvalResults> {
-    EvalResults::load(&dir.join(RESULTS_FILE)).ok().filter(|saved| {
-        saved.scene == scene.name
-            && saved.seed == EVAL_SEED
-            && saved.total_chains == chains
-            && saved.expert_leads == 0
-            && saved.wording == Wording::HeldOut
-            && saved.chains.len() as u64 == chains
+    saved_evaluation_file(dir, scene, chains).map(|(_, results)| results)
+}
+
+fn saved_evaluation_file(dir: &Path, scene: &Scene, chains: u64) -> Option<(PathBuf, EvalResults)> {
+    evaluation_files(dir, scene, chains).into_iter().find_map(|path| {
+        let saved = EvalResults::load(&path).ok().filter(|saved| {
+            saved.scene == scene.name
+                && saved.seed == EVAL_SEED
+                && saved.total_chains == chains
+                && saved.expert_leads == 0
+                && saved.wording == Wording::HeldOut
+                && saved.chains.len() as u64 == chains
+        })?;
+        Some((path, saved))
     })
 }
 

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use common::{collect_into, out_dir, small_settings};
 use vlasim::data::batch::{BatchSettings, Sampler};
 use vlasim::data::reader::Dataset;
+use vlasim::eval::EvalResults;
 use vlasim::lang::tokenizer::Tokenizer;
 use vlasim::train::Compute;
 use vlasim::train::checkpoint::{self, Recipe};
@@ -438,14 +439,14 @@ fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
     let models = dir.join("models");
     let (reference, record) = reference_record(&dir);
     let report = dir.join("backbones.md");
-    let compare = || {
-        let fixed = ["compare", "--presets", "uform,kosmos", "--chains", "2", "--workers", "1", "--threads", "1"];
+    let compare = |chains: &str| {
+        let fixed = ["compare", "--presets", "uform,kosmos", "--chains", chains, "--workers", "1", "--threads", "1"];
         let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(|a| a.as_ref()).collect();
         args.extend(["--recipe".as_ref(), reference.as_os_str(), "--models".as_ref(), models.as_os_str()]);
         args.extend(["--out".as_ref(), report.as_os_str()]);
         vlasim(&args)
     };
-    let first = compare();
+    let first = compare("2");
     for preset in ["uform", "kosmos"] {
         let trained = checkpoint::read_record(&models.join(preset)).expect("trained into MODELS/<preset>");
         assert_eq!(trained.recipe, Recipe { preset: preset.into(), ..record.recipe.clone() }, "the same recipe");
@@ -454,11 +455,18 @@ fn compare_trains_the_missing_presets_with_one_recipe_and_reports_them() {
     let table = std::fs::read_to_string(&report).unwrap();
     assert!(table.contains("| uform |") && table.contains("| kosmos |"), "{table}");
     assert!(first.contains("training uform"), "{first}");
-    let second = compare();
+    let second = compare("2");
     assert!(
         second.contains("trained already") && second.contains("reusing"),
         "a second run trains and evaluates nothing: {second}"
     );
+    let saved_chains = |file: &str| EvalResults::load(&models.join("uform").join(file)).unwrap().chains.len();
+    let on_one_chain = compare("1");
+    assert!(on_one_chain.contains("keeping its results.json"), "{on_one_chain}");
+    assert_eq!(saved_chains("results.json"), 2, "another evaluation never replaces results.json");
+    assert_eq!(saved_chains("results-d-1.json"), 1, "it goes beside it");
+    let again = compare("1");
+    assert!(again.contains("results-d-1.json") && !again.contains("evaluating"), "and is reused: {again}");
 }
 
 #[test]
