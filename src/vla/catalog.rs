@@ -147,4 +147,17 @@ mod tests {
         assert!(!single.summary().contains("ensemble"), "{}", single.summary());
         std::fs::remove_dir_all(&root).unwrap();
     }
+
+    #[test]
+    fn every_shipped_model_loads_with_its_evaluation() {
+        let folders = discover(Path::new(SHIPPED_MODELS));
+        assert!(folders.iter().any(|dir| dir.ends_with(DEFAULT_MODEL)), "{folders:?}");
+        for dir in &folders {
+            let (card, _) = load(dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display()));
+            let evaluation = card.evaluation.as_ref().unwrap_or_else(|| panic!("{} has no results.json", card.name));
+            assert_eq!((evaluation.chains, evaluation.scene.as_str()), (1000, "d"), "{}", card.name);
+            let expected_members = if card.name == "kosmos-wide-ensemble" { 2 } else { 1 };
+            assert_eq!(card.members, expected_members, "{}", card.name);
+        }
+    }
 }
