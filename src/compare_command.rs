@@ -156,7 +156,7 @@ fn pretraining_scale(dir: &Path) -> String {
 /// The folder's saved evaluation of exactly these chains, else a fresh one on `device`, saved in
 /// the folder (see [`evaluation_files`]).
 pub fn evaluation(dir: &Path, scene: &Scene, chains: u64, threads: usize, device: &Device) -> Result<EvalResults> {
-    if let Some((path, saved)) = saved_evaluation_file(dir, scene, chains) {
+    if let Some((path, saved)) = saved_evaluation(dir, scene, chains) {
         println!("{}: reusing {}", dir.display(), path.display());
         return Ok(saved);
     }
@@ -195,12 +195,8 @@ fn evaluation_files(dir: &Path, scene: &Scene, chains: u64) -> [PathBuf; 2] {
 }
 
 /// The saved whole evaluation of `chains` chains of `scene` by the model in `dir` alone, as
-/// [`evaluation`] would make.
-pub fn saved_evaluation(dir: &Path, scene: &Scene, chains: u64) -> Option<EvalResults> {
-    saved_evaluation_file(dir, scene, chains).map(|(_, results)| results)
-}
-
-fn saved_evaluation_file(dir: &Path, scene: &Scene, chains: u64) -> Option<(PathBuf, EvalResults)> {
+/// [`evaluation`] would make, with the file it is in.
+pub fn saved_evaluation(dir: &Path, scene: &Scene, chains: u64) -> Option<(PathBuf, EvalResults)> {
     evaluation_files(dir, scene, chains).into_iter().find_map(|path| {
         let saved = EvalResults::load(&path).ok().filter(|saved| {
             saved.scene == scene.name

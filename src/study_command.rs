@@ -328,7 +328,10 @@ fn restore_kept_run(records: &Path, out: &Path, recipe: &Recipe, scene: &Scene, 
 /// these chains.
 fn finished_run(dir: &Path, recipe: &Recipe, scene: &Scene, chains: u64) -> Option<EvalResults> {
     let record = checkpoint::read_record(dir).ok()?;
-    (record.finished() && record.recipe == *recipe).then(|| saved_evaluation(dir, scene, chains))?
+    if !record.finished() || record.recipe != *recipe {
+        return None;
+    }
+    saved_evaluation(dir, scene, chains).map(|(_, results)| results)
 }
 
 /// The `vlasim study` command that runs (or, once finished, regenerates) the study of `grid`.
