@@ -39,6 +39,10 @@ pub struct TrainArgs {
     /// formulation's, 10); a chunk over 1 is executed with the even temporal ensemble.
     #[arg(long)]
     chunk: Option<usize>,
+    /// Weight of the gripper's BCE against the arm's loss in a continuous formulation (default:
+    /// the formulation's, 0.01 as in RoboVLMs' CALVIN configs).
+    #[arg(long)]
+    gripper_loss_weight: Option<f64>,
     /// Checkpoint folder = model folder; the latest checkpoint replaces the previous one.
     #[arg(long)]
     out: PathBuf,
@@ -279,6 +283,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         formulation: args.formulation,
         history_window: args.history_window,
         chunk: args.chunk,
+        gripper_loss_weight: args.gripper_loss_weight,
         optimisation: optimisation.optimisation(),
         validation_share: args.validation,
         validation_batches: args.validation_batches,

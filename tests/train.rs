@@ -69,6 +69,7 @@ fn recipe(steps: u64) -> Recipe {
         formulation: "policy_head".into(),
         history_window: None,
         chunk: None,
+        gripper_loss_weight: None,
         optimisation: optimisation(steps, 6),
         validation_share: 0.25,
         validation_batches: 1,
@@ -217,6 +218,39 @@ fn the_recipe_can_lengthen_or_drop_the_action_chunk() {
         )
     };
     let error = run(&discrete, None).expect_err("discrete actions have no chunk").to_string();
+    assert!(error.contains("needs a continuous formulation"), "{error}");
+}
+
+#[test]
+fn the_recipe_can_weight_the_gripper_loss() {
+    let out = out_dir("train-gripper-weight");
+    run(&job(&out, Recipe { gripper_loss_weight: Some(1.0), ..recipe(2) }, 1, false), None).expect("train");
+    let loaded = Vla::load(&out, &Device::Cpu).unwrap();
+    let ActionSpace::Continuous { gripper_loss_weight, .. } = loaded.config().formulation.action_space else {
+        panic!("a continuous formulation")
+    };
+    assert_eq!(gripper_loss_weight, 1.0, "config.json keeps the weight trained with");
+    assert_eq!(
+        checkpoint::read_record(&out).unwrap().recipe.gripper_loss_weight,
+        Some(1.0),
+        "training.json records it"
+    );
+
+    let negative =
+        job(&out_dir("train-gripper-negative"), Recipe { gripper_loss_weight: Some(-1.0), ..recipe(2) }, 1, false);
+    let error = run(&negative, None).expect_err("a negative weight").to_string();
+    assert!(error.contains("must be positive"), "{error}");
+
+    let discrete = TrainJob {
+        model: presets::preset_with("uform", "one_step_discrete").unwrap(),
+        ..job(
+            &out_dir("train-gripper-discrete"),
+            Recipe { gripper_loss_weight: Some(1.0), formulation: "one_step_discrete".into(), ..recipe(2) },
+            1,
+            false,
+        )
+    };
+    let error = run(&discrete, None).expect_err("discrete actions share one loss").to_string();
     assert!(error.contains("needs a continuous formulation"), "{error}");
 }
 

@@ -39,6 +39,9 @@ pub struct Recipe {
     /// Actions predicted after each frame, when not the formulation's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk: Option<usize>,
+    /// Weight of the gripper's BCE against the arm's loss, when not the formulation's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gripper_loss_weight: Option<f64>,
     /// Steps, batch, learning rate and its schedule, checkpoints.
     #[serde(flatten)]
     pub optimisation: Optimisation,

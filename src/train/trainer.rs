@@ -153,6 +153,9 @@ pub fn train(
         model_config.formulation.set_chunk(steps).map_err(in_formulation)?;
         model_config.temporal_ensemble = presets::temporal_ensemble(&model_config.formulation);
     }
+    if let Some(weight) = recipe.gripper_loss_weight {
+        model_config.formulation.set_gripper_loss_weight(weight).map_err(in_formulation)?;
+    }
     // A history window is drawn from the frames whose images are kept, so its frames are the
     // stride apart; the config records that, so the policy spaces its window the same way.
     let formulation = &mut model_config.formulation;

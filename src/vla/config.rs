@@ -432,6 +432,23 @@ impl FormulationConfig {
         }
     }
 
+    /// A continuous formulation weighting its gripper's BCE by `weight` against the arm's loss
+    /// instead of its own weight; discrete actions have one loss over all tokens.
+    pub fn set_gripper_loss_weight(&mut self, weight: f64) -> Result<(), String> {
+        require(weight.is_finite() && weight > 0.0, || {
+            format!("a gripper loss weight must be positive, not {weight}")
+        })?;
+        match &mut self.action_space {
+            ActionSpace::Continuous { gripper_loss_weight, .. } => {
+                *gripper_loss_weight = weight;
+                Ok(())
+            }
+            ActionSpace::Discrete { .. } => Err(format!(
+                "a gripper loss weight of {weight} needs a continuous formulation; discrete actions share one loss"
+            )),
+        }
+    }
+
     /// Action steps per prediction.
     pub fn chunk(&self) -> usize {
         match self.action_space {
