@@ -193,6 +193,15 @@ fn a_history_over_every_other_frame_is_spaced_two_steps_apart_in_the_model() {
     assert!(error.contains("spaces its history 3 steps apart"), "{error}");
 }
 
+/// `recipe` on the discrete one-step formulation, which has one loss over all action tokens.
+fn discrete_job(name: &str, recipe: Recipe) -> TrainJob {
+    let recipe = Recipe { formulation: "one_step_discrete".into(), ..recipe };
+    TrainJob {
+        model: presets::preset_with("uform", "one_step_discrete").unwrap(),
+        ..job(&out_dir(name), recipe, 1, false)
+    }
+}
+
 #[test]
 fn the_recipe_can_lengthen_or_drop_the_action_chunk() {
     let out = out_dir("train-chunk");
@@ -208,15 +217,7 @@ fn the_recipe_can_lengthen_or_drop_the_action_chunk() {
     assert_eq!(single.model.config().formulation.chunk(), 1);
     assert!(single.model.config().temporal_ensemble.is_none(), "one action per frame leaves nothing to ensemble");
 
-    let discrete = TrainJob {
-        model: presets::preset_with("uform", "one_step_discrete").unwrap(),
-        ..job(
-            &out_dir("train-chunk-discrete"),
-            Recipe { chunk: Some(5), formulation: "one_step_discrete".into(), ..recipe(2) },
-            1,
-            false,
-        )
-    };
+    let discrete = discrete_job("train-chunk-discrete", Recipe { chunk: Some(5), ..recipe(2) });
     let error = run(&discrete, None).expect_err("discrete actions have no chunk").to_string();
     assert!(error.contains("needs a continuous formulation"), "{error}");
 }
@@ -241,15 +242,7 @@ fn the_recipe_can_weight_the_gripper_loss() {
     let error = run(&negative, None).expect_err("a negative weight").to_string();
     assert!(error.contains("must be positive"), "{error}");
 
-    let discrete = TrainJob {
-        model: presets::preset_with("uform", "one_step_discrete").unwrap(),
-        ..job(
-            &out_dir("train-gripper-discrete"),
-            Recipe { gripper_loss_weight: Some(1.0), formulation: "one_step_discrete".into(), ..recipe(2) },
-            1,
-            false,
-        )
-    };
+    let discrete = discrete_job("train-gripper-discrete", Recipe { gripper_loss_weight: Some(1.0), ..recipe(2) });
     let error = run(&discrete, None).expect_err("discrete actions share one loss").to_string();
     assert!(error.contains("needs a continuous formulation"), "{error}");
 }
