@@ -223,8 +223,9 @@ pub fn resolve(name_or_file: &str, formulation_name: &str) -> Result<VlaConfig, 
 }
 
 /// Even ensembling of overlapping chunks, for formulations that predict chunks. Measured on the
-/// shipped `kosmos-wide` over 1000 chains: Avg. Len. 1.307 with the even ensemble, 0.694 executing each
-/// chunk's first action, 0.926 to 1.226 weighing newer or older predictions more (BENCHMARKS.md).
+/// `kosmos-wide` model of reports/kosmos-wide-v13 over 1000 chains: Avg. Len. 1.307 with the even
+/// ensemble, 0.694 executing each chunk's first action, 0.926 to 1.226 weighing newer or older
+/// predictions more (BENCHMARKS.md).
 pub fn temporal_ensemble(formulation: &FormulationConfig) -> Option<TemporalEnsembleConfig> {
     (formulation.chunk() > 1).then_some(TemporalEnsembleConfig { decay: 0.0 })
 }
