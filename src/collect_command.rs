@@ -60,6 +60,10 @@ pub struct CollectArgs {
     /// steps are recorded (recovery demonstrations, kept when the expert succeeds).
     #[arg(long, requires = "dagger_model")]
     dagger_takeover_within: Option<usize>,
+    /// Instead: the model acts alone and every frame records the action it executed; an episode
+    /// is kept only when the model got the task done (self-imitation on its own successes).
+    #[arg(long, requires = "dagger_model", conflicts_with_all = ["dagger_expert_share", "dagger_takeover_within"])]
+    dagger_own_successes: bool,
     /// Worker threads (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -86,9 +90,10 @@ pub fn run(args: CollectArgs) -> Result<()> {
         dagger: args.dagger_model.map(|model| DaggerSettings {
             model,
             episodes_per_task: args.dagger_episodes_per_task,
-            labels: match args.dagger_takeover_within {
-                Some(max_model_steps) => DaggerLabels::Takeover { max_model_steps },
-                None => DaggerLabels::Shadow { expert_share: args.dagger_expert_share.unwrap_or(0.3) },
+            labels: match (args.dagger_own_successes, args.dagger_takeover_within) {
+                (true, _) => DaggerLabels::OwnSuccesses,
+                (false, Some(max_model_steps)) => DaggerLabels::Takeover { max_model_steps },
+                (false, None) => DaggerLabels::Shadow { expert_share: args.dagger_expert_share.unwrap_or(0.3) },
             },
         }),
     };

@@ -337,3 +337,30 @@ fn a_dagger_episode_follows_the_model_and_records_the_expert() {
     let later = takeover(30, &mut learner).expect("the expert opens the drawer from where the model left it");
     assert_ne!(later.frames[0].robot_obs, demo.frames[0].robot_obs, "the recording starts where the model stopped");
 }
+
+#[test]
+fn an_own_success_episode_records_the_model_acting_alone_and_only_when_it_succeeds() {
+    let scene = Scene::resolve("d").expect("scene");
+    let settings = SimulateSettings { noise_std: 0.0, mid_chain_share: 0.0, play_tasks: 0, window_steps: 64 };
+    let never = AtomicBool::new(false);
+    let mut learner = VlaDriver::load(&Path::new(SHIPPED_MODELS).join(DEFAULT_MODEL), &candle_core::Device::Cpu)
+        .expect("the shipped model");
+    let mut episode = |task: &str, labels: DaggerLabels| {
+        let task = Task::from_name(task).expect("task");
+        simulate::dagger(&scene, task, 3, &settings, &mut learner, labels, &never).unwrap()
+    };
+
+    let own = episode("turn_on_lightbulb", DaggerLabels::OwnSuccesses).expect("the shipped model turns the bulb on");
+    let shadowed = episode("turn_on_lightbulb", DaggerLabels::Shadow { expert_share: 0.0 }).expect("set up");
+    assert_eq!(own.info.source, Source::Dagger);
+    assert_eq!(own.frames.len(), shadowed.frames.len(), "both end where the model turned the bulb on");
+    for (own_frame, shadowed_frame) in own.frames.iter().zip(&shadowed.frames) {
+        assert_eq!(own_frame.robot_obs, shadowed_frame.robot_obs, "the model acted in both");
+        assert!([-1.0, 1.0].contains(&own_frame.action[ACTION_DIM - 1]), "the gripper it executed, not a score");
+    }
+    let relabelled = own.frames.iter().zip(&shadowed.frames).filter(|(own, shadowed)| own.action != shadowed.action);
+    assert!(relabelled.count() > own.frames.len() / 2, "labelled with the model's actions, not the expert's");
+
+    assert!(episode("stack_block", DaggerLabels::Shadow { expert_share: 0.0 }).is_some(), "the task can be set up");
+    assert!(episode("stack_block", DaggerLabels::OwnSuccesses).is_none(), "the shipped model stacks nothing: no episode");
+}

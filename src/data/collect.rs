@@ -59,7 +59,8 @@ pub struct CollectSettings {
     pub dagger: Option<DaggerSettings>,
 }
 
-/// Episodes in which a trained model acts and the expert labels (see [`simulate::dagger`]).
+/// Episodes in which a trained model acts, labelled by the expert or by the model itself (see
+/// [`simulate::dagger`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaggerSettings {
     /// The model folder that acts.

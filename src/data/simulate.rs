@@ -6,6 +6,7 @@
 //! Every episode is a pure function of its seed, so collection can run in any order, on any
 //! number of threads, and resume without changing a byte.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
@@ -132,24 +133,40 @@ pub fn demo(scene: &Scene, task: Task, seed: u64, settings: &SimulateSettings, s
     else {
         return DemoOutcome::Failed;
     };
-    let mut cameras = PolicyCameras::new(&world);
+    let Ok(outcome) = record_attempt(info, &mut attempt, &mut world, stop, |world| {
+        let executed = expert.act(world);
+        Ok::<_, Infallible>((executed, expert.clean_action()))
+    });
+    outcome
+}
+
+/// Steps `attempt` until it is over, each step executing the first action `act` returns and
+/// recording the second as the frame's label; a success when the task got done.
+fn record_attempt<E>(
+    info: EpisodeInfo,
+    attempt: &mut Attempt,
+    world: &mut World,
+    stop: &AtomicBool,
+    mut act: impl FnMut(&World) -> Result<(Action, Action), E>,
+) -> Result<DemoOutcome, E> {
+    let mut cameras = PolicyCameras::new(world);
     let mut frames = Vec::new();
     while !attempt.is_over() {
         if stop.load(Ordering::Relaxed) {
-            return DemoOutcome::Stopped;
+            return Ok(DemoOutcome::Stopped);
         }
-        let executed = expert.act(&world);
-        frames.push(observe(&world, &mut cameras, expert.clean_action()));
-        match step_intact(&mut attempt, &mut world, &executed) {
-            Some(true) => return DemoOutcome::Success(RawEpisode { info, frames }),
+        let (executed, label) = act(world)?;
+        frames.push(observe(world, &mut cameras, label));
+        match step_intact(attempt, world, &executed) {
+            Some(true) => return Ok(DemoOutcome::Success(RawEpisode { info, frames })),
             Some(false) => {}
             None => break,
         }
     }
-    DemoOutcome::Failed
+    Ok(DemoOutcome::Failed)
 }
 
-/// Who labels the frames of a DAgger episode.
+/// Who acts in an episode driven by a trained model, and who labels its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "labels", rename_all = "snake_case")]
 pub enum DaggerLabels {
@@ -171,12 +188,18 @@ pub enum DaggerLabels {
         /// Most steps the model acts before the expert takes over.
         max_model_steps: usize,
     },
+    /// Self-imitation, filtered behaviour cloning on the model's own successes (as in RoboCat's
+    /// self-improvement rounds, Bousmalis et al. 2023): the model acts alone for the whole episode,
+    /// every frame records the action it executed, and the episode is kept only when the model got
+    /// the task done. The states are the model's own, which the expert's demonstrations miss, and
+    /// the labels are a function of what the cameras show, which the expert's plan is not.
+    OwnSuccesses,
 }
 
 /// A DAgger episode of `task` from the start state of `seed`, `learner` acting as `labels` says.
 /// `None` when stopped, when the task cannot be set up from this seed, when the physics came apart
-/// ([`World::intact`]), or (takeover) when the model finished the task before the expert took over
-/// or the expert failed.
+/// ([`World::intact`]), when (takeover) the model finished the task before the expert took over
+/// or the expert failed, or when (own successes) the model failed.
 pub fn dagger(
     scene: &Scene,
     task: Task,
@@ -192,10 +215,10 @@ pub fn dagger(
         return Ok(None);
     };
     learner.begin(&info.instruction, &world)?;
-    let mut cameras = PolicyCameras::new(&world);
-    let mut frames = Vec::new();
     match labels {
         DaggerLabels::Shadow { expert_share } => {
+            let mut cameras = PolicyCameras::new(&world);
+            let mut frames = Vec::new();
             while !attempt.is_over() {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);
@@ -222,20 +245,27 @@ pub fn dagger(
                 }
             }
             expert.take_over(task, attempt.start().clone(), &world);
-            while !attempt.is_over() {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                let executed = expert.act(&world);
-                frames.push(observe(&world, &mut cameras, expert.clean_action()));
-                match step_intact(&mut attempt, &mut world, &executed) {
-                    Some(true) => return Ok(Some(RawEpisode { info, frames })),
-                    Some(false) => {}
-                    None => return Ok(None),
-                }
-            }
-            Ok(None)
+            let outcome = record_attempt(info, &mut attempt, &mut world, stop, |world| {
+                let executed = expert.act(world);
+                Ok::<_, anyhow::Error>((executed, expert.clean_action()))
+            })?;
+            Ok(success(outcome))
         }
+        DaggerLabels::OwnSuccesses => {
+            let outcome = record_attempt(info, &mut attempt, &mut world, stop, |world| {
+                let executed = learner.act(world)?;
+                Ok::<_, anyhow::Error>((executed, executed))
+            })?;
+            Ok(success(outcome))
+        }
+    }
+}
+
+/// The episode of a successful attempt.
+fn success(outcome: DemoOutcome) -> Option<RawEpisode> {
+    match outcome {
+        DemoOutcome::Success(raw) => Some(raw),
+        DemoOutcome::Failed | DemoOutcome::Stopped => None,
     }
 }
 
