@@ -362,5 +362,8 @@ fn an_own_success_episode_records_the_model_acting_alone_and_only_when_it_succee
     assert!(relabelled.count() > own.frames.len() / 2, "labelled with the model's actions, not the expert's");
 
     assert!(episode("stack_block", DaggerLabels::Shadow { expert_share: 0.0 }).is_some(), "the task can be set up");
-    assert!(episode("stack_block", DaggerLabels::OwnSuccesses).is_none(), "the shipped model stacks nothing: no episode");
+    assert!(
+        episode("stack_block", DaggerLabels::OwnSuccesses).is_none(),
+        "the shipped model stacks nothing: no episode"
+    );
 }
