@@ -132,7 +132,7 @@ pub fn run(args: CollectArgs) -> Result<()> {
     bar.finish();
     match collected {
         Collected::Finished(summary) => println!(
-            "wrote {}: {} episodes, {} frames, {} instructions, {:.1} MB ({} failed expert attempts discarded)",
+            "wrote {}: {} episodes, {} frames, {} instructions, {:.1} MB ({} failed attempts discarded)",
             args.out.display(),
             summary.episodes,
             summary.frames,
