@@ -8,6 +8,7 @@ chains), and successes / attempts per task family for each.
 """
 import argparse
 import json
+import signal
 import math
 from collections import defaultdict
 
@@ -50,6 +51,7 @@ def by_family(chains):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into `head`
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("candidate")
     parser.add_argument("reference")
