@@ -352,7 +352,7 @@ fn an_own_success_episode_records_the_model_acting_alone_and_only_when_it_succee
 
     let own = episode("turn_on_lightbulb", DaggerLabels::OwnSuccesses).expect("the shipped model turns the bulb on");
     let shadowed = episode("turn_on_lightbulb", DaggerLabels::Shadow { expert_share: 0.0 }).expect("set up");
-    assert_eq!(own.info.source, Source::Dagger);
+    assert_eq!(own.info.source, Source::OwnSuccess);
     assert_eq!(own.frames.len(), shadowed.frames.len(), "both end where the model turned the bulb on");
     for (own_frame, shadowed_frame) in own.frames.iter().zip(&shadowed.frames) {
         assert_eq!(own_frame.robot_obs, shadowed_frame.robot_obs, "the model acted in both");

@@ -38,6 +38,9 @@ pub enum Source {
     /// A trained model drove the arm, the expert labelled every frame (DAgger); kept whether or
     /// not the task got done.
     Dagger,
+    /// A trained model drove the arm alone and got the task done; every frame records the action
+    /// it executed (self-imitation, `vlasim collect --dagger-own-successes`).
+    OwnSuccess,
 }
 
 impl Source {
@@ -48,6 +51,7 @@ impl Source {
             Source::Play => "play",
             Source::Teleop => "teleop",
             Source::Dagger => "dagger",
+            Source::OwnSuccess => "own_success",
         }
     }
 }

@@ -196,6 +196,16 @@ pub enum DaggerLabels {
     OwnSuccesses,
 }
 
+impl DaggerLabels {
+    /// The source its episodes are stored under.
+    fn source(self) -> Source {
+        match self {
+            DaggerLabels::Shadow { .. } | DaggerLabels::Takeover { .. } => Source::Dagger,
+            DaggerLabels::OwnSuccesses => Source::OwnSuccess,
+        }
+    }
+}
+
 /// A DAgger episode of `task` from the start state of `seed`, `learner` acting as `labels` says.
 /// `None` when stopped, when the task cannot be set up from this seed, when the physics came apart
 /// ([`World::intact`]), when (takeover) the model finished the task before the expert took over
@@ -210,7 +220,7 @@ pub fn dagger(
     stop: &AtomicBool,
 ) -> Result<Option<RawEpisode>> {
     let Some(SingleTask { mut world, mut expert, mut attempt, info, mut rng }) =
-        SingleTask::start(scene, task, seed, settings, Source::Dagger)
+        SingleTask::start(scene, task, seed, settings, labels.source())
     else {
         return Ok(None);
     };
