@@ -8,8 +8,8 @@ chains), and successes / attempts per task family for each.
 """
 import argparse
 import json
-import signal
 import math
+import signal
 from collections import defaultdict
 
 FAMILIES = [
