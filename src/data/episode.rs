@@ -35,8 +35,8 @@ pub enum Source {
     Play,
     /// A person drove the arm with the keyboard in the GUI until the oracle saw the task done.
     Teleop,
-    /// A trained model drove the arm, the expert labelled every frame (DAgger); kept whether or
-    /// not the task got done.
+    /// A trained model drove the arm and the expert labelled every frame (DAgger, kept whether or
+    /// not the task got done), or took over and finished the task (recovery demonstrations).
     Dagger,
     /// A trained model drove the arm alone and got the task done; every frame records the action
     /// it executed (self-imitation, `vlasim collect --dagger-own-successes`).
